@@ -1,0 +1,217 @@
+"""Common machinery of the particle worlds: state, padded agents, physics, the step skeleton.
+
+A particle env subclasses :class:`ParticleEnv` and implements
+
+* ``make_task`` / ``sample_task`` / ``validate_task`` (its task pytree),
+* ``agent_mask(task) -> [A] bool`` (default: the first ``task.n_agents`` slots),
+* ``bodies(state) -> Bodies`` (agent sizes, masses, speed caps; inactive agents neither move
+  nor collide) and ``accel(state) -> [A]``,
+* ``init_state(key, task) -> ParticleState``,
+* ``rules(state, key) -> (state, reward [A], discount [A], terminated [], extras)`` applied
+  after the physics step (rewards, respawns, removals),
+* ``observe(state) -> Observation`` and ``observation_spec``.
+
+Randomness that depends on the number of slots is drawn per entity with ``fold_in`` of the
+entity index (:func:`entity_uniform`), so a game padded to a larger maximum draws exactly the
+same numbers for its real agents and objects as the unpadded game.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jumanji import specs
+
+from envs.core import (
+    EnvError,
+    MultiAgentEnv,
+    Observation,
+    TimeStep,
+    is_concrete,
+    make_timestep,
+)
+from envs.particle.physics import Bodies, PhysicsConfig, action_force, physics_step
+
+Array = jax.Array
+
+ACTION_TYPES = ("discrete", "relaxed", "continuous")
+
+
+@struct.dataclass
+class ParticleState:
+    """State of a particle world.
+
+    * ``key``: PRNG key; ``step``: ``[]`` int32 steps taken in the episode;
+    * ``task``: the game (env-specific pytree);
+    * ``pos``, ``vel``: ``[A, 2]`` float32 agent positions and velocities;
+    * ``obj_pos``: ``[M, 2]`` float32 object positions (landmarks, treasures, food);
+    * ``alive``: ``[A]`` bool, agents still in play (padding is never alive).
+    """
+
+    key: Array
+    step: Array
+    task: Any
+    pos: Array
+    vel: Array
+    obj_pos: Array
+    alive: Array
+
+
+def entity_uniform(key: Array, n: int, low: float = -1.0, high: float = 1.0) -> Array:
+    """``[n, 2]`` positions uniform in ``[low, high]^2``; row ``i`` depends only on ``(key, i)``."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+    return jax.vmap(lambda k: jax.random.uniform(k, (2,), jnp.float32, low, high))(keys)
+
+
+def relative(pos_from: Array, pos_to: Array) -> Array:
+    """``[N, K, 2]``: ``pos_to[k] - pos_from[n]`` for ``[N, 2]`` and ``[K, 2]`` inputs."""
+    return pos_to[None, :, :] - pos_from[:, None, :]
+
+
+class ParticleEnv(MultiAgentEnv[ParticleState, Any], abc.ABC):
+    """Base of the particle worlds (see module docstring).
+
+    Args:
+      max_agents: number of agent slots ``A``.
+      max_objects: number of object slots ``M``.
+      episode_length: time limit (truncation).
+      action_type: ``"discrete"`` (``[A]`` int32 in ``0..4``: no-op, +x, -x, +y, -y),
+        ``"relaxed"`` (``[A, 5]`` float32 weights of the 5 moves, as executed by the original
+        MADDPG) or ``"continuous"`` (``[A, 2]`` float32 in ``[-1, 1]``).
+      integration: ``"velocity_first"`` (original MPE) or ``"position_first"``.
+    """
+
+    default_episode_length: ClassVar[int] = 25
+
+    def __init__(
+        self,
+        max_agents: int,
+        max_objects: int,
+        episode_length: int | None = None,
+        action_type: str = "discrete",
+        integration: str = "velocity_first",
+    ):
+        if int(max_agents) < 1:
+            raise EnvError(f"{self.name}: max_agents must be >= 1, got {max_agents}")
+        if int(max_objects) < 1:
+            raise EnvError(f"{self.name}: max_objects must be >= 1, got {max_objects}")
+        if action_type not in ACTION_TYPES:
+            raise EnvError(
+                f"{self.name}: action_type must be one of {ACTION_TYPES}, got {action_type!r}"
+            )
+        self.max_agents = int(max_agents)
+        self.max_objects = int(max_objects)
+        self.episode_length = int(episode_length or self.default_episode_length)
+        if self.episode_length < 1:
+            raise EnvError(f"{self.name}: episode_length must be >= 1")
+        self.action_type = action_type
+        try:
+            self.physics = PhysicsConfig(integration=integration)
+        except ValueError as e:
+            raise EnvError(f"{self.name}: {e}") from None
+        super().__init__()
+
+    # --- to implement ----------------------------------------------------------------------
+    def agent_mask(self, task: Any) -> Array:
+        """``[A]`` bool: slots that belong to this game."""
+        return jnp.arange(self.max_agents) < task.n_agents
+
+    @abc.abstractmethod
+    def bodies(self, state: ParticleState) -> Bodies:
+        """Physical properties of the ``A`` agents given the state (inactive: no move/collide)."""
+
+    @abc.abstractmethod
+    def accel(self, state: ParticleState) -> Array:
+        """``[A]`` float32 action sensitivity."""
+
+    @abc.abstractmethod
+    def init_state(self, key: Array, task: Any) -> ParticleState:
+        """Initial state of an episode of ``task``."""
+
+    @abc.abstractmethod
+    def rules(
+        self, state: ParticleState, key: Array
+    ) -> tuple[ParticleState, Array, Array, Array, dict]:
+        """After physics: ``(state, reward [A], discount [A], terminated [], extras)``."""
+
+    @abc.abstractmethod
+    def observe(self, state: ParticleState) -> Observation:
+        """Observation of every agent."""
+
+    # --- contract --------------------------------------------------------------------------
+    def reset_to(self, key: chex.PRNGKey, task: Any) -> tuple[ParticleState, TimeStep]:
+        self.validate_task(task)
+        state = self.init_state(key, task)
+        obs = self.observe(state)
+        a = self.max_agents
+        ts = make_timestep(
+            obs,
+            reward=jnp.zeros((a,), jnp.float32),
+            discount=jnp.ones((a,), jnp.float32),
+            terminated=False,
+            truncated=False,
+            first=True,
+        )
+        return state, ts
+
+    def step(self, state: ParticleState, action: Array) -> tuple[ParticleState, TimeStep]:
+        self.check_action(action)
+        active = state.alive
+        force = action_force(action, self.action_type, self.accel(state), active)
+        pos, vel = physics_step(state.pos, state.vel, force, self.bodies(state), self.physics)
+        key, k_rules = jax.random.split(state.key)
+        state = state.replace(key=key, pos=pos, vel=vel, step=state.step + 1)
+        state, reward, discount, terminated, extras = self.rules(state, k_rules)
+        obs = self.observe(state)
+        ts = make_timestep(
+            obs,
+            reward=reward,
+            discount=discount,
+            terminated=terminated,
+            truncated=state.step >= self.episode_length,
+            extras=extras,
+        )
+        return state, ts
+
+    def action_spec(self) -> specs.Spec:
+        a = self.max_agents
+        if self.action_type == "discrete":
+            return specs.MultiDiscreteArray(
+                np.full((a,), 5, np.int32), jnp.int32, "action"
+            )
+        if self.action_type == "relaxed":
+            return specs.BoundedArray((a, 5), jnp.float32, 0.0, 1.0, "action")
+        return specs.BoundedArray((a, 2), jnp.float32, -1.0, 1.0, "action")
+
+    # --- helpers ---------------------------------------------------------------------------
+    def default_bodies(
+        self, active: Array, size: float | Array, max_speed: float | Array = jnp.inf
+    ) -> Bodies:
+        """Bodies of ``A`` agents of mass 1 with the given sizes; inactive ones are frozen."""
+        a = self.max_agents
+        return Bodies(
+            size=jnp.broadcast_to(jnp.asarray(size, jnp.float32), (a,)),
+            mass=jnp.ones((a,), jnp.float32),
+            max_speed=jnp.broadcast_to(jnp.asarray(max_speed, jnp.float32), (a,)),
+            movable=active,
+            collide=active,
+        )
+
+    def check_count(self, what: str, value: Any, maximum: int, minimum: int = 0) -> None:
+        """Raise :class:`EnvError` if a concrete count is outside ``[minimum, maximum]``."""
+        if not is_concrete(value):
+            return
+        v = np.asarray(value)
+        if v.size and (v.max() > maximum):
+            raise EnvError(
+                f"{self.name}: {what}={v.tolist()} exceeds the maximum {maximum} this env was "
+                f"built with; build it with a larger maximum"
+            )
+        if v.size and (v.min() < minimum):
+            raise EnvError(f"{self.name}: {what}={v.tolist()} is below the minimum {minimum}")

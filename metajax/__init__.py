@@ -1,0 +1,3 @@
+"""metajax: pure-JAX multi-agent RL across games (MRA, MESA)."""
+
+__version__ = "0.1.0"
