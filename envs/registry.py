@@ -27,6 +27,8 @@ REGISTRY: dict[str, Callable[..., MultiAgentEnv]] = {
     "climb": _lazy("envs.matrix.climb", "Climb"),
     "climb_multistage": _lazy("envs.matrix.multistage", "MultiStageClimb"),
     "swimmer_climb": _lazy("envs.swimmer", "SwimmerClimb"),
+    # MPE simple_spread-style world, used to benchmark against peer MPE implementations.
+    "spread": _lazy("envs.particle.spread", "Spread"),
 }
 
 
