@@ -18,6 +18,7 @@ food, ...), ``d_*`` feature sizes, ``[]`` a scalar.
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any, ClassVar, Generic, TypeVar
 
 import chex
@@ -129,6 +130,27 @@ def check_range(name: str, value: Any, low: float, high: float) -> None:
         raise EnvError(f"{name}={v.tolist()} is outside the allowed range [{low}, {high}]")
 
 
+def _compile_time_spec(method: Any) -> Any:
+    """Wrap a spec method so it works under ``jit`` and is built once per instance.
+
+    jumanji specs run value checks that fail on tracers; building them under
+    ``jax.ensure_compile_time_eval`` keeps them concrete wherever they are asked for.
+    """
+    attr = f"_cached_{method.__name__}"
+
+    @functools.wraps(method)
+    def wrapper(self: Any) -> Any:
+        cached = self.__dict__.get(attr)
+        if cached is None:
+            with jax.ensure_compile_time_eval():
+                cached = method(self)
+            self.__dict__[attr] = cached
+        return cached
+
+    wrapper.__wrapped_spec__ = True
+    return wrapper
+
+
 class MultiAgentEnv(Environment, Generic[S, T]):
     """Base of every metajax environment (a :class:`jumanji.env.Environment`).
 
@@ -145,6 +167,13 @@ class MultiAgentEnv(Environment, Generic[S, T]):
 
     name: ClassVar[str] = "env"
     num_teams: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for spec_name in ("observation_spec", "action_spec", "reward_spec", "discount_spec"):
+            fn = cls.__dict__.get(spec_name)
+            if fn is not None and not getattr(fn, "__wrapped_spec__", False):
+                setattr(cls, spec_name, _compile_time_spec(fn))
 
     max_agents: int
     max_objects: int
@@ -197,8 +226,7 @@ class MultiAgentEnv(Environment, Generic[S, T]):
     # --- helpers for subclasses ------------------------------------------------------------
     def check_action(self, action: Array) -> None:
         """Raise :class:`EnvError` (at trace time) if ``action`` has the wrong shape or dtype."""
-        with jax.ensure_compile_time_eval():  # jumanji specs can't be built under trace
-            spec = self.action_spec()
+        spec = self.action_spec()
         shape = tuple(getattr(action, "shape", ()))
         dtype = jnp.result_type(action)
         if shape != tuple(spec.shape):
