@@ -1,0 +1,555 @@
+"""MADDPG (Lowe et al. 2017): centralized critics, decentralized actors, off-policy replay.
+
+* Discrete actions: the actor outputs logits; the behaviour action is the relaxed
+  Gumbel-softmax sample ``softmax((logits + g) / T)``. Particle worlds built with
+  ``action_type="relaxed"`` execute it as in the original MADDPG; envs with integer actions
+  execute its argmax and the critic sees the one-hot, with a straight-through relaxed sample in
+  the actor loss.
+* Continuous actions: deterministic ``tanh`` actor plus Gaussian exploration noise.
+* Target networks with soft updates, gradient-norm clipping, uniform replay (flashbax).
+* Parameters per team (role-symmetric games: homogeneous agents share parameters) or per
+  agent (original MADDPG); see :mod:`metajax.networks`.
+
+``make_maddpg(config, env, tasks)`` returns a :class:`Learner` of pure functions:
+``init(key) -> MADDPGState`` and ``update(state) -> (state, metrics)``; one ``update`` rolls
+out ``rollout_steps`` steps of ``num_envs`` parallel games, stores them, and takes
+``updates_per_rollout`` gradient steps once ``learning_starts`` env steps were collected.
+
+Presets: :data:`ORIGINAL` (Lowe et al. defaults) and :data:`MAAC_MRA` (MRA App. E.1 / MAAC:
+lr 3e-4, batch 1024, K = 10 updates, attention critic, relational actor, team sharing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jumanji import specs
+
+from envs.core import MultiAgentEnv, Observation
+from envs.wrappers import AutoReset
+from metajax import networks as nets
+from metajax.replay import Transition, make_replay
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class MADDPGConfig:
+    """MADDPG hyperparameters (defaults: the original MADDPG on discrete MPE)."""
+
+    # networks
+    actor: str = "mlp"  # mlp | relational | gru
+    critic: str = "mlp"  # mlp | attention
+    hidden: tuple[int, ...] = (64, 64)
+    num_heads: int = 4
+    head_dim: int = 32
+    embed_dim: int = 64
+    critic_hidden: int = 128
+    gru_hidden: int = 64
+    param_sharing: str = "agent"  # agent (one set per agent) | team (shared within a team)
+    # optimisation
+    actor_lr: float = 1e-2
+    critic_lr: float = 1e-2
+    weight_decay: float = 0.0
+    gamma: float = 0.95
+    tau: float = 0.01
+    grad_clip: float = 0.5
+    logit_reg: float = 1e-3
+    attention_reg: float = 1e-3
+    reward_scale: float = 1.0
+    # data
+    batch_size: int = 1024
+    buffer_size: int = 1_000_000
+    num_envs: int = 1
+    rollout_steps: int = 100
+    updates_per_rollout: int = 1
+    learning_starts: int = 1024 * 25
+    # exploration
+    gumbel_temperature: float = 1.0
+    exploration_noise: float = 0.1
+
+    def __post_init__(self) -> None:
+        choices = {
+            "actor": ("mlp", "relational", "gru"),
+            "critic": ("mlp", "attention"),
+            "param_sharing": ("agent", "team"),
+        }
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field} must be one of {allowed}, got {getattr(self, field)!r}")
+        for field in ("batch_size", "buffer_size", "num_envs", "rollout_steps"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+
+
+#: The original MADDPG (Lowe et al. 2017) on discrete MPE.
+ORIGINAL = MADDPGConfig()
+
+#: MRA App. E.1 / MAAC defaults: 12 parallel rollouts, ~100 steps between updates, K = 10.
+MAAC_MRA = MADDPGConfig(
+    actor="relational",
+    critic="attention",
+    param_sharing="team",
+    actor_lr=3e-4,
+    critic_lr=3e-4,
+    weight_decay=3e-4,
+    gamma=0.95,
+    tau=1e-3,
+    batch_size=1024,
+    num_envs=12,
+    rollout_steps=8,
+    updates_per_rollout=10,
+    learning_starts=1024 * 12,
+)
+
+
+# --- pure pieces (unit-tested against hand computations) ---------------------------------------
+
+
+def gumbel_softmax(key: Array, logits: Array, temperature: float = 1.0) -> Array:
+    """Relaxed one-hot sample ``softmax((logits + g) / temperature)``, ``g ~ Gumbel(0, 1)``."""
+    g = jax.random.gumbel(key, logits.shape, logits.dtype)
+    return jax.nn.softmax((logits + g) / temperature, axis=-1)
+
+
+def straight_through(y: Array) -> Array:
+    """One-hot of ``argmax(y)`` in the forward pass, gradient of ``y`` in the backward pass."""
+    hard = jax.nn.one_hot(jnp.argmax(y, -1), y.shape[-1], dtype=y.dtype)
+    return hard - jax.lax.stop_gradient(y) + y
+
+
+def td_target(reward: Array, discount: Array, next_q: Array, gamma: float) -> Array:
+    """``r + gamma * discount * Q'(o', a')`` (no gradient)."""
+    return jax.lax.stop_gradient(reward + gamma * discount * next_q)
+
+
+def masked_mean(x: Array, mask: Array) -> Array:
+    """Mean of ``x`` over entries where ``mask`` (broadcast) is True; 0 if none."""
+    m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
+    return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def critic_loss(q: Array, target: Array, mask: Array) -> Array:
+    """MSE ``mean_mask (Q - y)^2`` over ``[B, A]`` with the ``[B, A]`` agent mask."""
+    return masked_mean((q - target) ** 2, mask)
+
+
+def actor_loss(q_new: Array, pre_activation: Array, mask: Array, reg: float) -> Array:
+    """``-mean_mask Q_i(o, a_i <- pi_i(o_i), a_-i) + reg * mean_mask(out^2)``.
+
+    ``q_new`` ``[B, A]``; ``pre_activation`` ``[B, A, d]`` actor outputs (logits or pre-tanh).
+    """
+    reg_term = masked_mean(jnp.mean(pre_activation**2, -1), mask)
+    return -masked_mean(q_new, mask) + reg * reg_term
+
+
+def soft_update(target: Any, online: Any, tau: float) -> Any:
+    """``target <- (1 - tau) target + tau online``."""
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+# --- state ----------------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class Params:
+    """Actor/critic parameters and their targets, each stacked per team ``[T, ...]``."""
+
+    actor: Any
+    critic: Any
+    target_actor: Any
+    target_critic: Any
+
+
+@struct.dataclass
+class MADDPGState:
+    """Everything MADDPG carries between updates (per seed).
+
+    * ``params``/``actor_opt``/``critic_opt``: networks and Adam states;
+    * ``buffer``: replay state; ``env_state``: ``[num_envs]`` env states;
+    * ``obs``: ``[num_envs]`` current observations; ``carry``: ``[num_envs, A, h]`` actor
+      recurrent state; ``ep_return``: ``[num_envs, A]`` running episode returns;
+    * ``last_return``: ``[]`` mean return of the latest completed episodes;
+    * ``key``; ``env_steps``: ``[]`` env steps (summed over parallel games);
+      ``grad_steps``: ``[]`` gradient steps.
+    """
+
+    params: Params
+    actor_opt: Any
+    critic_opt: Any
+    buffer: Any
+    env_state: Any
+    obs: Observation
+    carry: Array
+    ep_return: Array
+    last_return: Array
+    key: Array
+    env_steps: Array
+    grad_steps: Array
+
+
+class Learner(NamedTuple):
+    """An algorithm as pure functions, the interface the runner drives.
+
+    * ``init(key) -> state``; ``update(state) -> (state, metrics)`` (metrics: dict of ``[]``);
+    * ``policy(params, obs, carry, key, greedy) -> (env_action, carry)`` for one game
+      (``obs`` ``[A, ...]``, ``carry`` ``[A, h]``);
+    * ``policy_params(state)``: the parameters ``policy`` needs;
+    * ``initial_carry()``: ``[A, h]`` recurrent state at an episode start;
+    * ``env_steps_per_update``: env steps one ``update`` collects (per seed);
+    * ``tasks``: the ``[num_envs]`` batch of games trained on.
+    """
+
+    init: Callable[[Array], Any]
+    update: Callable[[Any], tuple[Any, dict]]
+    policy: Callable[..., tuple[Array, Array]]
+    policy_params: Callable[[Any], Any]
+    initial_carry: Callable[[], Array]
+    env_steps_per_update: int
+    tasks: Any
+
+
+# --- action spaces --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionSpace:
+    """How the learner's per-agent output maps to the env's action.
+
+    ``kind``: ``discrete`` (int actions), ``relaxed`` (float weights over discrete moves) or
+    ``continuous``; ``dim``: per-agent output size; ``env_shape``: per-agent env action shape.
+    """
+
+    kind: str
+    dim: int
+    env_shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, env: MultiAgentEnv) -> ActionSpace:
+        spec = env.action_spec()
+        if isinstance(spec, specs.MultiDiscreteArray | specs.DiscreteArray):
+            n = np.asarray(spec.num_values).reshape(-1)
+            if not np.all(n == n[0]):
+                raise ValueError("agents with different numbers of discrete actions")
+            return cls("discrete", int(n[0]), ())
+        shape = tuple(spec.shape[1:])
+        if getattr(env, "action_type", None) == "relaxed":
+            return cls("relaxed", int(np.prod(shape)), shape)
+        return cls("continuous", int(np.prod(shape)), shape)
+
+
+def _num_teams(env: MultiAgentEnv, cfg: MADDPGConfig) -> int:
+    return env.max_agents if cfg.param_sharing == "agent" else max(env.num_teams, 1)
+
+
+def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
+    """Build MADDPG for ``env`` trained on ``tasks`` (a task, or a ``[num_envs]`` stack).
+
+    A single task is tiled over the ``num_envs`` parallel games.
+    """
+    cfg = config
+    auto = AutoReset(env)
+    space = ActionSpace.of(env)
+    n_agents = env.max_agents
+    n_envs = cfg.num_envs
+    tasks = _tile_tasks(tasks, n_envs)
+    recurrent = cfg.actor == "gru"
+    carry_dim = cfg.gru_hidden if recurrent else 0
+    n_teams = _num_teams(env, cfg)
+
+    if recurrent:
+        actor_mod = nets.GRUActor(space.dim, cfg.gru_hidden)
+    else:
+        actor_mod = nets.Actor(
+            space.dim, cfg.hidden, cfg.actor, cfg.num_heads, cfg.head_dim, cfg.embed_dim
+        )
+    if cfg.critic == "mlp":
+        critic_mod = nets.MLPCritic(cfg.hidden)
+    else:
+        critic_mod = nets.AttentionCritic(cfg.critic_hidden, cfg.num_heads, cfg.head_dim)
+
+    def team_of(obs: Observation) -> Array:
+        return jnp.arange(n_agents) if cfg.param_sharing == "agent" else obs.team
+
+    # ---- forward passes ----------------------------------------------------------------------
+    def actor_out(params_i: Any, obs_i: Observation, carry_i: Array) -> tuple[Array, Array]:
+        """Per-agent pre-activation output ``[dim]`` and new carry ``[h]``."""
+        if recurrent:
+            new_carry, out = actor_mod.apply(params_i, carry_i, obs_i)
+            return out, new_carry
+        out, _ = actor_mod.apply(params_i, obs_i)
+        return out, carry_i
+
+    def actor_all(params: Any, obs: Observation, carry: Array) -> tuple[Array, Array]:
+        """``[A, dim]`` outputs and ``[A, h]`` carries for one game."""
+        return nets.apply_per_agent(actor_out, params, team_of(obs), obs, carry)
+
+    def behaviour(out: Array, key: Array, greedy: bool) -> tuple[Array, Array]:
+        """(env action ``[A, ...]``, critic action ``[A, dim]``) from outputs ``[A, dim]``."""
+        if space.kind == "continuous":
+            a = jnp.tanh(out)
+            if not greedy:
+                a = a + cfg.exploration_noise * jax.random.normal(key, a.shape)
+            a = jnp.clip(a, -1.0, 1.0)
+            return a.reshape((n_agents, *space.env_shape)), a
+        if greedy:
+            y = jax.nn.one_hot(jnp.argmax(out, -1), space.dim)
+        else:
+            y = gumbel_softmax(key, out, cfg.gumbel_temperature)
+        if space.kind == "discrete":
+            idx = jnp.argmax(y, -1).astype(jnp.int32)
+            return idx, jax.nn.one_hot(idx, space.dim)
+        return y, y
+
+    def behaviour_target(out: Array, key: Array) -> Array:
+        """Critic action ``[A, dim]`` of the target actors at ``o'`` (relaxed samples, as the
+        behaviour policy; no exploration noise for continuous actions)."""
+        if space.kind == "continuous":
+            return jnp.tanh(out)
+        return behaviour(out, key, False)[1]
+
+    def train_action(out: Array, key: Array) -> Array:
+        """Differentiable critic action ``[..., dim]`` from actor outputs (actor loss)."""
+        if space.kind == "continuous":
+            return jnp.tanh(out)
+        y = gumbel_softmax(key, out, cfg.gumbel_temperature)
+        return straight_through(y) if space.kind == "discrete" else y
+
+    def q_one(params: Any, obs: Observation, actions: Array, i: Array) -> tuple[Array, Array]:
+        """``Q_i(o, a)`` ``[]`` of agent ``i`` (team parameters ``[T, ...]``) and the mean
+        squared attention logit ``[]`` (0 for the MLP critic)."""
+        p_i = jax.tree.map(lambda x: x[team_of(obs)[i]], params)
+        if cfg.critic == "mlp":
+            return critic_mod.apply(p_i, obs, actions, i), jnp.zeros(())
+        qv, logits = critic_mod.apply(p_i, obs, actions, i)
+        return qv, jnp.mean(logits**2)
+
+    def q_all(params: Any, obs: Observation, actions: Array) -> tuple[Array, Array]:
+        """``Q_i(o, a)`` for every agent ``i`` of one sample: ``[A]`` values, ``[A]`` reg."""
+        return jax.vmap(lambda i: q_one(params, obs, actions, i))(jnp.arange(n_agents))
+
+    def policy(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
+        out, carry = actor_all(params, obs, carry)
+        env_action, _ = behaviour(out, key, greedy)
+        return env_action, carry
+
+    # ---- init -----------------------------------------------------------------------------
+    example_obs = jax.eval_shape(lambda k: env.reset_to(k, _index(tasks, 0))[1].observation,
+                                 jax.random.PRNGKey(0))
+    example_obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), example_obs)
+    obs0 = nets.agent_view(example_obs, 0)
+    carry0 = jnp.zeros((carry_dim,), jnp.float32)
+    act0 = jnp.zeros((n_agents, space.dim), jnp.float32)
+
+    def init_actor(k: Array) -> Any:
+        if recurrent:
+            return actor_mod.init(k, carry0, obs0)
+        return actor_mod.init(k, obs0)
+
+    def init_critic(k: Array) -> Any:
+        return critic_mod.init(k, example_obs, act0, jnp.asarray(0))
+
+    def make_opt(lr: float) -> optax.GradientTransformation:
+        opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else (
+            optax.adam(lr))
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+
+    actor_opt, critic_opt = make_opt(cfg.actor_lr), make_opt(cfg.critic_lr)
+    replay = make_replay(cfg.buffer_size, cfg.batch_size)
+    example_item = Transition(
+        obs=example_obs,
+        action=act0,
+        reward=jnp.zeros((n_agents,)),
+        discount=jnp.zeros((n_agents,)),
+        next_obs=example_obs,
+        carry=jnp.zeros((n_agents, carry_dim)),
+        next_carry=jnp.zeros((n_agents, carry_dim)),
+        latent=jnp.zeros((n_agents, 0)),
+    )
+
+    def init(key: Array) -> MADDPGState:
+        k_a, k_c, k_env, k_next = jax.random.split(key, 4)
+        actor_p = nets.init_team_params(init_actor, k_a, n_teams)
+        critic_p = nets.init_team_params(init_critic, k_c, n_teams)
+        env_state, ts = jax.vmap(auto.reset_to)(jax.random.split(k_env, n_envs), tasks)
+        return MADDPGState(
+            params=Params(actor_p, critic_p, actor_p, critic_p),
+            actor_opt=actor_opt.init(actor_p),
+            critic_opt=critic_opt.init(critic_p),
+            buffer=replay.init(example_item),
+            env_state=env_state,
+            obs=ts.observation,
+            carry=jnp.zeros((n_envs, n_agents, carry_dim)),
+            ep_return=jnp.zeros((n_envs, n_agents)),
+            last_return=jnp.zeros(()),
+            key=k_next,
+            env_steps=jnp.zeros((), jnp.int32),
+            grad_steps=jnp.zeros((), jnp.int32),
+        )
+
+    # ---- rollout ---------------------------------------------------------------------------
+    def rollout(state: MADDPGState, key: Array):
+        def step(carry, k):
+            env_state, obs, rnn, ep_ret, done_sum, done_n = carry
+            k_act = jax.random.split(k, n_envs)
+            out, new_rnn = jax.vmap(actor_all, (None, 0, 0))(state.params.actor, obs, rnn)
+            env_a, critic_a = jax.vmap(behaviour, (0, 0, None))(out, k_act, False)
+            env_state, ts = jax.vmap(auto.step)(env_state, env_a)
+            item = Transition(
+                obs=obs,
+                action=critic_a,
+                reward=ts.reward * cfg.reward_scale,
+                discount=ts.discount,
+                next_obs=ts.extras["final_observation"],
+                carry=rnn,
+                next_carry=new_rnn,
+                latent=jnp.zeros((n_envs, n_agents, 0)),
+            )
+            ep_ret = ep_ret + ts.reward
+            mask = ts.observation.agent_mask
+            per_game = jnp.sum(ep_ret * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1)
+            done = ts.done
+            done_sum = done_sum + jnp.sum(jnp.where(done, per_game, 0.0))
+            done_n = done_n + jnp.sum(done)
+            ep_ret = jnp.where(done[:, None], 0.0, ep_ret)
+            new_rnn = jnp.where(done[:, None, None], 0.0, new_rnn)
+            return (env_state, ts.observation, new_rnn, ep_ret, done_sum, done_n), item
+
+        init_c = (state.env_state, state.obs, state.carry, state.ep_return,
+                  jnp.zeros(()), jnp.zeros((), jnp.int32))
+        (env_state, obs, rnn, ep_ret, done_sum, done_n), items = jax.lax.scan(
+            step, init_c, jax.random.split(key, cfg.rollout_steps))
+        n_items = cfg.rollout_steps * n_envs
+        items = jax.tree.map(lambda x: x.reshape((n_items, *x.shape[2:])), items)
+        last = jnp.where(done_n > 0, done_sum / jnp.maximum(done_n, 1), state.last_return)
+        state = state.replace(
+            env_state=env_state, obs=obs, carry=rnn, ep_return=ep_ret, last_return=last,
+            buffer=replay.add(state.buffer, items),
+            env_steps=state.env_steps + cfg.rollout_steps * n_envs,
+        )
+        return state, done_n
+
+    # ---- learning --------------------------------------------------------------------------
+    def losses_and_grads(params: Params, batch: Transition, key: Array):
+        k_next, k_new = jax.random.split(key)
+        mask = batch.obs.agent_mask  # [B, A]
+        # target actions a' ~ target actors at o' (relaxed samples, as in MADDPG)
+        keys_next = jax.random.split(k_next, batch.reward.shape[0])
+
+        def next_action(obs, rnn, k):
+            out, _ = actor_all(params.target_actor, obs, rnn)
+            return behaviour_target(out, k)
+
+        a_next = jax.vmap(next_action)(batch.next_obs, batch.next_carry, keys_next)
+        q_next, _ = jax.vmap(q_all, (None, 0, 0))(params.target_critic, batch.next_obs, a_next)
+        y = td_target(batch.reward, batch.discount, q_next, cfg.gamma)
+
+        def c_loss(cp):
+            q, att = jax.vmap(q_all, (None, 0, 0))(cp, batch.obs, batch.action)
+            loss = critic_loss(q, y, mask)
+            return loss + cfg.attention_reg * masked_mean(att, mask), (loss, q)
+
+        (_, (cl, q)), c_grads = jax.value_and_grad(c_loss, has_aux=True)(params.critic)
+        return cl, q, c_grads, k_new
+
+    def actor_objective(ap: Any, cp: Any, batch: Transition, key: Array):
+        mask = batch.obs.agent_mask
+        keys = jax.random.split(key, batch.reward.shape[0])
+
+        def per_sample(obs, action, rnn, k):
+            out, _ = actor_all(ap, obs, rnn)  # [A, dim]
+            new = train_action(out, k)  # [A, dim]
+
+            def q_i(i):
+                return q_one(cp, obs, action.at[i].set(new[i]), i)[0]
+
+            return jax.vmap(q_i)(jnp.arange(n_agents)), out
+
+        q_new, out = jax.vmap(per_sample)(batch.obs, batch.action, batch.carry, keys)
+        return actor_loss(q_new, out, mask, cfg.logit_reg)
+
+    def grad_step(state: MADDPGState, key: Array):
+        k_s, k_l = jax.random.split(key)
+        batch = replay.sample(state.buffer, k_s)
+        p = state.params
+        cl, q, c_grads, k_a = losses_and_grads(p, batch, k_l)
+        c_upd, c_opt = critic_opt.update(c_grads, state.critic_opt, p.critic)
+        critic_p = optax.apply_updates(p.critic, c_upd)
+        al, a_grads = jax.value_and_grad(actor_objective)(p.actor, critic_p, batch, k_a)
+        a_upd, a_opt = actor_opt.update(a_grads, state.actor_opt, p.actor)
+        actor_p = optax.apply_updates(p.actor, a_upd)
+        params = Params(
+            actor=actor_p,
+            critic=critic_p,
+            target_actor=soft_update(p.target_actor, actor_p, cfg.tau),
+            target_critic=soft_update(p.target_critic, critic_p, cfg.tau),
+        )
+        q_mean = masked_mean(q, batch.obs.agent_mask)
+        state = state.replace(params=params, actor_opt=a_opt, critic_opt=c_opt,
+                              grad_steps=state.grad_steps + 1)
+        return state, (cl, al, q_mean)
+
+    def train(state: MADDPGState, key: Array):
+        state, (cl, al, qm) = jax.lax.scan(
+            grad_step, state, jax.random.split(key, cfg.updates_per_rollout))
+        return state, (cl[-1], al[-1], qm[-1])
+
+    def skip(state: MADDPGState, key: Array):
+        z = jnp.zeros(())
+        return state, (z, z, z)
+
+    def update(state: MADDPGState) -> tuple[MADDPGState, dict]:
+        key, k_roll, k_train = jax.random.split(state.key, 3)
+        state, episodes = rollout(state.replace(key=key), k_roll)
+        ready = replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
+        state, (cl, al, qm) = jax.lax.cond(ready, train, skip, state, k_train)
+        metrics = {
+            "env_steps": state.env_steps,
+            "grad_steps": state.grad_steps,
+            "episode_return": state.last_return,
+            "episodes": episodes,
+            "critic_loss": cl,
+            "actor_loss": al,
+            "q_mean": qm,
+        }
+        return state, metrics
+
+    return Learner(
+        init=init,
+        update=update,
+        policy=policy,
+        policy_params=lambda s: s.params.actor,
+        initial_carry=lambda: jnp.zeros((n_agents, carry_dim)),
+        env_steps_per_update=cfg.rollout_steps * n_envs,
+        tasks=tasks,
+    )
+
+
+def _index(tree: Any, i: int) -> Any:
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _tile_tasks(tasks: Any, n: int) -> Any:
+    """A ``[n]`` stack of tasks: a single task is tiled; a stack must have ``n`` entries."""
+    leaves = jax.tree.leaves(tasks)
+    lead = leaves[0].shape[0] if leaves and leaves[0].ndim > 0 else None
+    single = _is_single_task(tasks)
+    if single:
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tasks)
+    if lead != n:
+        raise ValueError(f"got a stack of {lead} tasks for num_envs={n}")
+    return tasks
+
+
+def _is_single_task(tasks: Any) -> bool:
+    """Whether ``tasks`` is one task (its scalar fields are 0-d)."""
+    leaves = jax.tree.leaves(tasks)
+    return any(jnp.ndim(x) == 0 for x in leaves) or not leaves
+

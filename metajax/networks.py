@@ -1,0 +1,281 @@
+"""Networks (flax.linen): MLP actors, the relational representation of MRA Eq. 1, a MAAC-style
+attention critic, an MLP centralized critic, a GRU actor, and per-team parameter sharing.
+
+Conventions. Modules act on **one agent** (``[d]`` inputs, no agent axis); the learners vmap
+them over the agent axis ``A`` and over batches. The observation of one agent is an
+:class:`envs.Observation` sliced at that agent (:func:`agent_view`):
+``self [d_self]``, ``agents [A, d_agent]``, ``agents_mask [A]``, ``objects [M, d_obj]``,
+``objects_mask [M]``, ``team []``, ``agent_mask []``.
+
+Per-team parameters: a team's parameters are one pytree; the ``T`` teams are stacked on a
+leading axis ``[T, ...]`` (:func:`init_team_params`). :func:`apply_per_agent` gathers each
+agent's team parameters and vmaps the module over agents, so homogeneous agents share
+parameters (gradients of all agents of a team add up) and per-agent parameters (original
+MADDPG) are the special case ``team = arange(A)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from envs.core import Observation
+
+Array = jax.Array
+
+
+def agent_view(obs: Observation, i: int | Array) -> Observation:
+    """Slice a padded :class:`Observation` ``[A, ...]`` at agent ``i``."""
+    return jax.tree.map(lambda x: x[i], obs)
+
+
+def masked_softmax(logits: Array, mask: Array, axis: int = -1) -> Array:
+    """Softmax over ``axis`` restricted to ``mask``; masked entries get exactly 0 and an
+    all-masked row gives all zeros (never NaN)."""
+    neg = jnp.finfo(logits.dtype).min
+    z = jnp.where(mask, logits, neg)
+    z = z - jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
+    e = jnp.where(mask, jnp.exp(z), 0.0)
+    denom = jnp.sum(e, axis=axis, keepdims=True)
+    return e / jnp.where(denom > 0, denom, 1.0)
+
+
+class MLP(nn.Module):
+    """``Dense -> act`` for each hidden size, then ``Dense(out)`` (if ``out``) ."""
+
+    hidden: Sequence[int] = (64, 64)
+    out: int | None = None
+    activation: Callable[[Array], Array] = nn.relu
+    out_init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        for h in self.hidden:
+            x = self.activation(nn.Dense(h)(x))
+        if self.out is not None:
+            init = nn.initializers.variance_scaling(
+                self.out_init_scale, "fan_avg", "uniform")
+            x = nn.Dense(self.out, kernel_init=init)(x)
+        return x
+
+
+@struct.dataclass
+class Relational:
+    """Output of :class:`RelationalEncoder` for one agent.
+
+    * ``self_emb``: ``[E]`` embedding of the agent's own features;
+    * ``heads``: ``[H, D]`` per-head attended embedding ``e_h = sum_j g_hj V_h(o_j)``;
+    * ``graph``: ``[H, N]`` relational graph ``g`` (attention weights over the ``N = A + M``
+      entities: other agents, then objects; exactly 0 on masked entities);
+    * ``logits``: ``[H, N]`` attention logits (for the ``1e-3 * mean(logits^2)`` regularizer).
+    """
+
+    self_emb: Array
+    heads: Array
+    graph: Array
+    logits: Array
+
+
+class RelationalEncoder(nn.Module):
+    """Relational representation (MRA Eq. 1), multi-head.
+
+    Each entity type has its own linear encoder to a common width; agent ``i``'s self
+    embedding is the query, the other agents and the objects are keys and values:
+    ``g^{ij}_h = softmax_j(Q_h(o_s)^T K_h(o_j) / sqrt(D))`` over unmasked ``j``, and
+    ``e_h = sum_j g^{ij}_h V_h(o_j)``. With ``attend_objects=False`` only other agents are
+    attended, exactly as in Eq. 1 (objects are then mean-pooled into the self embedding).
+    """
+
+    num_heads: int = 4
+    head_dim: int = 32
+    embed_dim: int = 64
+    attend_objects: bool = True
+
+    @nn.compact
+    def __call__(self, obs: Observation) -> Relational:
+        act = nn.leaky_relu
+        s = act(nn.Dense(self.embed_dim, name="self_enc")(obs.self))
+        ag = act(nn.Dense(self.embed_dim, name="agent_enc")(obs.agents))  # [A, E]
+        ob = act(nn.Dense(self.embed_dim, name="object_enc")(obs.objects))  # [M, E]
+        if self.attend_objects:
+            ents = jnp.concatenate([ag, ob], axis=0)
+            mask = jnp.concatenate([obs.agents_mask, obs.objects_mask], axis=0)
+        else:
+            ents, mask = ag, obs.agents_mask
+            w = obs.objects_mask.astype(ob.dtype)[:, None]
+            pooled = jnp.sum(ob * w, 0) / jnp.maximum(jnp.sum(w), 1.0)
+            s = act(nn.Dense(self.embed_dim, name="self_obj")(jnp.concatenate([s, pooled])))
+        h, d = self.num_heads, self.head_dim
+        q = nn.Dense(h * d, use_bias=False, name="query")(s).reshape(h, d)
+        k = nn.Dense(h * d, use_bias=False, name="key")(ents).reshape(-1, h, d)
+        v = act(nn.Dense(h * d, name="value")(ents)).reshape(-1, h, d)
+        logits = jnp.einsum("hd,nhd->hn", q, k) / jnp.sqrt(d)
+        g = masked_softmax(logits, mask[None, :])
+        heads = jnp.einsum("hn,nhd->hd", g, v)
+        return Relational(self_emb=s, heads=heads, graph=g, logits=jnp.where(mask, logits, 0.0))
+
+
+def combine_heads(rel: Relational, z: Array | None, mode: str = "concat") -> Array:
+    """Agent embedding from a :class:`Relational`.
+
+    * ``z`` given (``[H]`` one-hot or relaxed weights): option architecture, the head(s) picked
+      by ``z`` (``sum_h z_h e_h``), concatenated with the self embedding -> ``[E + D]``;
+    * ``z`` None: ``mode="concat"`` all heads -> ``[E + H*D]``, ``mode="mean"`` -> ``[E + D]``.
+    """
+    if z is not None:
+        e = jnp.einsum("h,hd->d", z, rel.heads)
+    elif mode == "concat":
+        e = rel.heads.reshape(-1)
+    elif mode == "mean":
+        e = rel.heads.mean(0)
+    else:
+        raise ValueError(f"unknown head combination {mode!r}")
+    return jnp.concatenate([rel.self_emb, e])
+
+
+class Actor(nn.Module):
+    """Decentralized actor for one agent.
+
+    ``encoder="mlp"``: an MLP on the flat padded observation (original MADDPG).
+    ``encoder="relational"``: :class:`RelationalEncoder` then an MLP head.
+    Output ``[out]``: logits (discrete) or a pre-tanh action (continuous; the learner applies
+    ``tanh``). Returns ``(out, graph)``; ``graph`` is ``[H, N]`` (zeros ``[1, 1]`` for MLP).
+    """
+
+    out: int
+    hidden: Sequence[int] = (64, 64)
+    encoder: str = "mlp"
+    num_heads: int = 4
+    head_dim: int = 32
+    embed_dim: int = 64
+
+    @nn.compact
+    def __call__(self, obs: Observation, z: Array | None = None) -> tuple[Array, Array]:
+        if self.encoder == "mlp":
+            x = _flat_one(obs)
+            graph = jnp.zeros((1, 1), x.dtype)
+        elif self.encoder == "relational":
+            rel = RelationalEncoder(self.num_heads, self.head_dim, self.embed_dim)(obs)
+            x, graph = combine_heads(rel, z), rel.graph
+        else:
+            raise ValueError(f"unknown encoder {self.encoder!r}")
+        return MLP(self.hidden, self.out, out_init_scale=0.1)(x), graph
+
+
+class GRUActor(nn.Module):
+    """Recurrent actor (MESA App. B.2: one GRU layer, 64 units) on the flat observation.
+
+    ``__call__(carry [hidden], obs) -> (carry, out)``. Use :meth:`initial_carry` at episode
+    starts; the learner stores the carry with each transition (stored-state training).
+    """
+
+    out: int
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, carry: Array, obs: Observation) -> tuple[Array, Array]:
+        x = nn.relu(nn.Dense(self.hidden)(_flat_one(obs)))
+        carry, y = nn.GRUCell(self.hidden)(carry, x)
+        init = nn.initializers.variance_scaling(0.1, "fan_avg", "uniform")
+        return carry, nn.Dense(self.out, kernel_init=init)(y)
+
+    def initial_carry(self) -> Array:
+        return jnp.zeros((self.hidden,), jnp.float32)
+
+
+def _flat_one(obs: Observation) -> Array:
+    """Flat padded view of one agent's observation (see :attr:`Observation.flat`)."""
+    a = obs.agents * obs.agents_mask[:, None]
+    o = obs.objects * obs.objects_mask[:, None]
+    a = jnp.concatenate([a, obs.agents_mask[:, None].astype(a.dtype)], -1).reshape(-1)
+    o = jnp.concatenate([o, obs.objects_mask[:, None].astype(o.dtype)], -1).reshape(-1)
+    return jnp.concatenate([obs.self, a, o])
+
+
+class MLPCritic(nn.Module):
+    """Centralized MLP critic of original MADDPG, ``Q_i(o_1..o_A, a_1..a_A)``.
+
+    Input: agent ``i``'s own flat observation and action first (so a critic shared by a team
+    knows whose value it is), then every agent's flat observation and action (padded agents
+    zeroed by ``agent_mask``). Returns a scalar.
+    """
+
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs: Observation, actions: Array, i: Array) -> Array:
+        flat = jax.vmap(_flat_one)(obs)  # [A, D]
+        m = obs.agent_mask[:, None].astype(flat.dtype)
+        joint = jnp.concatenate([(flat * m).reshape(-1), (actions * m).reshape(-1)])
+        x = jnp.concatenate([flat[i], actions[i], joint])
+        return MLP(self.hidden, 1)(x)[0]
+
+
+class AttentionCritic(nn.Module):
+    """Centralized attention critic in the style of MAAC (Iqbal & Sha 2019), MRA App. E.1.
+
+    For agent ``i``: state-action encodings ``sa_j = f([emb(o_j), a_j])`` for every agent,
+    state encoding ``s_i = f(emb(o_i))``; ``H`` heads of ``D`` dims: query ``W_q s_i``, keys
+    ``W_k sa_j``, values ``leaky_relu(W_v sa_j)``, attention over the other agents of the game
+    (``j != i``, ``agent_mask[j]``); ``Q_i = MLP([sa_i, attended])``. ``emb`` is a
+    :class:`RelationalEncoder` when ``relational`` (population invariant) else a Dense on the
+    flat observation. An optional latent ``z [H]`` (MRA) selects the heads of the observation
+    encoder (the same relational graph as the actor). Returns ``(q [], logits [H, A])``.
+    """
+
+    hidden: int = 128
+    num_heads: int = 4
+    head_dim: int = 32
+    relational: bool = True
+
+    @nn.compact
+    def __call__(
+        self, obs: Observation, actions: Array, i: Array, z: Array | None = None
+    ) -> tuple[Array, Array]:
+        act = nn.leaky_relu
+        if self.relational:
+            enc = RelationalEncoder(self.num_heads, self.head_dim, self.hidden)
+            emb = jax.vmap(lambda o: combine_heads(enc(o), z))(obs)  # [A, *]
+        else:
+            emb = jax.vmap(_flat_one)(obs)
+        sa = act(nn.Dense(self.hidden, name="sa_enc")(jnp.concatenate([emb, actions], -1)))
+        s_i = act(nn.Dense(self.hidden, name="s_enc")(emb[i]))
+        h, d = self.num_heads, self.head_dim
+        q = nn.Dense(h * d, use_bias=False, name="query")(s_i).reshape(h, d)
+        k = nn.Dense(h * d, use_bias=False, name="key")(sa).reshape(-1, h, d)
+        v = act(nn.Dense(h * d, name="value")(sa)).reshape(-1, h, d)
+        n = obs.agent_mask.shape[0]
+        mask = obs.agent_mask & (jnp.arange(n) != i)
+        logits = jnp.einsum("hd,nhd->hn", q, k) / jnp.sqrt(d)
+        w = masked_softmax(logits, mask[None, :])
+        att = jnp.einsum("hn,nhd->hd", w, v).reshape(-1)
+        qv = MLP((self.hidden,), 1, activation=act)(jnp.concatenate([sa[i], att]))[0]
+        return qv, jnp.where(mask[None, :], logits, 0.0)
+
+
+# --- per-team parameters ----------------------------------------------------------------------
+
+
+def init_team_params(
+    init_fn: Callable[[Array], Any], key: Array, num_teams: int
+) -> Any:
+    """Initialise ``num_teams`` independent parameter sets, stacked on a leading ``[T]`` axis."""
+    return jax.vmap(init_fn)(jax.random.split(key, num_teams))
+
+
+def team_slice(params: Any, team: Array) -> Any:
+    """Gather per-agent parameters ``[A, ...]`` from team parameters ``[T, ...]``."""
+    return jax.tree.map(lambda p: p[team], params)
+
+
+def apply_per_agent(
+    apply_fn: Callable[..., Any], params: Any, team: Array, *args: Any
+) -> Any:
+    """``apply_fn(params[team[i]], *args_i)`` for every agent ``i`` (args have a leading
+    ``[A]`` axis, or are ``None``)."""
+    return jax.vmap(apply_fn)(team_slice(params, team), *args)

@@ -1,0 +1,421 @@
+"""The training runner: one jitted chunk of updates, vmapped over seeds and sharded over devices;
+a thin host loop for progress, metrics, wandb, checkpoints, resume and evaluation.
+
+``train(config, run_dir)`` builds the env and the learner (:data:`ALGOS`), then
+
+* ``init``: ``vmap(learner.init)`` over ``config.seeds`` keys, placed with the seed axis sharded
+  over a 1-D :class:`jax.sharding.Mesh` of the local devices;
+* each chunk: ``jit(vmap(scan(learner.update, length=chunk_updates)))`` (compiled once), which
+  returns per-seed metrics ``[seeds, chunk_updates]``;
+* between chunks (host): ``metrics.jsonl`` (one line per chunk, every metric per seed), wandb
+  (offline by default, disabled in tests), progress bar (env steps, SPS, ETA, mean return),
+  Orbax checkpoint every ``checkpoint_every`` chunks and at the end, evaluation every
+  ``eval_every`` chunks and at the end (``results.json``).
+
+A run directory holds ``config.json``, ``metrics.jsonl``, ``results.json`` and
+``checkpoints/``; ``resume=True`` continues from the latest checkpoint, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import envs
+from envs.core import MultiAgentEnv
+from envs.wrappers import stack_tasks
+from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
+from metajax.config import to_dict
+from metajax.maddpg import Learner, MADDPGConfig, make_maddpg
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """An experiment of one off-policy learner on a batch of games.
+
+    * ``env``/``env_config``: registry name and static config (maxima, episode length, ...);
+    * ``tasks``: ``make_task`` keyword dicts, cycled over the learner's parallel games;
+    * ``eval_tasks``: games to evaluate on (default: the distinct training tasks);
+    * ``total_env_steps``: env steps per seed; ``chunk_updates``: updates per jitted chunk;
+    * ``eval_every``/``checkpoint_every``: in chunks (0 = only at the end);
+    * ``seeds``: seeds trained in parallel (vmapped), from ``seed``.
+    """
+
+    name: str = "run"
+    env: str = "treasure"
+    env_config: dict = dataclasses.field(default_factory=dict)
+    tasks: tuple[dict, ...] = ({},)
+    eval_tasks: tuple[dict, ...] = ()
+    algo: str = "maddpg"
+    maddpg: MADDPGConfig = dataclasses.field(default_factory=MADDPGConfig)
+    total_env_steps: int = 100_000
+    chunk_updates: int = 50
+    eval_every: int = 0
+    eval_episodes: int = 10
+    checkpoint_every: int = 1
+    seed: int = 0
+    seeds: int = 1
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.chunk_updates < 1:
+            raise ValueError(f"chunk_updates must be >= 1, got {self.chunk_updates}")
+        if not self.tasks:
+            raise ValueError("tasks must list at least one task")
+
+
+def _make_maddpg(cfg: TrainConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
+    return make_maddpg(cfg.maddpg, env, tasks)
+
+
+#: Learners the runner can drive: ``name -> factory(config, env, tasks) -> Learner``.
+ALGOS: dict[str, Callable[[Any, MultiAgentEnv, Any], Learner]] = {"maddpg": _make_maddpg}
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+def build_env(cfg: TrainConfig) -> MultiAgentEnv:
+    return envs.make(cfg.env, **cfg.env_config)
+
+
+def build_tasks(env: MultiAgentEnv, specs: tuple[dict, ...], n: int | None = None) -> Any:
+    """Stack ``env.make_task(**spec)`` for each spec (cycled to ``n`` entries if given)."""
+    made = [env.make_task(**dict(s)) for s in specs]
+    if n is not None:
+        made = [made[i % len(made)] for i in range(n)]
+    return stack_tasks(made)
+
+
+def build_learner(cfg: TrainConfig, env: MultiAgentEnv) -> Learner:
+    if cfg.algo not in ALGOS:
+        raise ValueError(f"unknown algo {cfg.algo!r}; known: {', '.join(sorted(ALGOS))}")
+    n_envs = cfg.maddpg.num_envs
+    return ALGOS[cfg.algo](cfg, env, build_tasks(env, cfg.tasks, n_envs))
+
+
+def seed_mesh(n_seeds: int) -> Mesh:
+    """1-D mesh ``("seeds",)`` over as many local devices as evenly divide ``n_seeds``."""
+    devices = jax.local_devices()
+    d = math.gcd(n_seeds, len(devices))
+    return Mesh(np.asarray(devices[:d]), ("seeds",))
+
+
+def shard_seeds(tree: Any, mesh: Mesh) -> Any:
+    """Place every leaf with its leading (seed) axis split over ``mesh``."""
+    sharding = NamedSharding(mesh, PartitionSpec("seeds"))
+    return jax.device_put(tree, sharding)
+
+
+def make_chunk(learner: Learner, chunk_updates: int) -> Callable[[Any], tuple[Any, dict]]:
+    """``state [S] -> (state [S], metrics {k: [S, chunk_updates]})``, jitted once."""
+
+    def one_seed(state: Any) -> tuple[Any, dict]:
+        return jax.lax.scan(lambda s, _: learner.update(s), state, None, length=chunk_updates)
+
+    return jax.jit(jax.vmap(one_seed), donate_argnums=0)
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def make_evaluator(
+    learner: Learner, env: MultiAgentEnv, episodes: int
+) -> Callable[[Any, Any, Array, bool], Array]:
+    """``evaluate(params [S], tasks [K], key, greedy) -> returns [S, K, episodes, A]``.
+
+    Plays whole episodes (no auto-reset): per-agent undiscounted returns, accumulated until
+    the episode ends; padded agents return 0.
+    """
+
+    def episode(params: Any, task: Any, key: Array, greedy: bool) -> Array:
+        k_reset, k_run = jax.random.split(key)
+        state, ts = env.reset_to(k_reset, task)
+
+        def step(c, k):
+            state, obs, carry, ret, alive = c
+            act, carry = learner.policy(params, obs, carry, k, greedy)
+            state, ts = env.step(state, act)
+            ret = ret + jnp.where(alive, ts.reward, 0.0)
+            alive = alive & ~ts.done
+            return (state, ts.observation, carry, ret, alive), None
+
+        a = env.max_agents
+        init = (state, ts.observation, learner.initial_carry(), jnp.zeros((a,)),
+                jnp.asarray(True))
+        (_, _, _, ret, _), _ = jax.lax.scan(
+            step, init, jax.random.split(k_run, env.episode_length))
+        return ret
+
+    def evaluate(params: Any, tasks: Any, key: Array, greedy: bool) -> Array:
+        n_seeds = jax.tree.leaves(params)[0].shape[0]
+        n_tasks = jax.tree.leaves(tasks)[0].shape[0]
+        keys = jax.random.split(key, n_seeds * n_tasks * episodes).reshape(
+            n_seeds, n_tasks, episodes, -1)
+        f = jax.vmap(episode, (None, None, 0, None))  # episodes
+        f = jax.vmap(f, (None, 0, 0, None))  # tasks
+        f = jax.vmap(f, (0, None, 0, None))  # seeds
+        return f(params, tasks, keys, greedy)
+
+    return jax.jit(evaluate, static_argnums=3)
+
+
+def summarize_returns(returns: np.ndarray, tasks: Any, env: MultiAgentEnv) -> list[dict]:
+    """Per task: mean return over active agents per seed, and per team (multi-team games)."""
+    mask = np.asarray(jax.vmap(_agent_mask_of(env))(tasks))  # [K, A]
+    team = np.asarray(_team_ids(env))
+    out = []
+    for k in range(returns.shape[1]):
+        r = returns[:, k]  # [S, E, A]
+        m = mask[k]
+        per_seed = (r[..., m].mean(-1)).mean(-1)  # [S]
+        entry = {"mean": float(per_seed.mean()), "std": float(per_seed.std()),
+                 "per_seed": per_seed.tolist()}
+        if env.num_teams > 1:
+            for t in range(env.num_teams):
+                sel = m & (team == t)
+                if sel.any():
+                    entry[f"team{t}"] = float(r[..., sel].mean())
+        out.append(entry)
+    return out
+
+
+def _agent_mask_of(env: MultiAgentEnv) -> Callable[[Any], Array]:
+    def f(task: Any) -> Array:
+        _, ts = env.reset_to(jax.random.PRNGKey(0), task)
+        return ts.observation.agent_mask
+
+    return f
+
+
+def _team_ids(env: MultiAgentEnv) -> Array:
+    task = env.sample_task(jax.random.PRNGKey(0))
+    _, ts = env.reset_to(jax.random.PRNGKey(0), task)
+    return ts.observation.team
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+
+def _wandb_run(mode: str, run_dir: Path, cfg: TrainConfig):
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project="metajax", name=cfg.name, dir=str(run_dir), mode=mode,
+        config=to_dict(cfg), reinit="finish_previous",
+    )
+
+
+class _Progress:
+    """Progress line on stderr: env steps, SPS, ETA, mean return (tqdm when interactive)."""
+
+    def __init__(self, total_steps: int, start_steps: int, enabled: bool):
+        self.total, self.start, self.enabled = total_steps, start_steps, enabled
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_steps, unit="step",
+                            unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, steps: int, ret: float) -> None:
+        if self.bar is not None:
+            self.bar.n = steps
+            self.bar.set_postfix(ret=f"{ret:.3f}", refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`train` returns: final state, per-chunk metrics, evaluation results."""
+
+    state: Any
+    metrics: list[dict]
+    results: dict
+    run_dir: Path
+
+
+def _to_host(metrics: dict) -> dict:
+    """Chunk metrics ``[S, U]`` -> per-seed values: last for counters/returns, mean for losses."""
+    out = {}
+    for k, v in metrics.items():
+        v = np.asarray(v)
+        if k in ("env_steps", "grad_steps", "episode_return"):
+            out[k] = v[:, -1].tolist()
+        elif k == "episodes":
+            out[k] = v.sum(-1).tolist()
+        else:
+            out[k] = v.mean(-1).tolist()
+    return out
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    wandb_mode: str = "offline",
+    progress: bool | None = None,
+    max_chunks: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Train ``cfg`` into ``run_dir`` (see module docstring).
+
+    ``max_chunks`` stops after that many chunks in this call (the run stays resumable), which
+    is how an interruption is simulated in tests.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = build_env(cfg)
+    learner = build_learner(cfg, env)
+    eval_tasks = build_tasks(env, cfg.eval_tasks or _distinct(cfg.tasks))
+    per_chunk = learner.env_steps_per_update * cfg.chunk_updates
+    n_chunks = max(1, math.ceil(cfg.total_env_steps / per_chunk))
+    mesh = seed_mesh(cfg.seeds)
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
+    init = jax.jit(jax.vmap(learner.init))
+    ckpt = Checkpointer(run_dir)
+    config_dict = {"algo_config": to_dict(cfg), "pipeline": "train"}
+
+    start_chunk = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume and ckpt.latest_step() is not None:
+        abstract = abstract_like(
+            jax.eval_shape(init, keys)
+        )
+        sharding = NamedSharding(mesh, PartitionSpec("seeds"))
+        abstract = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
+        state, saved_cfg, meta = ckpt.restore(abstract)
+        if saved_cfg.get("algo_config") != config_dict["algo_config"]:
+            raise CheckpointError(
+                f"{run_dir} was trained with a different config; refusing to resume "
+                "(start a new run directory or pass the same config)")
+        start_chunk = int(meta["chunk"])
+        _truncate_metrics(metrics_path, start_chunk)
+        log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}")
+    else:
+        if resume:
+            log(f"no checkpoint in {run_dir}; starting from scratch")
+        elif ckpt.latest_step() is not None:
+            raise CheckpointError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --out")
+        state = shard_seeds(init(keys), mesh)
+        metrics_path.write_text("")
+    (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
+
+    chunk = make_chunk(learner, cfg.chunk_updates)
+    evaluator = make_evaluator(learner, env, cfg.eval_episodes)
+    wb = _wandb_run(wandb_mode, run_dir, cfg)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = _Progress(n_chunks * per_chunk, start_chunk * per_chunk, show)
+    history: list[dict] = []
+    results: dict = {}
+    t_start = time.perf_counter()
+    steps_done = 0
+    end_chunk = n_chunks if max_chunks is None else min(n_chunks, start_chunk + max_chunks)
+    try:
+        for c in range(start_chunk, end_chunk):
+            t0 = time.perf_counter()
+            state, m = chunk(state)
+            m = _to_host(jax.device_get(m))
+            dt = time.perf_counter() - t0
+            steps_done += per_chunk
+            row = {"chunk": c + 1, "time": round(dt, 4),
+                   "sps": per_chunk * cfg.seeds / dt, **m}
+            history.append(row)
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            ret = float(np.mean(m["episode_return"]))
+            bar.update((c + 1) * per_chunk, ret)
+            if wb is not None:
+                wb.log({"env_steps": m["env_steps"][0], "sps": row["sps"],
+                        "episode_return": ret,
+                        **{f"{k}/seed{s}": v for k, vals in m.items()
+                           for s, v in enumerate(vals)}})
+            last = c + 1 == n_chunks
+            if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
+                results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1)
+                (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+                if wb is not None:
+                    wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
+            periodic = cfg.checkpoint_every and (c + 1) % cfg.checkpoint_every == 0
+            if periodic or last or c + 1 == end_chunk:
+                ckpt.save(c + 1, state, config_dict, {"chunk": c + 1})
+    finally:
+        bar.close()
+        ckpt.close()
+        if wb is not None:
+            wb.finish()
+    elapsed = time.perf_counter() - t_start
+    if history:
+        log(f"{cfg.name}: {steps_done * cfg.seeds:,} env steps in {elapsed:.1f}s "
+            f"({steps_done * cfg.seeds / elapsed:,.0f}/s incl. compile), "
+            f"return {float(np.mean(history[-1]['episode_return'])):.3f}")
+    return RunResult(state=state, metrics=history, results=results, run_dir=run_dir)
+
+
+def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
+    params = learner.policy_params(state)
+    key = jax.random.PRNGKey(cfg.seed + 10_007 * chunk)
+    out: dict = {"chunk": chunk, "env_steps": int(np.asarray(state.env_steps)[0]),
+                 "tasks": list(cfg.eval_tasks or _distinct(cfg.tasks))}
+    for greedy in (True, False):
+        r = np.asarray(evaluator(params, tasks, key, greedy))
+        out["greedy" if greedy else "stochastic"] = summarize_returns(r, tasks, env)
+    return out
+
+
+def _flat_eval(results: dict) -> dict:
+    flat = {}
+    for mode in ("greedy", "stochastic"):
+        for i, entry in enumerate(results.get(mode, [])):
+            flat[f"{mode}/task{i}"] = entry["mean"]
+    return flat
+
+
+def _distinct(specs: tuple[dict, ...]) -> tuple[dict, ...]:
+    seen, out = set(), []
+    for s in specs:
+        k = json.dumps(s, sort_keys=True)
+        if k not in seen:
+            seen.add(k)
+            out.append(s)
+    return tuple(out)
+
+
+def _truncate_metrics(path: Path, chunk: int) -> None:
+    """Drop metric lines written after checkpoint ``chunk`` (an interrupted run's tail)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln)["chunk"] <= chunk]
+    path.write_text("".join(ln + "\n" for ln in keep))
