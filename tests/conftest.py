@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+import jax
+
+# Identical programs built by separate calls (a run and its resumption, two runs of one seed)
+# compile once: XLA executables are cached by program fingerprint for the whole session.
+jax.config.update(
+    "jax_compilation_cache_dir",
+    os.environ.get("METAJAX_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="metajax-jax-cache-")),
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 #: Small static configs for every registered env (compile time dominates the suite).
 SMALL_CONFIGS: dict[str, dict] = {
