@@ -1,18 +1,35 @@
 """The ``metajax`` command line.
 
+``metajax run EXPERIMENT.py [--preset NAME] [--seeds N] [--set key=value ...] [--out DIR]
+[--resume] [--wandb offline|online|disabled]``: train an experiment file (see
+:mod:`metajax.experiment`) into a run directory (default ``runs/<name>``).
+``metajax eval RUN_DIR [--task key=value ...] [--episodes N]``: evaluate the latest checkpoint,
+greedy and stochastic; print a table and write ``RUN_DIR/eval.json``.
+``metajax render RUN_DIR [--out FILE] [--task ...] [--seed-index i]``: the trained agents in
+their env (particle worlds: GIF; swimmer: hinge-angle plot; matrix games: action distribution).
+``metajax plot RUN_DIR [--out FILE] [--metric NAME ...]``: learning curves per seed and
+mean +- std.
 ``metajax envs``: list the registered environments and their static maxima.
 ``metajax rollout ENV``: roll out uniformly random joint actions in a batch of games (one per
 population, vmapped, one compilation), print per-game returns and throughput, and save a GIF
 (particle worlds) of the first game.
+
+Errors a user can fix (missing files, unknown config keys, missing or incompatible checkpoints)
+print one ``error:`` line and exit with status 2; an interrupted run exits with 130 and leaves a
+directory that ``--resume`` continues.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,6 +37,13 @@ import numpy as np
 import envs
 from envs.core import EnvError
 from envs.wrappers import AutoReset, random_actions, stack_tasks
+from metajax import experiment as xp
+from metajax import plots
+from metajax.checkpoint import CheckpointError
+from metajax.config import ConfigError, parse_overrides, to_dict
+
+#: Exceptions that are the user's to fix: one ``error:`` line, exit status 2.
+USER_ERRORS = (EnvError, ConfigError, xp.ExperimentError, CheckpointError, plots.PlotError)
 
 
 def _parse_value(text: str) -> object:
@@ -97,6 +121,228 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- run ------------------------------------------------------------------------------------------
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out if out or not prefix else {prefix[:-1]: {}}
+
+
+def _config_diff(saved: dict, new: dict) -> list[str]:
+    """``key: saved -> new`` for each dotted key whose value differs."""
+    a, b = _flatten(saved), _flatten(new)
+    return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _wandb_mode(arg: str | None) -> str:
+    return arg or os.environ.get("WANDB_MODE") or "offline"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    exp = xp.load_experiment(args.experiment)
+    cfg = xp.configure(exp, args.preset, parse_overrides(args.set), args.seeds)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    if xp.has_checkpoint(out):
+        if not args.resume:
+            raise CheckpointError(
+                f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        saved, _ = xp.read_run_config(out)
+        diff = _config_diff(to_dict(saved), to_dict(cfg))
+        if diff:
+            raise CheckpointError(
+                f"{out} was trained with a different config; refusing to resume "
+                f"(differences: {'; '.join(diff)})")
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / xp.EXPERIMENT_COPY
+    if not (args.resume and copy.exists()):
+        shutil.copyfile(exp.path, copy)
+    print(f"{exp.path} -> {out} (pipeline {exp.pipeline}, {cfg.seeds} seed(s))")
+    try:
+        result = xp.get_pipeline(exp.pipeline).run(
+            cfg, out, resume=args.resume, wandb_mode=_wandb_mode(args.wandb),
+            progress=None if args.progress is None else args.progress)
+    except KeyboardInterrupt:
+        again = " ".join(a for a in sys.argv[1:] if a != "--resume") if sys.argv[1:] else (
+            f"run {args.experiment} --out {out}")
+        print(f"\ninterrupted: {out} keeps its latest checkpoint; continue with\n"
+              f"  metajax {again} --resume", file=sys.stderr)
+        return 130
+    results = getattr(result, "results", None) or {}
+    if results:
+        _print_eval_table(results)
+    print(f"run directory: {out}")
+    return 0
+
+
+# --- eval -----------------------------------------------------------------------------------------
+
+
+def _spec_text(spec: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in spec.items()) or "(default task)"
+
+
+def _task_specs(groups: list[list[str]] | None) -> tuple[dict, ...] | None:
+    if groups is None:
+        return None
+    return tuple(parse_overrides(g) for g in groups)
+
+
+def _print_eval_table(results: dict) -> None:
+    specs = results.get("tasks", [])
+    width = max([len(_spec_text(s)) for s in specs] + [4])
+    modes = [m for m in ("greedy", "stochastic") if m in results]
+    print(f"{'task':<{width}}  " + "  ".join(f"{m:>20}" for m in modes))
+    for i, spec in enumerate(specs):
+        cells = []
+        for m in modes:
+            e = results[m][i]
+            cells.append(f"{e['mean']:>11.3f} ± {e['std']:<6.3f}")
+        line = f"{_spec_text(spec):<{width}}  " + "  ".join(cells)
+        teams = sorted(k for k in results[modes[0]][i] if k.startswith("team"))
+        if teams:
+            line += "   " + " ".join(
+                f"{t}: " + "/".join(f"{results[m][i][t]:.3f}" for m in modes) for t in teams)
+        print(line)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from metajax import runner
+
+    run = xp.load_run(args.run_dir, args.step)
+    specs = _task_specs(args.task) or run.eval_specs
+    tasks = runner.build_tasks(run.env, specs)
+    evaluator = runner.make_evaluator(run.learner, run.env, args.episodes)
+    params = run.params()
+    key = jax.random.PRNGKey(args.seed)
+    results: dict = {
+        "checkpoint": run.step,
+        "env_steps": int(np.asarray(run.state.env_steps)[0]),
+        "seeds": run.config.seeds,
+        "episodes": args.episodes,
+        "tasks": list(specs),
+    }
+    for greedy in (True, False):
+        r = np.asarray(evaluator(params, tasks, key, greedy))
+        results["greedy" if greedy else "stochastic"] = runner.summarize_returns(r, tasks, run.env)
+    print(f"{run.run_dir}: checkpoint {run.step}, {results['env_steps']:,} env steps per seed, "
+          f"{run.config.seeds} seed(s), {args.episodes} episodes per task; "
+          "mean return per agent, mean ± std over seeds")
+    _print_eval_table(results)
+    out = Path(args.out) if args.out else run.run_dir / "eval.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+# --- render ---------------------------------------------------------------------------------------
+
+
+def _png_path(out: Path) -> Path:
+    return out if out.suffix.lower() == ".png" else out.with_suffix(".png")
+
+
+def _render_particle(run: xp.TrainedRun, task: Any, args: argparse.Namespace, out: Path) -> Path:
+    from envs import render
+
+    ep = xp.play(run, task, jax.random.PRNGKey(args.seed), args.seed_index,
+                 not args.stochastic, args.steps)
+    ret = np.asarray(ep.rewards).sum(0)[np.asarray(ep.agent_mask)].mean()
+    print(f"episode return (mean per agent): {ret:.3f}")
+    return Path(render.save_gif(run.env, ep.states, str(out), fps=args.fps))
+
+
+def _render_swimmer(run: xp.TrainedRun, task: Any, args: argparse.Namespace, out: Path) -> Path:
+    from envs import render
+
+    ep = xp.play(run, task, jax.random.PRNGKey(args.seed), args.seed_index,
+                 not args.stochastic, args.steps)
+    angles = np.asarray(run.env.hinge_angles(ep.states))
+    ret = float(np.asarray(ep.rewards)[:, 0].sum())
+    print(f"episode return: {ret:.3f} over {len(angles) - 1} steps")
+    dt = getattr(getattr(run.env, "physics", None), "dt", None)
+    out = _png_path(out)
+    render.plot_swimmer_angles(angles, float(task.alpha), float(task.eps), str(out),
+                               dt=None if dt is None else float(dt))
+    return out
+
+
+def _render_actions(run: xp.TrainedRun, task: Any, args: argparse.Namespace, out: Path) -> Path:
+    """Games without a picture (matrix games): greedy joint action and the distribution of the
+    stochastic policy's actions over ``--episodes`` episodes."""
+    env = run.env
+    key = jax.random.PRNGKey(args.seed)
+    greedy = xp.play(run, task, key, args.seed_index, True, args.steps)
+    many = xp.play(run, task, key, args.seed_index, False, args.steps, episodes=args.episodes)
+    mask = np.asarray(greedy.agent_mask)
+    g_act = np.asarray(greedy.actions)[:, mask]  # [T, n]
+    ret = float(np.asarray(greedy.rewards)[:, mask].sum(0).mean())
+    print(f"greedy joint action{'s per step' if len(g_act) > 1 else ''}: "
+          f"{g_act.tolist() if len(g_act) > 1 else g_act[0].tolist()}, return {ret:.3f}")
+    best = getattr(env, "optimal_value", None)
+    if callable(best):
+        print(f"optimal value {float(best(task)):.3f}")
+    acts = np.asarray(many.actions)[..., mask].reshape(-1, int(mask.sum()))  # [E*T, n]
+    n_actions = int(np.asarray(env.action_spec().num_values).reshape(-1)[0])
+    counts = np.stack([np.bincount(acts[:, i], minlength=n_actions) for i in range(acts.shape[1])])
+    out = _png_path(out)
+    fig = plots.action_distribution(
+        counts, g_act[0], title=f"{run.config.name}: {_spec_text(args.task_spec)}, "
+        f"{args.episodes} stochastic episodes")
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def _is_particle(env: Any) -> bool:
+    return callable(getattr(env, "bodies", None))
+
+
+def _is_swimmer(env: Any) -> bool:
+    return callable(getattr(env, "hinge_angles", None))
+
+
+def _is_discrete(env: Any) -> bool:
+    return hasattr(env.action_spec(), "num_values")
+
+
+#: Renderers tried in order: (what, applies to env?, render(run, task, args, out) -> path).
+RENDERERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Path]], ...] = (
+    ("particle world", _is_particle, _render_particle),
+    ("swimmer", _is_swimmer, _render_swimmer),
+    ("discrete-action game", _is_discrete, _render_actions),
+)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    run = xp.load_run(args.run_dir, args.step)
+    args.task_spec = parse_overrides(args.task) if args.task is not None else run.eval_specs[0]
+    task = run.env.make_task(**args.task_spec)
+    run.params(args.seed_index)  # validates the seed index before compiling anything
+    out = Path(args.out) if args.out else run.run_dir / "render.gif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for what, applies, render_fn in RENDERERS:
+        if applies(run.env):
+            path = render_fn(run, task, args, out)
+            print(f"wrote {path} ({what}, seed index {args.seed_index}, "
+                  f"{_spec_text(args.task_spec)})")
+            return 0
+    raise xp.ExperimentError(f"no renderer for environment {run.config.env!r}")
+
+
+# --- plot -----------------------------------------------------------------------------------------
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    path = plots.plot_run(args.run_dir, args.out, args.metric or ["episode_return"], args.x)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metajax", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -113,6 +359,60 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play this task in every game, e.g. n_agents=6")
     s.add_argument("--out", default="", help="directory for the GIF and returns.json")
     s.set_defaults(fn=cmd_rollout)
+
+    s = sub.add_parser("run", help="train an experiment file",
+                       description="Train EXPERIMENT.py (a file defining CONFIG, and optionally "
+                       "PRESETS and PIPELINE) into a run directory.")
+    s.add_argument("experiment", help="experiment file, e.g. experiments/maddpg_treasure.py")
+    s.add_argument("--preset", action="append", default=[], metavar="NAME",
+                   help="apply the file's PRESETS[NAME] (e.g. paper); repeatable, in order")
+    s.add_argument("--seeds", type=int, default=None, help="seeds trained in parallel")
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config fields, e.g. total_env_steps=20000 maddpg.actor_lr=1e-3")
+    s.add_argument("--out", default="", help="run directory (default runs/<config name>)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint")
+    s.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
+                   help="wandb mode (default: $WANDB_MODE, else offline)")
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("eval", help="evaluate a trained run's latest checkpoint")
+    s.add_argument("run_dir", help="run directory (from metajax run)")
+    s.add_argument("--task", nargs="*", action="append", default=None, metavar="KEY=VALUE",
+                   help="a make_task spec, e.g. --task n_agents=3; repeat for several tasks "
+                   "(default: the run's eval tasks)")
+    s.add_argument("--episodes", type=int, default=10, help="episodes per task and seed")
+    s.add_argument("--seed", type=int, default=0, help="PRNG seed of the evaluation")
+    s.add_argument("--step", type=int, default=None, help="checkpoint (default: the latest)")
+    s.add_argument("--out", default="", help="results file (default RUN_DIR/eval.json)")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("render", help="trained agents in their env (GIF or PNG)")
+    s.add_argument("run_dir", help="run directory (from metajax run)")
+    s.add_argument("--out", default="",
+                   help="output file (default RUN_DIR/render.gif; a .png for non-particle envs)")
+    s.add_argument("--task", nargs="*", default=None, metavar="KEY=VALUE",
+                   help="make_task spec (default: the run's first eval task)")
+    s.add_argument("--seed-index", type=int, default=0, help="which trained seed")
+    s.add_argument("--steps", type=int, default=None, help="steps (default: one episode)")
+    s.add_argument("--stochastic", action="store_true",
+                   help="sample actions (default: greedy)")
+    s.add_argument("--episodes", type=int, default=200,
+                   help="stochastic episodes for the action distribution (matrix games)")
+    s.add_argument("--seed", type=int, default=0, help="PRNG seed of the episode")
+    s.add_argument("--fps", type=int, default=5)
+    s.add_argument("--step", type=int, default=None, help="checkpoint (default: the latest)")
+    s.set_defaults(fn=cmd_render)
+
+    s = sub.add_parser("plot", help="learning curves of a run (PNG)")
+    s.add_argument("run_dir", help="run directory (from metajax run)")
+    s.add_argument("--out", default="", help="PNG file (default RUN_DIR/<metric>.png)")
+    s.add_argument("--metric", action="append", default=None, metavar="NAME",
+                   help="metric of metrics.jsonl (default episode_return); repeat for panels")
+    s.add_argument("--x", default="env_steps", help="x axis: env_steps, grad_steps or chunk")
+    s.set_defaults(fn=cmd_plot)
     return p
 
 
@@ -120,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except EnvError as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -215,11 +215,11 @@ def _team_ids(env: MultiAgentEnv) -> Array:
 def _wandb_run(mode: str, run_dir: Path, cfg: TrainConfig):
     if mode == "disabled":
         return None
+    os.environ.setdefault("WANDB_SILENT", "true")
     try:
         import wandb
     except ImportError:  # pragma: no cover - wandb is a dependency
         return None
-    os.environ.setdefault("WANDB_SILENT", "true")
     return wandb.init(
         project="metajax", name=cfg.name, dir=str(run_dir), mode=mode,
         config=to_dict(cfg), reinit="finish_previous",
@@ -356,6 +356,11 @@ def train(
                 f.write(json.dumps(row) + "\n")
             ret = float(np.mean(m["episode_return"]))
             bar.update((c + 1) * per_chunk, ret)
+            if not show and ((c + 1) % max(1, n_chunks // 10) == 0 or c + 1 == end_chunk):
+                rate = steps_done / (time.perf_counter() - t_start)
+                eta = (n_chunks - c - 1) * per_chunk / max(rate, 1e-9)
+                log(f"[{cfg.name}] chunk {c + 1}/{n_chunks}  env steps {(c + 1) * per_chunk:,}"
+                    f"  {row['sps']:,.0f} steps/s  ETA {eta:,.0f}s  return {ret:.3f}")
             if wb is not None:
                 wb.log({"env_steps": m["env_steps"][0], "sps": row["sps"],
                         "episode_return": ret,
