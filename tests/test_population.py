@@ -53,6 +53,13 @@ PADDING_CASES = {
         3,
         4,
     ),
+    "resource": (
+        dict(max_agents=6, max_objects=5),
+        dict(max_agents=3, max_objects=3),
+        dict(n_agents=3, n_resources=3),
+        3,
+        3,
+    ),
 }
 
 
