@@ -166,12 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = xp.get_pipeline(exp.pipeline).run(
             cfg, out, resume=args.resume, wandb_mode=_wandb_mode(args.wandb),
-            progress=None if args.progress is None else args.progress)
+            progress=args.progress)
     except KeyboardInterrupt:
-        again = " ".join(a for a in sys.argv[1:] if a != "--resume") if sys.argv[1:] else (
-            f"run {args.experiment} --out {out}")
+        again = [a for a in args.argv if a != "--resume"]
+        if "--out" not in again:
+            again += ["--out", str(out)]
         print(f"\ninterrupted: {out} keeps its latest checkpoint; continue with\n"
-              f"  metajax {again} --resume", file=sys.stderr)
+              f"  metajax {' '.join(again)} --resume", file=sys.stderr)
         return 130
     results = getattr(result, "results", None) or {}
     if results:
@@ -202,7 +203,7 @@ def _print_eval_table(results: dict) -> None:
         cells = []
         for m in modes:
             e = results[m][i]
-            cells.append(f"{e['mean']:>11.3f} ± {e['std']:<6.3f}")
+            cells.append(f"{e['mean']:.3f} ± {e['std']:.3f}".rjust(20))
         line = f"{_spec_text(spec):<{width}}  " + "  ".join(cells)
         teams = sorted(k for k in results[modes[0]][i] if k.startswith("team"))
         if teams:
@@ -375,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
                    help="wandb mode (default: $WANDB_MODE, else offline)")
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: when stderr is a terminal)")
+                   help="progress bar (default: when stderr is a terminal, else progress lines)")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("eval", help="evaluate a trained run's latest checkpoint")
@@ -417,7 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.fn(args)
     except USER_ERRORS as e:

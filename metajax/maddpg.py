@@ -291,18 +291,19 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
         """``[A, dim]`` outputs and ``[A, h]`` carries for one game."""
         return nets.apply_per_agent(actor_out, params, team_of(obs), obs, carry)
 
-    def behaviour(out: Array, key: Array, greedy: bool) -> tuple[Array, Array]:
-        """(env action ``[A, ...]``, critic action ``[A, dim]``) from outputs ``[A, dim]``."""
+    def behaviour(out: Array, key: Array, greedy: bool | Array) -> tuple[Array, Array]:
+        """(env action ``[A, ...]``, critic action ``[A, dim]``) from outputs ``[A, dim]``.
+
+        ``greedy`` may be traced (one compiled evaluator serves both modes)."""
         if space.kind == "continuous":
-            a = jnp.tanh(out)
-            if not greedy:
-                a = a + cfg.exploration_noise * jax.random.normal(key, a.shape)
-            a = jnp.clip(a, -1.0, 1.0)
+            noise = cfg.exploration_noise * jax.random.normal(key, out.shape)
+            a = jnp.clip(jnp.tanh(out) + jnp.where(greedy, 0.0, noise), -1.0, 1.0)
             return a.reshape((n_agents, *space.env_shape)), a
-        if greedy:
-            y = jax.nn.one_hot(jnp.argmax(out, -1), space.dim)
-        else:
-            y = gumbel_softmax(key, out, cfg.gumbel_temperature)
+        y = jnp.where(
+            greedy,
+            jax.nn.one_hot(jnp.argmax(out, -1), space.dim),
+            gumbel_softmax(key, out, cfg.gumbel_temperature),
+        )
         if space.kind == "discrete":
             idx = jnp.argmax(y, -1).astype(jnp.int32)
             return idx, jax.nn.one_hot(idx, space.dim)

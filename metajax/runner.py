@@ -77,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"chunk_updates must be >= 1, got {self.chunk_updates}")
         if not self.tasks:
             raise ValueError("tasks must list at least one task")
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; known: {', '.join(sorted(ALGOS))}")
 
 
 def _make_maddpg(cfg: TrainConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
@@ -109,6 +111,22 @@ def build_learner(cfg: TrainConfig, env: MultiAgentEnv) -> Learner:
     return ALGOS[cfg.algo](cfg, env, build_tasks(env, cfg.tasks, n_envs))
 
 
+def restore_state(
+    learner: Learner, n_seeds: int, seed: int, ckpt: Checkpointer, step: int | None = None
+) -> tuple[Any, dict, dict]:
+    """Restore ``(state [S], config, meta)`` from ``ckpt``, placed on the seed mesh.
+
+    The abstract target (structure, shapes, dtypes, shardings) comes from ``eval_shape`` of
+    the vmapped init, so the state comes back with its exact types.
+    """
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
+    abstract = abstract_like(jax.eval_shape(jax.vmap(learner.init), keys))
+    sharding = NamedSharding(seed_mesh(n_seeds), PartitionSpec("seeds"))
+    abstract = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
+    return ckpt.restore(abstract, step)
+
+
 def seed_mesh(n_seeds: int) -> Mesh:
     """1-D mesh ``("seeds",)`` over as many local devices as evenly divide ``n_seeds``."""
     devices = jax.local_devices()
@@ -138,6 +156,8 @@ def make_evaluator(
     learner: Learner, env: MultiAgentEnv, episodes: int
 ) -> Callable[[Any, Any, Array, bool], Array]:
     """``evaluate(params [S], tasks [K], key, greedy) -> returns [S, K, episodes, A]``.
+
+    ``greedy`` is traced: greedy and stochastic evaluation share one compilation.
 
     Plays whole episodes (no auto-reset): per-agent undiscounted returns, accumulated until
     the episode ends; padded agents return 0.
@@ -172,7 +192,7 @@ def make_evaluator(
         f = jax.vmap(f, (0, None, 0, None))  # seeds
         return f(params, tasks, keys, greedy)
 
-    return jax.jit(evaluate, static_argnums=3)
+    return jax.jit(evaluate)
 
 
 def summarize_returns(returns: np.ndarray, tasks: Any, env: MultiAgentEnv) -> list[dict]:
@@ -285,6 +305,7 @@ def train(
     progress: bool | None = None,
     max_chunks: int | None = None,
     log: Callable[[str], None] = print,
+    pipeline: str = "train",
 ) -> RunResult:
     """Train ``cfg`` into ``run_dir`` (see module docstring).
 
@@ -295,25 +316,19 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     env = build_env(cfg)
     learner = build_learner(cfg, env)
-    eval_tasks = build_tasks(env, cfg.eval_tasks or _distinct(cfg.tasks))
+    eval_tasks = build_tasks(env, cfg.eval_tasks or distinct_tasks(cfg.tasks))
     per_chunk = learner.env_steps_per_update * cfg.chunk_updates
     n_chunks = max(1, math.ceil(cfg.total_env_steps / per_chunk))
     mesh = seed_mesh(cfg.seeds)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
     init = jax.jit(jax.vmap(learner.init))
     ckpt = Checkpointer(run_dir)
-    config_dict = {"algo_config": to_dict(cfg), "pipeline": "train"}
+    config_dict = {"algo_config": to_dict(cfg), "pipeline": pipeline}
 
     start_chunk = 0
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpt.latest_step() is not None:
-        abstract = abstract_like(
-            jax.eval_shape(init, keys)
-        )
-        sharding = NamedSharding(mesh, PartitionSpec("seeds"))
-        abstract = jax.tree.map(
-            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
-        state, saved_cfg, meta = ckpt.restore(abstract)
+        state, saved_cfg, meta = restore_state(learner, cfg.seeds, cfg.seed, ckpt)
         if saved_cfg.get("algo_config") != config_dict["algo_config"]:
             raise CheckpointError(
                 f"{run_dir} was trained with a different config; refusing to resume "
@@ -392,7 +407,7 @@ def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
     params = learner.policy_params(state)
     key = jax.random.PRNGKey(cfg.seed + 10_007 * chunk)
     out: dict = {"chunk": chunk, "env_steps": int(np.asarray(state.env_steps)[0]),
-                 "tasks": list(cfg.eval_tasks or _distinct(cfg.tasks))}
+                 "tasks": list(cfg.eval_tasks or distinct_tasks(cfg.tasks))}
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
         out["greedy" if greedy else "stochastic"] = summarize_returns(r, tasks, env)
@@ -407,7 +422,8 @@ def _flat_eval(results: dict) -> dict:
     return flat
 
 
-def _distinct(specs: tuple[dict, ...]) -> tuple[dict, ...]:
+def distinct_tasks(specs: tuple[dict, ...]) -> tuple[dict, ...]:
+    """The task specs with duplicates removed, in order."""
     seen, out = set(), []
     for s in specs:
         k = json.dumps(s, sort_keys=True)

@@ -1,0 +1,158 @@
+"""Learning curves of a run directory, from its ``metrics.jsonl``.
+
+``metrics.jsonl`` holds one JSON object per chunk; every metric is a list with one value per
+seed, and ``env_steps`` counts each seed's env steps. :func:`learning_curves` draws each seed
+as a thin line and the mean over seeds with a +-1 std band, one panel per metric.
+
+Matplotlib is used through :class:`matplotlib.figure.Figure` with the Agg canvas, never through
+``pyplot``: no global state, safe in headless runs and tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+#: Keys of a metrics row that are not per-seed learning metrics.
+NON_METRICS = ("chunk", "time", "sps")
+
+
+class PlotError(ValueError):
+    """Missing or empty metrics, or an unknown metric name."""
+
+
+def load_metrics(path: str | Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` file (a run directory or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise PlotError(f"no metrics file {path}")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise PlotError(f"{path} is empty (no chunk finished yet)")
+    return rows
+
+
+def metric_names(rows: list[dict]) -> list[str]:
+    """Per-seed metrics present in every row (lists), excluding ``env_steps``."""
+    names = [k for k, v in rows[0].items() if isinstance(v, list) and k not in NON_METRICS]
+    return [k for k in names if k != "env_steps" and all(k in r for r in rows)]
+
+
+def series(rows: list[dict], metric: str, x: str = "env_steps") -> tuple[np.ndarray, np.ndarray]:
+    """``(x [chunks, seeds], y [chunks, seeds])`` of ``metric`` against ``x``.
+
+    ``x`` may be a per-seed list (``env_steps``, ``grad_steps``) or a scalar (``chunk``).
+    """
+    known = metric_names(rows)
+    if metric not in known:
+        raise PlotError(f"unknown metric {metric!r}; available: {', '.join(known)}")
+    y = np.asarray([r[metric] for r in rows], np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if x not in rows[0]:
+        raise PlotError(f"unknown x axis {x!r}; available: chunk, {', '.join(known)}")
+    xs = np.asarray([r[x] for r in rows], np.float64)
+    xs = np.broadcast_to(xs[:, None] if xs.ndim == 1 else xs, y.shape)
+    return xs, y
+
+
+def learning_curves(
+    rows: list[dict],
+    metrics: Sequence[str] = ("episode_return",),
+    x: str = "env_steps",
+    title: str | None = None,
+) -> Figure:
+    """One panel per metric: each seed as a thin line, mean over seeds with a +-1 std band."""
+    if not metrics:
+        raise PlotError("no metric to plot")
+    fig = Figure(figsize=(5.0 * len(metrics), 3.4))
+    FigureCanvasAgg(fig)
+    for i, metric in enumerate(metrics):
+        xs, y = series(rows, metric, x)
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        n_seeds = y.shape[1]
+        for s in range(n_seeds):
+            ax.plot(xs[:, s], y[:, s], color="tab:blue", linewidth=0.7, alpha=0.35,
+                    gid="seed")
+        mean, std = y.mean(1), y.std(1)
+        x_mean = xs.mean(1)
+        ax.fill_between(x_mean, mean - std, mean + std, color="tab:blue", alpha=0.2,
+                        linewidth=0, gid="band")
+        ax.plot(x_mean, mean, color="tab:blue", linewidth=2.0, gid="mean",
+                label=f"mean ± std ({n_seeds} seed{'s' if n_seeds > 1 else ''})")
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=7)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_run(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    metrics: Sequence[str] = ("episode_return",),
+    x: str = "env_steps",
+    dpi: int = 100,
+) -> Path:
+    """Write the learning curves of ``run_dir`` to ``out`` (default ``run_dir/<metric>.png``)."""
+    run_dir = Path(run_dir)
+    rows = load_metrics(run_dir)
+    fig = learning_curves(rows, metrics, x, title=_run_name(run_dir))
+    out = Path(out) if out else run_dir / f"{'_'.join(metrics)}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    return out
+
+
+def _run_name(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "config.json").read_text())["algo_config"]["name"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return run_dir.name
+
+
+def action_distribution(
+    counts: np.ndarray,
+    greedy: Sequence[int] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Bar chart of each agent's empirical action distribution.
+
+    Args:
+      counts: ``[agents, actions]`` how often each agent played each action.
+      greedy: optional ``[agents]`` greedy action of each agent, drawn in a second colour.
+      title: figure title.
+    """
+    counts = np.asarray(counts, np.float64)
+    if counts.ndim != 2:
+        raise PlotError(f"counts must have shape [agents, actions], got {counts.shape}")
+    n_agents, n_actions = counts.shape
+    freq = counts / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    fig = Figure(figsize=(max(4.0, 0.35 * n_actions + 1.5), 1.8 * n_agents + 0.6))
+    FigureCanvasAgg(fig)
+    for i in range(n_agents):
+        ax = fig.add_subplot(n_agents, 1, i + 1)
+        colors = ["tab:blue"] * n_actions
+        if greedy is not None:
+            colors[int(greedy[i])] = "tab:orange"
+        ax.bar(np.arange(n_actions), freq[i], color=colors, gid="actions")
+        ax.set_xticks(np.arange(n_actions))
+        ax.set_ylim(0.0, 1.0)
+        ax.set_ylabel(f"agent {i}", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.axes[-1].set_xlabel("action (orange: greedy)" if greedy is not None else "action")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
