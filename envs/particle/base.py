@@ -4,6 +4,8 @@ A particle env subclasses :class:`ParticleEnv` and implements
 
 * ``make_task`` / ``sample_task`` / ``validate_task`` (its task pytree),
 * ``agent_mask(task) -> [A] bool`` (default: the first ``task.n_agents`` slots),
+* ``object_mask(task) -> [M] bool`` and ``object_sizes(state) -> [M]`` (objects in the game,
+  their radii; also what :mod:`envs.render` draws),
 * ``bodies(state) -> Bodies`` (agent sizes, masses, speed caps; inactive agents neither move
   nor collide) and ``accel(state) -> [A]``,
 * ``init_state(key, task) -> ParticleState``,
@@ -121,6 +123,14 @@ class ParticleEnv(MultiAgentEnv[ParticleState, Any], abc.ABC):
     def agent_mask(self, task: Any) -> Array:
         """``[A]`` bool: slots that belong to this game."""
         return jnp.arange(self.max_agents) < task.n_agents
+
+    @abc.abstractmethod
+    def object_mask(self, task: Any) -> Array:
+        """``[M]`` bool: object slots that belong to this game."""
+
+    @abc.abstractmethod
+    def object_sizes(self, state: ParticleState) -> Array:
+        """``[M]`` float32 object radii (what touching/occupying is measured against)."""
 
     @abc.abstractmethod
     def bodies(self, state: ParticleState) -> Bodies:

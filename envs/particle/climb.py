@@ -467,6 +467,12 @@ class MPEClimb(ParticleEnv):
         """``[M]`` bool: landmark slots in the game."""
         return jnp.arange(self.max_objects) < task.n_landmarks
 
+    def object_mask(self, task: MPEClimbTask) -> Array:
+        return self.landmark_mask(task)
+
+    def object_sizes(self, state: ParticleState) -> Array:
+        return jnp.full((self.max_objects,), self.landmark_radius, jnp.float32)
+
     def init_state(self, key: Array, task: MPEClimbTask) -> ParticleState:
         k_agents, k_next = jax.random.split(key)
         active = self.agent_mask(task)

@@ -223,11 +223,9 @@ class PacMan(ParticleEnv):
         return jnp.arange(self.max_objects) < task.n_food
 
     def object_mask(self, task: PacManTask) -> Array:
-        """``[M]`` bool: objects in the game (the food; used by :mod:`envs.render`)."""
         return self.food_mask(task)
 
     def object_sizes(self, state: ParticleState) -> Array:
-        """``[M]`` float32 object radii (used by :mod:`envs.render`)."""
         return jnp.full((self.max_objects,), self.food_size, jnp.float32)
 
     def _per_team(self, pacman_value: float, ghost_value: float) -> Array:

@@ -153,6 +153,12 @@ class Resource(ParticleEnv):
         """``[M]`` float32 radii ``size_unit * (l + 1)`` of the resource slots."""
         return self.size_unit * jnp.arange(1, self.max_objects + 1, dtype=jnp.float32)
 
+    def object_mask(self, task: ResourceTask) -> Array:
+        return self.resource_mask(task)
+
+    def object_sizes(self, state: ParticleState) -> Array:
+        return self.resource_sizes()
+
     def init_state(self, key: Array, task: ResourceTask) -> ParticleState:
         k_agents, k_obj, k_next = jax.random.split(key, 3)
         active = self.agent_mask(task)

@@ -143,6 +143,12 @@ class Treasure(ParticleEnv):
         """``[M]`` bool: treasure slots in the game."""
         return jnp.arange(self.max_objects) < task.n_treasures
 
+    def object_mask(self, task: TreasureTask) -> Array:
+        return self.treasure_mask(task)
+
+    def object_sizes(self, state: ParticleState) -> Array:
+        return jnp.full((self.max_objects,), self.treasure_size, jnp.float32)
+
     def init_state(self, key: Array, task: TreasureTask) -> ParticleState:
         k_agents, k_obj, k_next = jax.random.split(key, 3)
         active = self.agent_mask(task)
