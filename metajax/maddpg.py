@@ -198,7 +198,8 @@ class MADDPGState:
 class Learner(NamedTuple):
     """An algorithm as pure functions, the interface the runner drives.
 
-    * ``init(key) -> state``; ``update(state) -> (state, metrics)`` (metrics: dict of ``[]``);
+    * ``init(key) -> state``; ``update(state, t=None) -> (state, metrics)`` (metrics: dict of
+      ``[]``; ``t`` the unbatched index of the update in the run, when the caller knows it);
     * ``policy(params, obs, carry, key, greedy) -> (env_action, carry)`` for one game
       (``obs`` ``[A, ...]``, ``carry`` ``[A, h]``);
     * ``policy_params(state)``: the parameters ``policy`` needs;
@@ -208,7 +209,7 @@ class Learner(NamedTuple):
     """
 
     init: Callable[[Array], Any]
-    update: Callable[[Any], tuple[Any, dict]]
+    update: Callable[..., tuple[Any, dict]]
     policy: Callable[..., tuple[Array, Array]]
     policy_params: Callable[[Any], Any]
     initial_carry: Callable[[], Array]
@@ -271,7 +272,8 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
             space.dim, cfg.hidden, cfg.actor, cfg.num_heads, cfg.head_dim, cfg.embed_dim
         )
     if cfg.critic == "mlp":
-        critic_mod = nets.MLPCritic(cfg.hidden)
+        # a critic per agent knows whose value it is: no need to put its own input first
+        critic_mod = nets.MLPCritic(cfg.hidden, own_first=cfg.param_sharing == "team")
     else:
         critic_mod = nets.AttentionCritic(cfg.critic_hidden, cfg.num_heads, cfg.head_dim)
 
@@ -506,10 +508,21 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
         z = jnp.zeros(())
         return state, (z, z, z)
 
-    def update(state: MADDPGState) -> tuple[MADDPGState, dict]:
+    spu = cfg.rollout_steps * n_envs
+    first_ready = max(cfg.learning_starts, cfg.batch_size)
+
+    def update(state: MADDPGState, t: Array | None = None) -> tuple[MADDPGState, dict]:
+        """One rollout and, once enough data is stored, ``updates_per_rollout`` gradient
+        steps. ``t`` (optional, unbatched): the index of this update in the run; passing it
+        keeps the readiness test out of the seed ``vmap``, so ``lax.cond`` stays a branch and
+        the warm-up updates skip the gradient steps instead of computing and discarding them.
+        """
         key, k_roll, k_train = jax.random.split(state.key, 3)
         state, episodes = rollout(state.replace(key=key), k_roll)
-        ready = replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
+        if t is None:
+            ready = replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
+        else:
+            ready = (jnp.asarray(t) + 1) * spu >= first_ready
         state, (cl, al, qm) = jax.lax.cond(ready, train, skip, state, k_train)
         metrics = {
             "env_steps": state.env_steps,

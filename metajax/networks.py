@@ -200,19 +200,20 @@ def _flat_one(obs: Observation) -> Array:
 class MLPCritic(nn.Module):
     """Centralized MLP critic of original MADDPG, ``Q_i(o_1..o_A, a_1..a_A)``.
 
-    Input: agent ``i``'s own flat observation and action first (so a critic shared by a team
-    knows whose value it is), then every agent's flat observation and action (padded agents
-    zeroed by ``agent_mask``). Returns a scalar.
+    Input: every agent's flat observation and action (padded agents zeroed by
+    ``agent_mask``), preceded, when ``own_first``, by agent ``i``'s own observation and action
+    (so a critic shared by a team knows whose value it is). Returns a scalar.
     """
 
     hidden: Sequence[int] = (64, 64)
+    own_first: bool = True
 
     @nn.compact
     def __call__(self, obs: Observation, actions: Array, i: Array) -> Array:
         flat = jax.vmap(_flat_one)(obs)  # [A, D]
         m = obs.agent_mask[:, None].astype(flat.dtype)
         joint = jnp.concatenate([(flat * m).reshape(-1), (actions * m).reshape(-1)])
-        x = jnp.concatenate([flat[i], actions[i], joint])
+        x = jnp.concatenate([flat[i], actions[i], joint]) if self.own_first else joint
         return MLP(self.hidden, 1)(x)[0]
 
 

@@ -140,13 +140,18 @@ def shard_seeds(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, sharding)
 
 
-def make_chunk(learner: Learner, chunk_updates: int) -> Callable[[Any], tuple[Any, dict]]:
-    """``state [S] -> (state [S], metrics {k: [S, chunk_updates]})``, jitted once."""
+def make_chunk(
+    learner: Learner, chunk_updates: int
+) -> Callable[[Any, Array], tuple[Any, dict]]:
+    """``(state [S], chunk index c) -> (state [S], metrics {k: [S, chunk_updates]})``, jitted
+    once. Update ``i`` of chunk ``c`` is told its run-wide index ``c * chunk_updates + i``
+    (unbatched), so per-update branches such as "learning has started" stay real branches."""
 
-    def one_seed(state: Any) -> tuple[Any, dict]:
-        return jax.lax.scan(lambda s, _: learner.update(s), state, None, length=chunk_updates)
+    def one_seed(state: Any, c: Array) -> tuple[Any, dict]:
+        ts = c * chunk_updates + jnp.arange(chunk_updates)
+        return jax.lax.scan(lambda s, t: learner.update(s, t), state, ts)
 
-    return jax.jit(jax.vmap(one_seed), donate_argnums=0)
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=0)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -360,7 +365,7 @@ def train(
     try:
         for c in range(start_chunk, end_chunk):
             t0 = time.perf_counter()
-            state, m = chunk(state)
+            state, m = chunk(state, jnp.int32(c))
             m = _to_host(jax.device_get(m))
             dt = time.perf_counter() - t0
             steps_done += per_chunk
