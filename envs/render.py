@@ -6,11 +6,8 @@ keyed only on what every particle world has:
 * ``state.pos`` / ``state.alive`` / ``state.obj_pos`` / ``state.step`` / ``state.task``;
 * ``env.agent_mask(task)`` (the game's slots), ``env.bodies(state).size`` (agent radii) and
   ``env.observe(state).team`` (team ids, used for colours);
-* objects: ``env.object_mask(task) -> [M] bool`` if the env has it, else the first of
-  ``treasure_mask`` / ``landmark_mask`` / ``resource_mask`` / ``food_mask``, else every slot;
-  radii from ``env.object_sizes(state) -> [M]`` if present, else ``env.resource_sizes() -> [M]``,
-  else the first float attribute of ``object_size`` / ``treasure_size`` / ``landmark_size`` /
-  ``landmark_radius`` / ``food_size``, else :data:`DEFAULT_OBJECT_SIZE`.
+* objects: ``env.object_mask(task) -> [M] bool`` and ``env.object_sizes(state) -> [M]`` (part of
+  the :class:`~envs.particle.base.ParticleEnv` contract).
 
 Agents are drawn to scale as discs coloured by team; agents removed mid-episode (``alive`` False,
 e.g. a caught Pac-Man) as hollow dashed circles; padding is not drawn. Objects are grey discs
@@ -50,25 +47,6 @@ Array = jax.Array
 TEAM_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 #: Colour of objects (landmarks, treasures, food, resources).
 OBJECT_COLOR = "0.55"
-#: Radius used for objects when the env gives none.
-DEFAULT_OBJECT_SIZE = 0.05
-
-_OBJECT_MASK_METHODS = (
-    "object_mask",
-    "treasure_mask",
-    "landmark_mask",
-    "resource_mask",
-    "food_mask",
-)
-_OBJECT_SIZE_ATTRS = (
-    "object_size",
-    "treasure_size",
-    "landmark_size",
-    "landmark_radius",
-    "food_size",
-)
-
-
 class Scene(NamedTuple):
     """What is drawn of one state (arrays; a leading time axis when batched).
 
@@ -87,31 +65,6 @@ class Scene(NamedTuple):
     step: Any
 
 
-def object_mask(env: Any, task: Any) -> Array:
-    """``[M]`` bool: the objects that exist in ``task`` (see module docstring for the lookup)."""
-    for name in _OBJECT_MASK_METHODS:
-        fn = getattr(env, name, None)
-        if callable(fn):
-            return jnp.asarray(fn(task), bool)
-    return jnp.ones((env.max_objects,), bool)
-
-
-def object_sizes(env: Any, state: Any) -> Array:
-    """``[M]`` float32 object radii (see module docstring for the lookup)."""
-    m = state.obj_pos.shape[-2]
-    fn = getattr(env, "object_sizes", None)
-    if callable(fn):
-        return jnp.broadcast_to(jnp.asarray(fn(state), jnp.float32), (m,))
-    fn = getattr(env, "resource_sizes", None)
-    if callable(fn):
-        return jnp.broadcast_to(jnp.asarray(fn(), jnp.float32), (m,))
-    for name in _OBJECT_SIZE_ATTRS:
-        value = getattr(env, name, None)
-        if isinstance(value, int | float):
-            return jnp.full((m,), value, jnp.float32)
-    return jnp.full((m,), DEFAULT_OBJECT_SIZE, jnp.float32)
-
-
 def scene(env: Any, state: Any) -> Scene:
     """The drawable content of one state (pure jax; jit/vmap it over a stack of states)."""
     return Scene(
@@ -121,8 +74,8 @@ def scene(env: Any, state: Any) -> Scene:
         in_game=env.agent_mask(state.task),
         alive=state.alive,
         obj_pos=state.obj_pos,
-        obj_size=object_sizes(env, state),
-        obj_mask=object_mask(env, state.task),
+        obj_size=jnp.asarray(env.object_sizes(state), jnp.float32),
+        obj_mask=jnp.asarray(env.object_mask(state.task), bool),
         step=state.step,
     )
 

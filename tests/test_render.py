@@ -85,26 +85,13 @@ def test_scene_pacman_removed_and_padding(worlds):
     assert len(colours) == 2  # one per team
 
 
-def test_scene_treasure_fallbacks(worlds):
+def test_scene_treasure_objects(worlds):
     env, task, states = worlds["treasure"]
     fig = render.render_frame(env, _at(states, 1))
     assert len(_patches(fig, "agent")) == 3
     treasures = _patches(fig, "object")
     assert len(treasures) == 2  # treasure_mask, not all 3 slots
     assert all(p.radius == pytest.approx(env.treasure_size) for p in treasures)
-
-    class Bare:
-        """An env exposing only what every particle world has (no object helpers)."""
-
-        max_objects = env.max_objects
-        agent_mask = staticmethod(env.agent_mask)
-        bodies = staticmethod(env.bodies)
-        observe = staticmethod(env.observe)
-
-    fig = render.render_frame(Bare(), _at(states, 1))
-    objects = _patches(fig, "object")
-    assert len(objects) == env.max_objects
-    assert all(p.radius == pytest.approx(render.DEFAULT_OBJECT_SIZE) for p in objects)
 
 
 def test_attention_edges(worlds):
