@@ -11,7 +11,9 @@ A particle env subclasses :class:`ParticleEnv` and implements
 * ``init_state(key, task) -> ParticleState``,
 * ``rules(state, key) -> (state, reward [A], discount [A], terminated [], extras)`` applied
   after the physics step (rewards, respawns, removals),
-* ``observe(state) -> Observation`` and ``observation_spec``.
+* optionally ``observe(state) -> Observation`` and ``observation_spec`` (the default is the
+  single-team layout: own state, others' relative positions and velocities, objects' relative
+  positions plus :meth:`object_features`).
 
 Randomness that depends on the number of slots is drawn per entity with ``fold_in`` of the
 entity index (:func:`entity_uniform`), so a game padded to a larger maximum draws exactly the
@@ -37,6 +39,7 @@ from envs.core import (
     TimeStep,
     is_concrete,
     make_timestep,
+    other_agents_mask,
 )
 from envs.particle.physics import Bodies, PhysicsConfig, action_force, physics_step
 
@@ -150,9 +153,52 @@ class ParticleEnv(MultiAgentEnv[ParticleState, Any], abc.ABC):
     ) -> tuple[ParticleState, Array, Array, Array, dict]:
         """After physics: ``(state, reward [A], discount [A], terminated [], extras)``."""
 
-    @abc.abstractmethod
+    #: Other agents are seen as ``(dx, dy, vx, vy)`` (True) or ``(dx, dy)`` (False).
+    observe_other_velocity: ClassVar[bool] = True
+    #: Number of extra per-object features from :meth:`object_features`.
+    object_feature_dim: ClassVar[int] = 0
+
+    def object_features(self, state: ParticleState) -> Array | None:
+        """Extra per-object features ``[M, object_feature_dim]`` (default: none)."""
+        return None
+
     def observe(self, state: ParticleState) -> Observation:
-        """Observation of every agent."""
+        """Observation of every agent in a single-team world (Pac-Man overrides it):
+
+        ``self [A, 4]`` own ``(vx, vy, x, y)``; ``agents [A, A, 4|2]`` others' relative position
+        (and velocity); ``objects [A, M, 2 + k]`` objects' relative position (and
+        :meth:`object_features`); masks from ``alive`` and :meth:`object_mask`; padded and
+        removed agents' rows are zero.
+        """
+        active = state.alive
+        a_mask = other_agents_mask(active)
+        agents = relative(state.pos, state.pos)  # [A, A, 2]
+        if self.observe_other_velocity:
+            vel_j = jnp.broadcast_to(state.vel[None], agents.shape)
+            agents = jnp.concatenate([agents, vel_j], axis=-1)
+        o_mask = self.object_mask(state.task)[None, :] & active[:, None]
+        objects = relative(state.pos, state.obj_pos)  # [A, M, 2]
+        extra = self.object_features(state)
+        if extra is not None:
+            extra = jnp.broadcast_to(extra[None], (*objects.shape[:2], extra.shape[-1]))
+            objects = jnp.concatenate([objects, extra], axis=-1)
+        return Observation(
+            self=jnp.concatenate([state.vel, state.pos], axis=-1) * active[:, None],
+            agents=agents * a_mask[..., None],
+            agents_mask=a_mask,
+            objects=objects * o_mask[..., None],
+            objects_mask=o_mask,
+            team=jnp.zeros((self.max_agents,), jnp.int32),
+            agent_mask=active,
+        )
+
+    def observation_spec(self) -> specs.Spec[Observation]:
+        """Spec of :meth:`observe`'s default layout."""
+        return self.observation_spec_from(
+            d_self=4,
+            d_agent=4 if self.observe_other_velocity else 2,
+            d_obj=2 + self.object_feature_dim,
+        )
 
     # --- contract --------------------------------------------------------------------------
     def reset_to(self, key: chex.PRNGKey, task: Any) -> tuple[ParticleState, TimeStep]:

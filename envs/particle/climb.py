@@ -64,10 +64,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jumanji import specs
 
-from envs.core import EnvError, Observation, is_concrete, other_agents_mask
-from envs.particle.base import ParticleEnv, ParticleState, entity_uniform, relative
+from envs.core import EnvError, is_concrete
+from envs.particle.base import ParticleEnv, ParticleState, entity_uniform
 from envs.particle.physics import Bodies, pairwise_distance
 
 Array = jax.Array
@@ -511,25 +510,3 @@ class MPEClimb(ParticleEnv):
         }
         discount = active.astype(jnp.float32)
         return state, reward, discount, jnp.asarray(False), extras
-
-    def observe(self, state: ParticleState) -> Observation:
-        active = state.alive
-        a_mask = other_agents_mask(active)
-        rel = relative(state.pos, state.pos)  # [A, A, 2]
-        vel_j = jnp.broadcast_to(state.vel[None], rel.shape)
-        agents = jnp.concatenate([rel, vel_j], axis=-1) * a_mask[..., None]
-        o_mask = self.landmark_mask(state.task)[None, :] & active[:, None]
-        objects = relative(state.pos, state.obj_pos) * o_mask[..., None]
-        self_f = jnp.concatenate([state.vel, state.pos], axis=-1) * active[:, None]
-        return Observation(
-            self=self_f,
-            agents=agents,
-            agents_mask=a_mask,
-            objects=objects,
-            objects_mask=o_mask,
-            team=jnp.zeros((self.max_agents,), jnp.int32),
-            agent_mask=active,
-        )
-
-    def observation_spec(self) -> specs.Spec[Observation]:
-        return self.observation_spec_from(d_self=4, d_agent=4, d_obj=2)

@@ -48,10 +48,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jumanji import specs
 
-from envs.core import EnvError, Observation, other_agents_mask
-from envs.particle.base import ParticleEnv, ParticleState, entity_uniform, relative
+from envs.core import EnvError
+from envs.particle.base import ParticleEnv, ParticleState, entity_uniform
 from envs.particle.physics import Bodies, pairwise_distance
 
 Array = jax.Array
@@ -83,6 +82,7 @@ class Resource(ParticleEnv):
     """
 
     name = "resource"
+    object_feature_dim = 1
     default_episode_length = 20
 
     def __init__(
@@ -194,29 +194,9 @@ class Resource(ParticleEnv):
         discount = state.alive.astype(jnp.float32)
         return state, reward, discount, jnp.asarray(False), extras
 
-    def observe(self, state: ParticleState) -> Observation:
-        active = state.alive
-        a_mask = other_agents_mask(active)
-        rel = relative(state.pos, state.pos)  # [A, A, 2]
-        vel_j = jnp.broadcast_to(state.vel[None], rel.shape)
-        agents = jnp.concatenate([rel, vel_j], axis=-1) * a_mask[..., None]
-        o_mask = self.resource_mask(state.task)[None, :] & active[:, None]
-        rel_o = relative(state.pos, state.obj_pos)  # [A, M, 2]
-        size = jnp.broadcast_to(self.resource_sizes()[None, :, None], rel_o.shape[:2] + (1,))
-        objects = jnp.concatenate([rel_o, size], axis=-1) * o_mask[..., None]
-        self_f = jnp.concatenate([state.vel, state.pos], axis=-1) * active[:, None]
-        return Observation(
-            self=self_f,
-            agents=agents,
-            agents_mask=a_mask,
-            objects=objects,
-            objects_mask=o_mask,
-            team=jnp.zeros((self.max_agents,), jnp.int32),
-            agent_mask=active,
-        )
-
-    def observation_spec(self) -> specs.Spec[Observation]:
-        return self.observation_spec_from(d_self=4, d_agent=4, d_obj=3)
+    def object_features(self, state: ParticleState) -> Array:
+        """``[M, 1]`` each resource's size."""
+        return self.resource_sizes()[:, None]
 
     def task_description(self, task: Any) -> Array:
         """``[2]`` float32 game descriptor ``(n_agents, n_resources) / 10`` (for latent priors)."""

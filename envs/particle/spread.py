@@ -47,10 +47,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jumanji import specs
 
-from envs.core import EnvError, Observation, other_agents_mask
-from envs.particle.base import ParticleEnv, ParticleState, entity_uniform, relative
+from envs.core import EnvError, other_agents_mask
+from envs.particle.base import ParticleEnv, ParticleState, entity_uniform
 from envs.particle.physics import Bodies, pairwise_distance
 
 Array = jax.Array
@@ -79,6 +78,7 @@ class Spread(ParticleEnv):
     """
 
     name = "spread"
+    observe_other_velocity = False
 
     def __init__(
         self,
@@ -179,26 +179,6 @@ class Spread(ParticleEnv):
         extras = {"coverage": coverage, "collisions": collisions}
         discount = state.alive.astype(jnp.float32)
         return state, reward, discount, jnp.asarray(False), extras
-
-    def observe(self, state: ParticleState) -> Observation:
-        active = state.alive
-        a_mask = other_agents_mask(active)
-        agents = relative(state.pos, state.pos) * a_mask[..., None]
-        o_mask = self.landmark_mask(state.task)[None, :] & active[:, None]
-        objects = relative(state.pos, state.obj_pos) * o_mask[..., None]
-        self_f = jnp.concatenate([state.vel, state.pos], axis=-1) * active[:, None]
-        return Observation(
-            self=self_f,
-            agents=agents,
-            agents_mask=a_mask,
-            objects=objects,
-            objects_mask=o_mask,
-            team=jnp.zeros((self.max_agents,), jnp.int32),
-            agent_mask=active,
-        )
-
-    def observation_spec(self) -> specs.Spec[Observation]:
-        return self.observation_spec_from(d_self=4, d_agent=2, d_obj=2)
 
     def task_description(self, task: Any) -> Array:
         """``[2]`` float32 game descriptor ``(n_agents, n_landmarks) / 10``."""
