@@ -78,9 +78,13 @@ class AutoReset(MultiAgentEnv):
 
     def step(self, state: Any, action: Array) -> tuple[Any, TimeStep]:
         next_state, ts = self.env.step(state, action)
-        key, k_reset, k_task = jax.random.split(next_state.key, 3)
+        if self.resample_task:
+            key, k_reset, k_task = jax.random.split(next_state.key, 3)
+            task = self.env.sample_task(k_task)
+        else:
+            key, k_reset = jax.random.split(next_state.key)
+            task = next_state.task
         next_state = next_state.replace(key=key)
-        task = self.env.sample_task(k_task) if self.resample_task else next_state.task
         reset_state, reset_ts = self.env.reset_to(k_reset, task)
         done = ts.done
         state_out = _select(done, reset_state, next_state)

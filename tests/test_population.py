@@ -95,3 +95,15 @@ def test_padding_is_inert(name):
         assert not np.asarray(ob.agents_mask)[..., :, n:].any()
         assert not np.asarray(ob.objects_mask)[..., :, m:].any()
         assert jnp.all(ob.agents[..., n:, :] == 0)
+
+
+def test_entity_draws_do_not_depend_on_the_number_of_slots():
+    """The padding-inert property rests on this: row i of an [n, 2] draw is the same for
+    every n (partitionable threefry)."""
+    from envs.particle.base import entity_uniform
+
+    key = jax.random.PRNGKey(11)
+    small = np.asarray(entity_uniform(key, 3))
+    large = np.asarray(entity_uniform(key, 24))
+    np.testing.assert_array_equal(small, large[:3])
+    assert np.all(np.abs(large) <= 1.0) and len(np.unique(large)) == large.size

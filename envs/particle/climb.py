@@ -111,6 +111,7 @@ class MPEClimb(ParticleEnv):
     """
 
     name = "mpe_climb"
+    stochastic_rules = False
     default_episode_length = 100
 
     def __init__(

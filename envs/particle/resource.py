@@ -82,6 +82,7 @@ class Resource(ParticleEnv):
     """
 
     name = "resource"
+    stochastic_rules = False
     object_feature_dim = 1
     default_episode_length = 20
 

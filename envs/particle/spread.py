@@ -78,6 +78,7 @@ class Spread(ParticleEnv):
     """
 
     name = "spread"
+    stochastic_rules = False
     observe_other_velocity = False
 
     def __init__(
