@@ -6,7 +6,7 @@ Run from the repository root (see ``benchmarks/README.md``)::
     .venv/bin/python benchmarks/env_throughput.py --quick    # small smoke run
 
 What is timed, for each env in :data:`envs.REGISTRY` (default configuration) and each batch size
-``B``: ``jit(scan over T steps of vmap(AutoReset(env).step))`` with uniformly random actions
+``B``: ``jit(scan over T steps of AutoReset(env).batch_step)`` with uniformly random actions
 drawn inside the scan (one draw of shape ``[B, *action_shape]`` per step). The scan carries the
 state and the whole timestep (observation, reward, flags, ``final_observation``), so XLA cannot
 drop any of it. Compile time (``jit(...).lower(...).compile()``) is reported apart from the run
@@ -75,15 +75,23 @@ def action_sampler(env: envs.MultiAgentEnv):
     raise TypeError(f"no random action for spec {spec}")
 
 
-def rollout_fns(env: envs.MultiAgentEnv, batch: int, steps: int, auto_reset: bool = True):
+def rollout_fns(
+    env: envs.MultiAgentEnv, batch: int, steps: int, auto_reset: bool | str = True
+):
     """``init(key) -> carry`` and ``run(carry) -> carry`` (``steps`` vmapped env steps).
 
-    With ``auto_reset=False`` the raw ``env.step`` runs past the time limit (never resets): the
-    difference to the default is the cost of :class:`envs.AutoReset`.
+    ``auto_reset``: True (or ``"batch"``): :meth:`envs.AutoReset.batch_step`, resets computed
+    on the steps where some game ended; ``"per_game"``: ``vmap(AutoReset.step)``, a reset
+    computed for every game at every step and selected; False: the raw ``env.step`` runs past
+    the time limit (never resets), so the difference is the cost of auto-reset.
     """
-    env = AutoReset(env) if auto_reset else env
+    if auto_reset:
+        auto = AutoReset(env)
+        vstep = auto.batch_step if auto_reset in (True, "batch") else jax.vmap(auto.step)
+        env = auto
+    else:
+        vstep = jax.vmap(env.step)
     sample = action_sampler(env)
-    vstep = jax.vmap(env.step)
 
     def init(key):
         # Run eagerly by the timer (compiling it would double the compile cost of each config).
@@ -214,7 +222,7 @@ def render(report: dict[str, Any]) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']}; "
         f"load average {report['load_before']} before, {report['load_after']} after.",
         f"- Python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}.",
-        "- Timed: `jit(scan(T x vmap(AutoReset(env).step)))`, uniformly random actions drawn "
+        "- Timed: `jit(scan(T x AutoReset(env).batch_step))`, uniformly random actions drawn "
         "inside the scan, default env configuration, the whole timestep carried (nothing "
         "dead-code eliminated); fastest of >= 3 chained calls (`block_until_ready`); compile "
         "time (`jit.lower().compile()`) apart. Total wall time of the run: "
@@ -259,12 +267,17 @@ def render(report: dict[str, Any]) -> str:
     mp = peers.get("mpe2", {}).get("results", {})
     ours = sp.get("ours", {})
     nore = sp.get("ours_no_reset", {})
+    pergame = sp.get("ours_per_game", {})
     lines += [
         "",
         "## simple_spread: ours vs peers (same run, same machine)",
         "",
         "3 agents, 3 landmarks, episodes of 25 steps, random discrete actions, resets included. "
-        "Ours: `spread` under `AutoReset`. JaxMARL 0.2.0 `MPE_simple_spread_v3` "
+        "Ours: `spread` under `AutoReset.batch_step` (the batch is stepped, resets are computed "
+        "on the steps where some game ended, under `lax.cond`, as jumanji's "
+        "`VmapAutoResetWrapper` does); *per-game reset*: `vmap(AutoReset.step)`, a reset "
+        "computed for every game at every step and selected (what JaxMARL's step does); "
+        "*no auto-reset*: the raw step. JaxMARL 0.2.0 `MPE_simple_spread_v3` "
         "(`max_steps=24`, which ends its episodes after 25 steps): `jit(scan(vmap(env.step)))` "
         "with its own reset-on-done. PettingZoo MPE `mpe2` 1.1.1 `simple_spread_v3` parallel "
         "env: Python loop, batch 1. Env-steps per second; compile time in parentheses.",
@@ -282,15 +295,16 @@ def render(report: dict[str, Any]) -> str:
     for name, err in peers.get("errors", {}).items():
         lines += [f"**{name} failed:** {err}", ""]
     lines += [
-        "| batch | ours | ours, no auto-reset | JaxMARL | mpe2 | ours / JaxMARL "
-        "| ours / JaxMARL (CPU time) | ours / mpe2 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| batch | ours | ours, per-game reset | ours, no auto-reset | JaxMARL | mpe2 "
+        "| ours / JaxMARL | per-game / JaxMARL | ours / JaxMARL (CPU time) | ours / mpe2 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     mp1 = mp.get("1", {}).get("env_steps_per_s")
     for b in batches:
         k = str(b)
         o = ours.get(k, {}).get("env_steps_per_s")
         n = nore.get(k, {}).get("env_steps_per_s")
+        pg = pergame.get(k, {}).get("env_steps_per_s")
         j = jm.get(k, {}).get("env_steps_per_s")
         oc_ = ours.get(k, {}).get("env_steps_per_cpu_s")
         jc_ = jm.get(k, {}).get("env_steps_per_cpu_s")
@@ -298,8 +312,9 @@ def render(report: dict[str, Any]) -> str:
         oc = f" ({ours[k]['compile_s']:.1f} s)" if k in ours else ""
         jc = f" ({jm[k]['compile_s']:.1f} s)" if k in jm else ""
         lines.append(
-            f"| {b} | {fmt_rate(o)}{oc} | {fmt_rate(n)} | {fmt_rate(j)}{jc} | {fmt_rate(mpe)} "
-            f"| {fmt_ratio(o, j)} | {fmt_ratio(oc_, jc_)} | {fmt_ratio(o, mp1)} |"
+            f"| {b} | {fmt_rate(o)}{oc} | {fmt_rate(pg)} | {fmt_rate(n)} | {fmt_rate(j)}{jc} "
+            f"| {fmt_rate(mpe)} | {fmt_ratio(o, j)} | {fmt_ratio(pg, j)} | {fmt_ratio(oc_, jc_)} "
+            f"| {fmt_ratio(o, mp1)} |"
         )
     lines += [
         "",
@@ -378,9 +393,10 @@ def main(argv=None) -> None:
 
     # 1. simple_spread: ours (with and without auto-reset), then the peers, back to back.
     spread = envs.make("spread")
-    sp: dict[str, Any] = {"ours": {}, "ours_no_reset": {}}
+    sp: dict[str, Any] = {"ours": {}, "ours_per_game": {}, "ours_no_reset": {}}
     for b in batches:
-        for key, reset in (("ours", True), ("ours_no_reset", False)):
+        for key, reset in (("ours", True), ("ours_per_game", "per_game"),
+                           ("ours_no_reset", False)):
             r = bench_env(spread, b, args, auto_reset=reset)
             sp[key][str(b)] = r
             log(f"  spread {key:<13} B={b:>6}: {r['env_steps_per_s']:12,.0f} env-steps/s "

@@ -104,3 +104,20 @@ def test_auto_reset_keeps_final_observation(env):
     np.testing.assert_array_equal(
         np.asarray(mid.extras["final_observation"].self), np.asarray(mid.observation.self))
     assert prev.step == env.episode_length - 1
+
+
+def test_batch_auto_reset_equals_per_game_auto_reset(env):
+    """AutoReset.batch_step (resets under lax.cond) == vmap(AutoReset.step), leaf for leaf,
+    across episode ends, with games of different populations."""
+    auto = AutoReset(env)
+    tasks = envs.wrappers.stack_tasks([env.make_task(n_agents=n) for n in (1, 2, 4)])
+    states, _ = jax.vmap(auto.reset_to)(jax.random.split(jax.random.PRNGKey(0), 3), tasks)
+    acts = jax.random.randint(jax.random.PRNGKey(1), (2 * env.episode_length + 1, 3, 4), 0, 5)
+
+    def run(step):
+        return jax.lax.scan(lambda s, a: step(s, a), states, acts)
+
+    (s1, ts1), (s2, ts2) = jax.jit(lambda: (run(auto.batch_step), run(jax.vmap(auto.step))))()
+    assert np.asarray(ts1.done).any()
+    for a, b in zip(jax.tree.leaves((s1, ts1)), jax.tree.leaves((s2, ts2)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
