@@ -45,15 +45,23 @@ class Pipeline:
     """How to run an experiment and how to read its config back.
 
     * ``run(config, run_dir, *, resume, wandb_mode, progress) -> result``;
-    * ``config_type``: the dataclass of its config (``from_dict`` target for ``config.json``).
+    * ``config_type``: the dataclass of its config (``from_dict`` target for ``config.json``);
+    * ``load(run_dir, config, step) -> TrainedRun`` (optional): rebuild env and learner and
+      restore a checkpoint of a run directory it wrote, for ``eval``/``render``; ``None`` =
+      the runner's layout (:func:`load_run`'s default).
     """
 
     run: Callable[..., Any]
     config_type: type
+    load: Callable[..., Any] | None = None
 
 
 #: Pipelines by name; MESA and MRA register theirs with :func:`register_pipeline`.
 PIPELINES: dict[str, Pipeline] = {"train": Pipeline(runner.train, runner.TrainConfig)}
+
+#: Modules that register a pipeline of the same name when imported; :func:`get_pipeline`
+#: imports them on first use, so that the CLI does not pay for every algorithm at start-up.
+PIPELINE_MODULES: dict[str, str] = {"mesa": "metajax.mesa", "mra": "metajax.mra"}
 
 
 def register_pipeline(name: str, pipeline: Pipeline) -> None:
@@ -64,6 +72,8 @@ def register_pipeline(name: str, pipeline: Pipeline) -> None:
 
 
 def get_pipeline(name: str) -> Pipeline:
+    if name not in PIPELINES and name in PIPELINE_MODULES:
+        importlib.import_module(PIPELINE_MODULES[name])
     try:
         return PIPELINES[name]
     except KeyError:
@@ -227,6 +237,9 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
     """
     run_dir = Path(run_dir)
     cfg, pipeline = read_run_config(run_dir)
+    custom = get_pipeline(pipeline).load
+    if custom is not None:
+        return custom(run_dir, cfg, step)
     if not has_checkpoint(run_dir):
         raise CheckpointError(f"no checkpoint under {run_dir.absolute() / 'checkpoints'}")
     env = runner.build_env(cfg)
