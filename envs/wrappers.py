@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import chex
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jumanji import specs
 
-from envs.core import MultiAgentEnv, TimeStep
+from envs.core import EnvError, MultiAgentEnv, TimeStep
 
 Array = jax.Array
 
@@ -138,6 +139,78 @@ class AutoReset(MultiAgentEnv):
 
     def __repr__(self) -> str:
         return f"AutoReset({self.env!r}, resample_task={self.resample_task})"
+
+
+class GoalObservation(MultiAgentEnv):
+    """Append the task's goal descriptor to every agent's own features (goal-conditioned
+    policies, e.g. MESA's goal-conditioned baseline).
+
+    ``obs.self`` becomes ``[A, d_self + G]`` with ``G`` the size of
+    ``env.task_description(task)`` (zeros for padded agents); everything else is the wrapped
+    env's. The state is the wrapped env's own state (it must carry ``task``), so
+    :class:`AutoReset` can wrap this wrapper.
+
+    Raises:
+      EnvError: the env has no ``task_description``.
+    """
+
+    def __init__(self, env: MultiAgentEnv):
+        if not callable(getattr(env, "task_description", None)):
+            raise EnvError(f"{env.name}: no task_description, so no goal to observe")
+        self.env = env
+        self.name = env.name
+        self.num_teams = env.num_teams
+        self.max_agents = env.max_agents
+        self.max_objects = env.max_objects
+        self.episode_length = env.episode_length
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def make_task(self, **fields: Any) -> Any:
+        return self.env.make_task(**fields)
+
+    def sample_task(self, key: chex.PRNGKey) -> Any:
+        return self.env.sample_task(key)
+
+    def validate_task(self, task: Any) -> Any:
+        return self.env.validate_task(task)
+
+    def _augment(self, ts: TimeStep, task: Any) -> TimeStep:
+        obs = ts.observation
+        goal = self.env.task_description(task).astype(obs.self.dtype)
+        goal = jnp.broadcast_to(goal, (obs.self.shape[0], goal.shape[-1]))
+        goal = goal * obs.agent_mask[:, None]
+        # ``replace(self=...)`` would clash with the method's own ``self``
+        new = dataclasses.replace(obs, **{"self": jnp.concatenate([obs.self, goal], -1)})
+        return ts.replace(observation=new)
+
+    def reset_to(self, key: chex.PRNGKey, task: Any) -> tuple[Any, TimeStep]:
+        state, ts = self.env.reset_to(key, task)
+        return state, self._augment(ts, task)
+
+    def step(self, state: Any, action: Array) -> tuple[Any, TimeStep]:
+        state, ts = self.env.step(state, action)
+        return state, self._augment(ts, state.task)
+
+    def observation_spec(self) -> specs.Spec:
+        inner = self.env.observation_spec()
+        task = self.env.sample_task(jax.random.PRNGKey(0))
+        g = int(np.prod(jax.eval_shape(self.env.task_description, task).shape))
+        d_self = inner.self.shape[-1] + g
+        return self.observation_spec_from(
+            d_self, inner.agents.shape[-1], inner.objects.shape[-1])
+
+    def action_spec(self) -> specs.Spec:
+        return self.env.action_spec()
+
+    def check_action(self, action: Array) -> None:
+        self.env.check_action(action)
+
+    def __repr__(self) -> str:
+        return f"GoalObservation({self.env!r})"
 
 
 def stack_tasks(tasks: list[Any]) -> Any:

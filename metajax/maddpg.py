@@ -178,7 +178,8 @@ class MADDPGState:
       recurrent state; ``ep_return``: ``[num_envs, A]`` running episode returns;
     * ``last_return``: ``[]`` mean return of the latest completed episodes;
     * ``key``; ``env_steps``: ``[]`` env steps (summed over parallel games);
-      ``grad_steps``: ``[]`` gradient steps.
+      ``grad_steps``: ``[]`` gradient steps;
+    * ``aux``: the state of the :class:`RolloutHooks` (``None`` without hooks).
     """
 
     params: Params
@@ -193,6 +194,31 @@ class MADDPGState:
     key: Array
     env_steps: Array
     grad_steps: Array
+    aux: Any = None
+
+
+class RolloutHooks(NamedTuple):
+    """Optional pure hooks into MADDPG's rollout, for algorithms built on it (MESA).
+
+    Each hook sees and returns ``aux``, a pytree carried in :attr:`MADDPGState.aux` (so it is
+    vmapped, checkpointed and resumed with the learner). Arrays have a leading ``[N]`` axis of
+    parallel games (``num_envs``); ``A`` agents, ``d`` the critic's per-agent action size.
+
+    * ``init(key, tasks [N]) -> aux``;
+    * ``act(aux, obs [N], key, env_steps [], env_action [N, A, ...], critic_action [N, A, d])
+      -> (env_action, critic_action, aux)``: may replace the learner's behaviour action before
+      the step (e.g. another policy acts); ``None`` = the learner acts;
+    * ``reward(aux, obs [N], critic_action [N, A, d], ts) -> (reward [N, A], aux)``: after the
+      step (``ts`` the auto-reset timestep, ``ts.reward`` the env reward, ``ts.done`` ``[N]``),
+      the reward to store in the replay (before ``reward_scale``); ``None`` = the env reward.
+      ``episode_return`` always reports the env reward;
+    * ``metrics(aux) -> {name: []}``: extra per-update metrics.
+    """
+
+    init: Callable[[Array, Any], Any]
+    act: Callable[..., tuple[Array, Array, Any]] | None = None
+    reward: Callable[..., tuple[Array, Any]] | None = None
+    metrics: Callable[[Any], dict] | None = None
 
 
 class Learner(NamedTuple):
@@ -202,19 +228,23 @@ class Learner(NamedTuple):
       ``[]``; ``t`` the unbatched index of the update in the run, when the caller knows it);
     * ``policy(params, obs, carry, key, greedy) -> (env_action, carry)`` for one game
       (``obs`` ``[A, ...]``, ``carry`` ``[A, h]``);
+    * ``act(params, obs, carry, key, greedy) -> (env_action, critic_action [A, d], carry)``:
+      the same, also returning the action as the critic sees it (``None`` if not provided);
     * ``policy_params(state)``: the parameters ``policy`` needs;
     * ``initial_carry()``: ``[A, h]`` recurrent state at an episode start;
     * ``env_steps_per_update``: env steps one ``update`` collects (per seed);
-    * ``tasks``: the ``[num_envs]`` batch of games trained on.
+    * ``tasks``: the ``[num_envs]`` batch of games trained on (``init(key, tasks)`` may be
+      given another ``[num_envs]`` batch, e.g. under ``vmap`` over games).
     """
 
-    init: Callable[[Array], Any]
+    init: Callable[..., Any]
     update: Callable[..., tuple[Any, dict]]
     policy: Callable[..., tuple[Array, Array]]
     policy_params: Callable[[Any], Any]
     initial_carry: Callable[[], Array]
     env_steps_per_update: int
     tasks: Any
+    act: Callable[..., tuple[Array, Array, Array]] | None = None
 
 
 # --- action spaces --------------------------------------------------------------------------------
@@ -250,10 +280,13 @@ def _num_teams(env: MultiAgentEnv, cfg: MADDPGConfig) -> int:
     return env.max_agents if cfg.param_sharing == "agent" else max(env.num_teams, 1)
 
 
-def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
+def make_maddpg(
+    config: MADDPGConfig, env: MultiAgentEnv, tasks: Any, hooks: RolloutHooks | None = None
+) -> Learner:
     """Build MADDPG for ``env`` trained on ``tasks`` (a task, or a ``[num_envs]`` stack).
 
-    A single task is tiled over the ``num_envs`` parallel games.
+    A single task is tiled over the ``num_envs`` parallel games. ``hooks`` (optional) plug
+    into the rollout; see :class:`RolloutHooks`.
     """
     cfg = config
     auto = AutoReset(env)
@@ -338,9 +371,13 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
         """``Q_i(o, a)`` for every agent ``i`` of one sample: ``[A]`` values, ``[A]`` reg."""
         return jax.vmap(lambda i: q_one(params, obs, actions, i))(jnp.arange(n_agents))
 
-    def policy(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
+    def act(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
         out, carry = actor_all(params, obs, carry)
-        env_action, _ = behaviour(out, key, greedy)
+        env_action, critic_action = behaviour(out, key, greedy)
+        return env_action, critic_action, carry
+
+    def policy(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
+        env_action, _, carry = act(params, obs, carry, key, greedy)
         return env_action, carry
 
     # ---- init -----------------------------------------------------------------------------
@@ -377,11 +414,14 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
         latent=jnp.zeros((n_agents, 0)),
     )
 
-    def init(key: Array) -> MADDPGState:
-        k_a, k_c, k_env, k_next = jax.random.split(key, 4)
+    def init(key: Array, games: Any = None) -> MADDPGState:
+        """Initial state; ``games`` (optional) a ``[num_envs]`` stack of tasks replacing the
+        ones the learner was built with (same structure; may be traced)."""
+        games = tasks if games is None else games
+        k_a, k_c, k_env, k_next, k_aux = jax.random.split(key, 5)
         actor_p = nets.init_team_params(init_actor, k_a, n_teams)
         critic_p = nets.init_team_params(init_critic, k_c, n_teams)
-        env_state, ts = jax.vmap(auto.reset_to)(jax.random.split(k_env, n_envs), tasks)
+        env_state, ts = jax.vmap(auto.reset_to)(jax.random.split(k_env, n_envs), games)
         return MADDPGState(
             params=Params(actor_p, critic_p, actor_p, critic_p),
             actor_opt=actor_opt.init(actor_p),
@@ -395,20 +435,29 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
             key=k_next,
             env_steps=jnp.zeros((), jnp.int32),
             grad_steps=jnp.zeros((), jnp.int32),
+            aux=None if hooks is None else hooks.init(k_aux, games),
         )
 
     # ---- rollout ---------------------------------------------------------------------------
     def rollout(state: MADDPGState, key: Array):
-        def step(carry, k):
-            env_state, obs, rnn, ep_ret, done_sum, done_n = carry
+        def step(carry, inp):
+            env_state, obs, rnn, ep_ret, done_sum, done_n, aux = carry
+            k, t = inp
+            k, k_hook = jax.random.split(k)
             k_act = jax.random.split(k, n_envs)
             out, new_rnn = jax.vmap(actor_all, (None, 0, 0))(state.params.actor, obs, rnn)
             env_a, critic_a = jax.vmap(behaviour, (0, 0, None))(out, k_act, False)
+            if hooks is not None and hooks.act is not None:
+                env_a, critic_a, aux = hooks.act(
+                    aux, obs, k_hook, state.env_steps + t * n_envs, env_a, critic_a)
             env_state, ts = jax.vmap(auto.step)(env_state, env_a)
+            reward = ts.reward
+            if hooks is not None and hooks.reward is not None:
+                reward, aux = hooks.reward(aux, obs, critic_a, ts)
             item = Transition(
                 obs=obs,
                 action=critic_a,
-                reward=ts.reward * cfg.reward_scale,
+                reward=reward * cfg.reward_scale,
                 discount=ts.discount,
                 next_obs=ts.extras["final_observation"],
                 carry=rnn,
@@ -423,18 +472,19 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
             done_n = done_n + jnp.sum(done)
             ep_ret = jnp.where(done[:, None], 0.0, ep_ret)
             new_rnn = jnp.where(done[:, None, None], 0.0, new_rnn)
-            return (env_state, ts.observation, new_rnn, ep_ret, done_sum, done_n), item
+            return (env_state, ts.observation, new_rnn, ep_ret, done_sum, done_n, aux), item
 
         init_c = (state.env_state, state.obs, state.carry, state.ep_return,
-                  jnp.zeros(()), jnp.zeros((), jnp.int32))
-        (env_state, obs, rnn, ep_ret, done_sum, done_n), items = jax.lax.scan(
-            step, init_c, jax.random.split(key, cfg.rollout_steps))
+                  jnp.zeros(()), jnp.zeros((), jnp.int32), state.aux)
+        steps = (jax.random.split(key, cfg.rollout_steps), jnp.arange(cfg.rollout_steps))
+        (env_state, obs, rnn, ep_ret, done_sum, done_n, aux), items = jax.lax.scan(
+            step, init_c, steps)
         n_items = cfg.rollout_steps * n_envs
         items = jax.tree.map(lambda x: x.reshape((n_items, *x.shape[2:])), items)
         last = jnp.where(done_n > 0, done_sum / jnp.maximum(done_n, 1), state.last_return)
         state = state.replace(
             env_state=env_state, obs=obs, carry=rnn, ep_return=ep_ret, last_return=last,
-            buffer=replay.add(state.buffer, items),
+            buffer=replay.add(state.buffer, items), aux=aux,
             env_steps=state.env_steps + cfg.rollout_steps * n_envs,
         )
         return state, done_n
@@ -533,6 +583,8 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
             "actor_loss": al,
             "q_mean": qm,
         }
+        if hooks is not None and hooks.metrics is not None:
+            metrics.update(hooks.metrics(state.aux))
         return state, metrics
 
     return Learner(
@@ -543,6 +595,7 @@ def make_maddpg(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any) -> Learner
         initial_carry=lambda: jnp.zeros((n_agents, carry_dim)),
         env_steps_per_update=cfg.rollout_steps * n_envs,
         tasks=tasks,
+        act=act,
     )
 
 

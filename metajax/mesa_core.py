@@ -140,12 +140,15 @@ class HighRewardDataset:
 
     * ``data``: ``[C, D]`` float32 (rows outside ``mask`` are meaningless);
     * ``mask``: ``[C]`` bool, row holds a pair;
-    * ``count``: ``[]`` int32, pairs ever offered with ``keep`` (may exceed ``C``).
+    * ``count``: ``[]`` int32, pairs ever offered with ``keep`` (may exceed ``C``);
+    * ``value``: ``[C]`` float32, the (relabelled, Eq. 5) reward ``r_hat`` of each pair: the
+      "derived positive reward" Eq. 6 assigns to a visit near that pair.
     """
 
     data: Array
     mask: Array
     count: Array
+    value: Array
 
     @property
     def capacity(self) -> int:
@@ -160,13 +163,31 @@ def dataset_init(capacity: int, dim: int) -> HighRewardDataset:
         data=jnp.zeros((capacity, dim), jnp.float32),
         mask=jnp.zeros((capacity,), bool),
         count=jnp.int32(0),
+        value=jnp.zeros((capacity,), jnp.float32),
+    )
+
+
+def dataset_merge(datasets: HighRewardDataset) -> HighRewardDataset:
+    """One ``M_*`` from a stack of ``[B]`` datasets (e.g. one per training task, built under
+    ``vmap``): capacity ``B * C``, every stored row kept (Alg. 1 line 5, the union)."""
+    b, c, d = datasets.data.shape
+    return HighRewardDataset(
+        data=datasets.data.reshape(b * c, d),
+        mask=datasets.mask.reshape(b * c),
+        count=jnp.sum(datasets.count).astype(jnp.int32),
+        value=datasets.value.reshape(b * c),
     )
 
 
 def dataset_add(
-    ds: HighRewardDataset, x: Array, keep: Array, key: Array | None = None
+    ds: HighRewardDataset,
+    x: Array,
+    keep: Array,
+    key: Array | None = None,
+    value: Array | None = None,
 ) -> HighRewardDataset:
-    """Store the rows ``x [B, D]`` with ``keep [B]`` into ``M_*`` (jittable, static ``B``).
+    """Store the rows ``x [B, D]`` with ``keep [B]`` into ``M_*`` (jittable, static ``B``);
+    ``value [B]`` (default 1) is each row's reward ``r_hat``.
 
     The paper's ``M_*`` is an unbounded union over all B training tasks; a fixed capacity must
     drop pairs once full. Two rules, both exactly equal to adding the kept rows one by one:
@@ -196,10 +217,13 @@ def dataset_add(
     row = jnp.arange(b, dtype=jnp.int32)
     winner = jax.ops.segment_max(row, slot, num_segments=c + 1)
     slot = jnp.where(winner[slot] == row, slot, c)
+    value = jnp.ones((b,), jnp.float32) if value is None else value.astype(jnp.float32)
+    chex.assert_shape(value, (b,))
     return HighRewardDataset(
         data=ds.data.at[slot].set(x.astype(jnp.float32), mode="drop"),
         mask=ds.mask.at[slot].set(True, mode="drop"),
         count=ds.count + jnp.sum(keep, dtype=jnp.int32),
+        value=ds.value.at[slot].set(value, mode="drop"),
     )
 
 
@@ -213,6 +237,13 @@ def min_distance(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> A
     is compared to a small ``eps``), scanned over ``M_*`` in chunks of ``chunk`` rows (memory
     ``[B, chunk, D]``; ``None`` = one chunk). ``inf`` when ``M_*`` is empty.
     """
+    return nearest(ds, x, chunk)[0]
+
+
+def nearest(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> tuple[Array, Array]:
+    """``(distance [B], index [B] int32)`` of the nearest stored pair of ``M_*`` to each row
+    of ``x [B, D]`` (see :func:`min_distance`; ties go to the lowest index; index 0 and
+    distance ``inf`` when ``M_*`` is empty)."""
     chex.assert_rank(x, 2)
     chex.assert_equal_shape_suffix([x, ds.data], 1)
     c, d = ds.data.shape
@@ -223,14 +254,20 @@ def min_distance(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> A
     mask = jnp.pad(ds.mask, (0, pad)).reshape(n_chunks, chunk)
     x = x.astype(jnp.float32)
 
-    def step(best: Array, inp: tuple[Array, Array]) -> tuple[Array, None]:
-        rows, valid = inp
+    def step(carry: tuple[Array, Array], inp: tuple[Array, Array, Array]):
+        best, arg = carry
+        rows, valid, base = inp
         d2 = jnp.sum((x[:, None, :] - rows[None, :, :]) ** 2, -1)  # [B, chunk]
         d2 = jnp.where(valid[None, :], d2, jnp.inf)
-        return jnp.minimum(best, jnp.min(d2, -1)), None
+        j = jnp.argmin(d2, -1)
+        m = jnp.take_along_axis(d2, j[:, None], -1)[:, 0]
+        better = m < best
+        return (jnp.where(better, m, best), jnp.where(better, base + j, arg)), None
 
-    best, _ = jax.lax.scan(step, jnp.full(x.shape[0], jnp.inf, jnp.float32), (data, mask))
-    return jnp.sqrt(best)
+    init = (jnp.full(x.shape[0], jnp.inf, jnp.float32), jnp.zeros(x.shape[0], jnp.int32))
+    bases = jnp.arange(n_chunks, dtype=jnp.int32) * chunk
+    (best, arg), _ = jax.lax.scan(step, init, (data, mask, bases))
+    return jnp.sqrt(best), arg.astype(jnp.int32)
 
 
 def count_decay(count: Array, power: float = 5.0) -> Array:
