@@ -230,6 +230,8 @@ class Learner(NamedTuple):
       (``obs`` ``[A, ...]``, ``carry`` ``[A, h]``);
     * ``act(params, obs, carry, key, greedy) -> (env_action, critic_action [A, d], carry)``:
       the same, also returning the action as the critic sees it (``None`` if not provided);
+    * ``outputs(params, obs, carry) -> (out [A, d], carry)``: the actors' raw outputs
+      (logits, or pre-tanh actions) for one game (``None`` if not provided);
     * ``policy_params(state)``: the parameters ``policy`` needs;
     * ``initial_carry()``: ``[A, h]`` recurrent state at an episode start;
     * ``env_steps_per_update``: env steps one ``update`` collects (per seed);
@@ -245,6 +247,7 @@ class Learner(NamedTuple):
     env_steps_per_update: int
     tasks: Any
     act: Callable[..., tuple[Array, Array, Array]] | None = None
+    outputs: Callable[..., tuple[Array, Array]] | None = None
 
 
 # --- action spaces --------------------------------------------------------------------------------
@@ -596,6 +599,7 @@ def make_maddpg(
         env_steps_per_update=cfg.rollout_steps * n_envs,
         tasks=tasks,
         act=act,
+        outputs=actor_all,
     )
 
 
