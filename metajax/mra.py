@@ -1,0 +1,1259 @@
+"""MRA: Meta Representations for Agents (Zhang et al.), Sec. 4 and 6, App. C and D.
+
+Agents that generalize across Markov games of different populations. Each agent acts with a
+latent-variable policy ``a ~ pi_theta(. | o, g)``, ``g = phi(o, z)``, ``z ~ p_psi(. | m)``:
+
+* **latent prior** ``p_psi(z | m)`` (:class:`LatentPrior`): categorical over ``|Z|`` = number
+  of attention heads, conditioned on the game's description ``m`` (its populations, read off the
+  padded observation by :func:`population_descriptor`); sampled per agent per episode with
+  (hard) Gumbel-softmax. ``latent="uniform"`` is uni-MRA (``z`` uniform, no ``psi``);
+  ``latent="none"`` is a unimodal policy (the Reptile and MAAC-style baselines).
+* **relational graph** ``g = phi(o, z)``: the multi-head attention of
+  :class:`metajax.networks.RelationalEncoder` (MRA Eq. 1) with head ``z`` selected (the
+  ``option`` architecture, :func:`select_graph`), or App. E.3's ``concat`` / ``bilinear``
+  variants, where ``z`` is concatenated to / outer-multiplied with every observation entity
+  (:func:`condition_obs`). ``phi`` is the query and key transforms (they make the graph);
+  ``theta`` is everything else of the actor: the entity encoders, the value transform ``V`` of
+  Eq. 1 and the policy head (Sec. 4.2: "theta includes the transformation V ... and the
+  successive policy network parameters"). :func:`split_actor` / :func:`merge_actor`.
+* **policy and centralized critic** (Eq. 8-9): the actor is :class:`metajax.networks.Actor`
+  (relational encoder, head ``z``); the critic :class:`MRACritic` is MAAC-style (attention over
+  the other agents' state-action encodings, ``|A|`` Q-values for the agent's own action) and
+  embeds every agent's observation with *the same graph* ``g`` the actor uses
+  (:class:`GraphEmbed`: ``sum_j g_j V_zeta(o_j)``, ``g`` detached as in Alg. 5).
+  The policy gradient of Eq. 9 is taken with the advantage ``Q - E_pi Q`` (Sec. 6.1 allows
+  it) and in expectation over the agent's own action, which the critic's ``|A|`` outputs give
+  exactly (:func:`policy_gradient_loss`).
+* **Reptile** (Sec. 4.4): ``K`` = ``maddpg.updates_per_rollout`` critic + policy-gradient steps
+  on one game's batches inside ``lax.scan``, then ``theta <- theta + alpha (theta_K - theta)``
+  (:func:`reptile_step`). ``reptile="sequential"`` visits the games in turn (Alg. 4: update
+  ``t`` rolls out and trains on game ``t mod |M|``); ``reptile="batched"`` rolls out every game,
+  runs the ``K`` steps on each game from the same parameters (``vmap``) and averages the games'
+  deltas (:func:`reptile_batched`).
+* **mutual information**: after the Reptile step ``phi`` ascends the lower bound of
+  ``I(g; a | o)`` (Eq. 11, :func:`mi_lower_bound`, ``p(a | o)`` from ``n`` resampled latents,
+  target policy ``pi_theta_bar``), then ``psi`` and the inference network ``xi``
+  (:class:`InferenceNet`, ``p(x | o, g)``) descend the game-index cross-entropy (Eq. 13,
+  :func:`game_cross_entropy`, gradient to ``psi`` through the straight-through Gumbel sample).
+* **adaptation** to an unseen game (Alg. 5, Eq. 10): ``mode="adapt"`` starts from a trained
+  run (``init_from``), fine-tunes ``theta`` *and* ``phi`` by the policy gradient (plus the
+  critic), keeps ``psi`` and ``xi`` fixed, no Reptile interpolation and no MI terms; by default
+  each agent's ``z`` is drawn once and kept (Alg. 5).
+* **zero-shot evaluation**: :func:`make_latent_evaluator` plays episodes with ``z`` drawn from
+  the prior (expectation over ``z``) or with every agent on one fixed head (best-of-``z`` =
+  the maximum over heads).
+
+Everything is vmapped over the training games (padded to the env's ``max_agents``: one
+compile serves every population) and, by the runner, over seeds.
+
+Configuration: :class:`MRAConfig` is a :class:`metajax.runner.TrainConfig` (so the runner's
+host loop, metrics, checkpoints, resume, evaluation and the CLI's eval/render/plot work for it)
+with ``algo="mra"`` and an :class:`MRAOptions` section. The off-policy machinery shared with
+MADDPG (network widths, learning rates, ``gamma``, ``tau``, batch, buffer, parallel games per
+training game ``num_envs``, rollout length, ``K = updates_per_rollout``, warm-up) stays in the
+``maddpg`` section. Importing this module registers ``"mra"`` in :data:`metajax.runner.ALGOS`
+and the ``"mra"`` pipeline.
+
+Parameters are shared within a team (role-symmetric games, Sec. 6.1), stacked ``[T, ...]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct, traverse_util
+from jumanji import specs
+
+from envs.core import MultiAgentEnv, Observation
+from envs.wrappers import AutoReset
+from metajax import networks as nets
+from metajax import runner
+from metajax.experiment import PIPELINES, Pipeline, register_pipeline
+from metajax.maddpg import (
+    Learner,
+    MADDPGConfig,
+    gumbel_softmax,
+    masked_mean,
+    soft_update,
+    straight_through,
+    td_target,
+)
+from metajax.replay import Transition, make_replay
+
+Array = jax.Array
+
+LATENTS = ("prior", "uniform", "none")
+PHI_VARIANTS = ("option", "concat", "bilinear")
+REPTILE_MODES = ("sequential", "batched")
+MODES = ("train", "adapt")
+#: Parameter names of the actor's relational encoder that make the graph (``phi``).
+PHI_NAMES = ("query", "key")
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MRAOptions:
+    """MRA-specific hyperparameters (the shared off-policy ones live in ``maddpg``).
+
+    * ``latent``: ``prior`` (MRA, ``z ~ p_psi(.|m)``), ``uniform`` (uni-MRA) or ``none``
+      (unimodal: Reptile / MAAC-style baselines; no ``psi``, no MI terms);
+    * ``phi``: ``option`` (z selects the head), ``concat`` or ``bilinear`` (App. E.3);
+    * ``reptile``: ``sequential`` (Alg. 4, games in turn) or ``batched`` (average of the games'
+      deltas); ``alpha``: outer step size (paper: 1);
+    * ``mi_samples``: ``n`` latents resampled for ``p(a|o)`` in Eq. 11 (authors' code: 5);
+      ``mi_coef``: weight of the Eq. 11 step for ``phi`` (0 = off); ``phi_lr``;
+    * ``game_ce``: run the Eq. 13 step for ``psi`` and ``xi``; ``prior_lr``;
+      ``prior_hidden`` / ``prior_temperature``: ``p_psi`` is ``log_softmax(MLP(m) / T)``
+      (authors' code: one hidden layer of 3, ``T = 4``); ``inference_hidden``: ``xi``'s MLP;
+    * ``entropy_coef``: entropy bonus of the policy (MAAC-style; 0 = Eq. 9 alone);
+    * ``latent_per_episode``: draw a new ``z`` at every episode start (Alg. 4) or once per
+      parallel game for the whole run (Alg. 5); ``None`` = per episode when training, once
+      when adapting;
+    * ``mode``: ``train`` (Alg. 4) or ``adapt`` (Alg. 5: fine-tune ``theta`` and ``phi`` on one
+      unseen game from ``init_from``, a run directory of a trained MRA run).
+    """
+
+    latent: str = "prior"
+    phi: str = "option"
+    reptile: str = "sequential"
+    alpha: float = 1.0
+    mi_samples: int = 5
+    mi_coef: float = 1.0
+    phi_lr: float = 3e-4
+    game_ce: bool = True
+    prior_lr: float = 3e-4
+    prior_hidden: tuple[int, ...] = (8,)
+    prior_temperature: float = 4.0
+    inference_hidden: tuple[int, ...] = (64,)
+    entropy_coef: float = 0.01
+    latent_per_episode: bool | None = None
+    mode: str = "train"
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("latent", LATENTS), ("phi", PHI_VARIANTS),
+                               ("reptile", REPTILE_MODES), ("mode", MODES)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(
+                    f"mra.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+        if self.mi_samples < 1:
+            raise ValueError(f"mra.mi_samples must be >= 1, got {self.mi_samples}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"mra.alpha must be in (0, 1], got {self.alpha}")
+        if self.latent == "none" and self.phi != "option":
+            raise ValueError(f"mra.phi={self.phi!r} needs a latent (mra.latent != 'none')")
+        if self.mode == "adapt" and not self.init_from:
+            raise ValueError("mra.mode='adapt' needs mra.init_from (a trained MRA run directory)")
+
+    @property
+    def uses_latent(self) -> bool:
+        return self.latent != "none"
+
+    @property
+    def per_episode(self) -> bool:
+        if self.latent_per_episode is None:
+            return self.mode == "train"
+        return bool(self.latent_per_episode)
+
+
+#: MRA App. E.1 defaults for the shared off-policy machinery (12 parallel rollouts are split
+#: over the games; K = 10 gradient steps per update, batch 1024, Adam 3e-4 with weight decay
+#: 3e-4 as in the authors' code, gamma 0.95) and a 6-head relational encoder (|Z| = 6).
+MRA_PAPER = MADDPGConfig(
+    actor="relational",
+    critic="attention",
+    hidden=(128, 128),
+    num_heads=6,
+    head_dim=16,
+    embed_dim=64,
+    critic_hidden=128,
+    param_sharing="team",
+    actor_lr=3e-4,
+    critic_lr=3e-4,
+    weight_decay=3e-4,
+    gamma=0.95,
+    tau=0.005,
+    grad_clip=10.0,
+    batch_size=1024,
+    buffer_size=200_000,
+    num_envs=3,
+    rollout_steps=20,
+    updates_per_rollout=10,
+    learning_starts=1024 * 4,
+)
+
+#: Laptop-scale defaults: smaller networks and batches, same structure.
+MRA_SMALL = dataclasses.replace(
+    MRA_PAPER,
+    hidden=(64,),
+    num_heads=4,
+    head_dim=16,
+    embed_dim=32,
+    critic_hidden=64,
+    actor_lr=1e-3,
+    critic_lr=1e-3,
+    weight_decay=0.0,
+    batch_size=128,
+    buffer_size=10_000,
+    num_envs=4,
+    rollout_steps=10,
+    updates_per_rollout=4,
+    learning_starts=500,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MRAConfig(runner.TrainConfig):
+    """A run of the MRA learner (``algo="mra"``) or of a baseline (``algo="maddpg"``) through
+    the runner. ``tasks`` are the training games (each gets ``maddpg.num_envs`` parallel games);
+    ``eval_tasks`` may hold unseen populations (zero-shot evaluation)."""
+
+    name: str = "mra"
+    env: str = "resource"
+    algo: str = "mra"
+    maddpg: MADDPGConfig = MRA_SMALL
+    mra: MRAOptions = dataclasses.field(default_factory=MRAOptions)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.algo == "mra" and self.maddpg.param_sharing != "team":
+            raise ValueError("MRA shares parameters within teams: maddpg.param_sharing must be "
+                             f"'team', got {self.maddpg.param_sharing!r}")
+
+
+# --- pure pieces (unit-tested against hand computations) ----------------------------------------
+
+
+def population_descriptor(obs: Observation, num_teams: int) -> Array:
+    """``[num_teams + 1]`` description ``m`` of a game from one padded observation ``[A, ...]``:
+    the number of agents of each team and the number of objects, divided by 10 (the authors'
+    scaling). Generic over every env of the :class:`envs.core.Observation` contract."""
+    team = jax.nn.one_hot(obs.team, num_teams, dtype=jnp.float32)  # [A, T]
+    counts = jnp.sum(team * obs.agent_mask[:, None], axis=0)
+    n_obj = jnp.max(jnp.sum(obs.objects_mask, axis=-1)).astype(jnp.float32)
+    return jnp.concatenate([counts, n_obj[None]]) / 10.0
+
+
+def select_graph(graph: Array, z: Array) -> Array:
+    """Option architecture: the graph ``[..., N]`` of head ``z`` from per-head graphs
+    ``[..., H, N]`` (``z`` one-hot ``[..., H]``; a relaxed ``z`` mixes the heads)."""
+    return jnp.einsum("...h,...hn->...n", z, graph)
+
+
+def condition_obs(obs: Observation, z: Array, mode: str) -> Observation:
+    """App. E.3 variants: ``z [H]`` joined to every entity of one agent's observation.
+
+    ``concat``: ``[x, z]``; ``bilinear``: the outer product ``x z^T`` flattened (``[d * H]``).
+    """
+    def cond(x: Array) -> Array:
+        zb = jnp.broadcast_to(z, (*x.shape[:-1], z.shape[-1]))
+        if mode == "concat":
+            return jnp.concatenate([x, zb], axis=-1)
+        if mode == "bilinear":
+            return jnp.einsum("...d,...h->...dh", x, zb).reshape(*x.shape[:-1], -1)
+        raise ValueError(f"unknown phi variant {mode!r}; choose from {PHI_VARIANTS}")
+
+    return Observation(
+        self=cond(obs.self), agents=cond(obs.agents), agents_mask=obs.agents_mask,
+        objects=cond(obs.objects), objects_mask=obs.objects_mask, team=obs.team,
+        agent_mask=obs.agent_mask,
+    )
+
+
+def mi_lower_bound(logp: Array, logp_resampled: Array) -> Array:
+    """Eq. 11 estimator: ``log pi(a|o,g) - log (1/n sum_k pi(a|o,g'_k))``.
+
+    ``logp`` ``[...]``: log-probability of the action under the graph of the agent's latent;
+    ``logp_resampled`` ``[..., n]``: under the graphs of ``n`` resampled latents.
+    """
+    n = logp_resampled.shape[-1]
+    return logp - (jax.nn.logsumexp(logp_resampled, axis=-1) - math.log(n))
+
+
+def game_cross_entropy(logits: Array, game: Array, mask: Array) -> Array:
+    """Eq. 13: ``mean_mask -log p(x = game | o, g; xi)`` from ``logits [..., G]``, integer
+    ``game [...]`` and ``mask [...]``."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, game[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return masked_mean(nll, mask)
+
+
+def policy_gradient_loss(
+    logits: Array, q_all: Array, mask: Array, entropy_coef: float, logit_reg: float
+) -> tuple[Array, Array]:
+    """Eq. 9 with the advantage, in expectation over the agent's own action.
+
+    ``logits [B, A, n]`` of ``pi_theta``; ``q_all [B, A, n]`` the critic's Q-values of every own
+    action (others' actions from the batch). The loss
+    ``-mean_mask sum_a pi(a) (Q(a) - sum_b pi(b) Q(b))`` has the gradient
+    ``-E_{a~pi}[grad log pi(a) A(a)]`` of Eq. 9 exactly; minus ``entropy_coef * H(pi)``, plus
+    ``logit_reg * mean(logits^2)``. Returns ``(loss, mean entropy)``.
+    """
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    pi = jnp.exp(logp)
+    q = jax.lax.stop_gradient(q_all)
+    baseline = jax.lax.stop_gradient(jnp.sum(pi * q, axis=-1, keepdims=True))
+    objective = jnp.sum(pi * (q - baseline), axis=-1)
+    entropy = -jnp.sum(pi * logp, axis=-1)
+    reg = jnp.mean(logits**2, axis=-1)
+    loss = -masked_mean(objective, mask) - entropy_coef * masked_mean(entropy, mask)
+    return loss + logit_reg * masked_mean(reg, mask), masked_mean(entropy, mask)
+
+
+def reptile_step(theta: Any, theta_k: Any, alpha: float | Array) -> Any:
+    """Reptile outer step ``theta + alpha (theta_K - theta)`` (Sec. 4.4)."""
+    return jax.tree.map(lambda t, k: t + alpha * (k - t), theta, theta_k)
+
+
+def reptile_batched(theta: Any, theta_ks: Any, alpha: float | Array) -> Any:
+    """Batched Reptile: ``theta + alpha mean_m (theta_K^m - theta)`` over a leading game axis of
+    ``theta_ks``."""
+    return jax.tree.map(lambda t, k: t + alpha * jnp.mean(k - t[None], axis=0), theta, theta_ks)
+
+
+def _is_phi(path: tuple[str, ...]) -> bool:
+    return any(p in PHI_NAMES for p in path) and any("RelationalEncoder" in p for p in path)
+
+
+def split_actor(params: Any) -> tuple[Any, Any]:
+    """``(theta, phi)``: the actor's parameters without / with only the graph makers (the query
+    and key transforms of its relational encoder); both are nested dicts."""
+    flat = traverse_util.flatten_dict(params)
+    theta = {k: v for k, v in flat.items() if not _is_phi(k)}
+    phi = {k: v for k, v in flat.items() if _is_phi(k)}
+    return traverse_util.unflatten_dict(theta), traverse_util.unflatten_dict(phi)
+
+
+def merge_actor(theta: Any, phi: Any) -> Any:
+    """Inverse of :func:`split_actor`."""
+    flat = {**traverse_util.flatten_dict(theta), **traverse_util.flatten_dict(phi)}
+    return traverse_util.unflatten_dict(flat)
+
+
+def sample_latent(key: Array, logits: Array) -> Array:
+    """Hard one-hot sample ``[..., H]`` of ``softmax(logits)`` (Gumbel-max)."""
+    idx = jnp.argmax(logits + jax.random.gumbel(key, logits.shape, logits.dtype), axis=-1)
+    return jax.nn.one_hot(idx, logits.shape[-1], dtype=jnp.float32)
+
+
+def per_team(fn: Callable[..., Any], params: Any, team: Array, *args: Any) -> Any:
+    """Apply ``fn(params_t, *args)`` with each team's parameters ``[T, ...]`` and keep, for
+    every agent, its own team's output. ``fn`` returns arrays whose axis ``team.ndim - 1`` is
+    the agent axis ``[..., A, ...]`` matching ``team [..., A]``. No per-agent copy of the
+    parameters is made (cheaper than gathering them when batches are large)."""
+    n_teams = jax.tree.leaves(params)[0].shape[0]
+    if n_teams == 1:
+        return fn(jax.tree.map(lambda p: p[0], params), *args)
+    outs = jax.vmap(lambda p: fn(p, *args))(params)  # [T, ..., A, ...]
+    onehot = jax.nn.one_hot(team, n_teams, dtype=jnp.float32)  # [..., A, T]
+
+    def pick(x: Array) -> Array:
+        w = jnp.moveaxis(onehot, -1, 0)  # [T, ..., A]
+        w = w.reshape(w.shape + (1,) * (x.ndim - w.ndim))
+        return jnp.sum(w.astype(x.dtype) * x, axis=0)
+
+    return jax.tree.map(pick, outs)
+
+
+# --- networks ------------------------------------------------------------------------------------
+
+
+class LatentPrior(nn.Module):
+    """``p_psi(z | m)``: ``log_softmax(MLP(m) / temperature)`` over ``num_latents`` values."""
+
+    num_latents: int
+    hidden: tuple[int, ...] = (8,)
+    temperature: float = 4.0
+
+    @nn.compact
+    def __call__(self, desc: Array) -> Array:
+        out = nets.MLP(self.hidden, self.num_latents, activation=nn.tanh)(desc)
+        return jax.nn.log_softmax(out / self.temperature, axis=-1)
+
+
+class GraphEmbed(nn.Module):
+    """An observation embedded along a given relational graph: ``[s, sum_j g_j V(o_j)]``.
+
+    ``obs`` with any leading axes ``[...]``: ``self [..., d_s]``, ``agents [..., A, d_a]``,
+    ``objects [..., M, d_o]``; ``graph [..., A + M]`` (other agents, then objects: the layout of
+    :class:`metajax.networks.RelationalEncoder`). Returns ``[..., embed_dim + value_dim]``.
+    """
+
+    embed_dim: int = 64
+    value_dim: int = 32
+
+    @nn.compact
+    def __call__(self, obs: Observation, graph: Array) -> Array:
+        act = nn.leaky_relu
+        s = act(nn.Dense(self.embed_dim, name="self_enc")(obs.self))
+        ag = act(nn.Dense(self.embed_dim, name="agent_enc")(obs.agents))
+        ob = act(nn.Dense(self.embed_dim, name="object_enc")(obs.objects))
+        v = act(nn.Dense(self.value_dim, name="value")(jnp.concatenate([ag, ob], axis=-2)))
+        return jnp.concatenate([s, jnp.einsum("...n,...nd->...d", graph, v)], axis=-1)
+
+
+class MRACritic(nn.Module):
+    """Centralized MAAC-style critic ``Q_zeta(o, a, g)`` of every agent of one game at once.
+
+    Each agent ``j`` is embedded along its own graph ``g_j`` (:class:`GraphEmbed`); state
+    encodings ``s_j`` and state-action encodings ``sa_j = f([emb_j, a_j])``; agent ``i``
+    attends (``num_heads`` heads of ``head_dim``) from ``s_i`` over ``sa_j`` of the other
+    agents in the game; ``Q_i(., a_i) = MLP([s_i, attended])`` gives the Q-value of every own
+    action. Inputs ``obs [A, ...]``, ``actions [A, d]``, ``graph [A, N]``; returns
+    ``(q [A, n_actions], attention logits [A, H, A])``.
+    """
+
+    n_actions: int
+    hidden: int = 128
+    num_heads: int = 4
+    head_dim: int = 32
+    embed_dim: int = 64
+
+    @nn.compact
+    def __call__(
+        self, obs: Observation, actions: Array, graph: Array
+    ) -> tuple[Array, Array]:
+        act = nn.leaky_relu
+        emb = GraphEmbed(self.embed_dim, self.head_dim)(obs, graph)  # [A, E + D]
+        s = act(nn.Dense(self.hidden, name="s_enc")(emb))
+        sa = act(nn.Dense(self.hidden, name="sa_enc")(jnp.concatenate([emb, actions], -1)))
+        a, h, d = obs.agent_mask.shape[0], self.num_heads, self.head_dim
+        q = nn.Dense(h * d, use_bias=False, name="query")(s).reshape(a, h, d)
+        k = nn.Dense(h * d, use_bias=False, name="key")(sa).reshape(a, h, d)
+        v = act(nn.Dense(h * d, name="value")(sa)).reshape(a, h, d)
+        mask = obs.agent_mask[:, None] & obs.agent_mask[None, :] & ~jnp.eye(a, dtype=bool)
+        logits = jnp.einsum("ihd,jhd->ihj", q, k) / jnp.sqrt(d)
+        w = nets.masked_softmax(logits, mask[:, None, :])
+        att = jnp.einsum("ihj,jhd->ihd", w, v).reshape(a, h * d)
+        out = nets.MLP((self.hidden,), self.n_actions, activation=act)(
+            jnp.concatenate([s, att], -1))
+        return out, jnp.where(mask[:, None, :], logits, 0.0)
+
+
+class InferenceNet(nn.Module):
+    """Auxiliary inference network ``xi``: ``p(x | o, g)`` over the ``num_games`` training games
+    (Eq. 13), from one agent's observation embedded along its graph. Returns logits
+    ``[..., num_games]``."""
+
+    num_games: int
+    hidden: tuple[int, ...] = (64,)
+    embed_dim: int = 32
+    value_dim: int = 16
+
+    @nn.compact
+    def __call__(self, obs: Observation, graph: Array) -> Array:
+        e = GraphEmbed(self.embed_dim, self.value_dim)(obs, graph)
+        return nets.MLP(self.hidden, self.num_games, activation=nn.leaky_relu)(e)
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class MRAParams:
+    """Learned parameters; ``actor``/``critic``/``prior`` (and targets) stacked per team
+    ``[T, ...]``.
+
+    * ``actor``: :class:`metajax.networks.Actor` (``theta`` and ``phi``, see
+      :func:`split_actor`); ``critic``: :class:`MRACritic` (``zeta``);
+    * ``target_actor`` / ``target_critic``: delayed ``theta_bar, phi_bar`` and ``zeta_bar``;
+    * ``prior``: :class:`LatentPrior` (``psi``); ``inference``: :class:`InferenceNet` (``xi``,
+      one for all teams).
+    """
+
+    actor: Any
+    critic: Any
+    target_actor: Any
+    target_critic: Any
+    prior: Any
+    inference: Any
+
+
+@struct.dataclass
+class MRAOpt:
+    """Adam states: ``theta`` (inner policy steps), ``phi`` (Eq. 11, or Eq. 10 in adaptation),
+    ``critic`` (Eq. 8), ``prior`` (``psi`` and ``xi``, Eq. 13)."""
+
+    theta: Any
+    phi: Any
+    critic: Any
+    prior: Any
+
+
+@struct.dataclass
+class PolicyParams:
+    """What acting needs: the actor ``[T, ...]`` and the prior ``psi`` ``[T, ...]``."""
+
+    actor: Any
+    prior: Any
+
+
+@struct.dataclass
+class Slots:
+    """Rollout state of the ``P`` parallel games of each training game ``[G, P, ...]``.
+
+    * ``env_state``: auto-reset env states; ``obs``: current observations ``[G, P, A, ...]``;
+    * ``carry``: ``[G, P, A, 1 + H]`` latent carry (flag "z drawn", then ``z`` one-hot);
+    * ``ep_return``: ``[G, P, A]`` running episode returns.
+    """
+
+    env_state: Any
+    obs: Observation
+    carry: Array
+    ep_return: Array
+
+
+@struct.dataclass
+class MRAState:
+    """Everything MRA carries between updates (per seed).
+
+    * ``params`` / ``opt``; ``buffer``: ``[G]`` replay states, one per training game;
+    * ``slots``: :class:`Slots`; ``last_return``: ``[G]`` mean per-agent return of each game's
+      latest completed episodes;
+    * ``key``; ``env_steps`` ``[]``; ``grad_steps`` ``[]``; ``updates`` ``[]``.
+    """
+
+    params: MRAParams
+    opt: MRAOpt
+    buffer: Any
+    slots: Slots
+    last_return: Array
+    key: Array
+    env_steps: Array
+    grad_steps: Array
+    updates: Array
+
+
+# --- the learner ---------------------------------------------------------------------------------
+
+
+def _take(tree: Any, i: Array | int) -> Any:
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _put(tree: Any, i: Array | int, value: Any) -> Any:
+    return jax.tree.map(lambda x, v: x.at[i].set(v), tree, value)
+
+
+def _mean0(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), tree)
+
+
+def num_actions(env: MultiAgentEnv) -> int:
+    """Number of discrete actions per agent; MRA's policies are categorical."""
+    spec = env.action_spec()
+    if not isinstance(spec, specs.MultiDiscreteArray | specs.DiscreteArray):
+        raise ValueError(
+            f"MRA needs discrete actions (categorical policies); {env.name} was built with "
+            f"action spec {type(spec).__name__}: build it with action_type='discrete'")
+    n = np.asarray(spec.num_values).reshape(-1)
+    if not np.all(n == n[0]):
+        raise ValueError("agents with different numbers of discrete actions")
+    return int(n[0])
+
+
+def actor_functions(
+    config: MADDPGConfig, options: MRAOptions, n_actions: int
+) -> tuple[nets.Actor, Callable[[Any, Observation, Array], tuple[Array, Array]]]:
+    """The actor module and ``actor_agent(params, obs_i, z_i) -> (logits [n], graph [N])`` for
+    one agent: ``pi_theta(a | o, g)`` with ``g = phi(o, z)`` (option: head ``z`` of the encoder;
+    concat/bilinear: ``z`` joined to the entities, graph = mean over heads; no latent: all
+    heads concatenated, graph = mean over heads)."""
+    actor_mod = nets.Actor(n_actions, config.hidden, "relational", config.num_heads,
+                           config.head_dim, config.embed_dim)
+
+    def actor_agent(p: Any, obs_i: Observation, z_i: Array) -> tuple[Array, Array]:
+        if not options.uses_latent:
+            logits, graph = actor_mod.apply(p, obs_i)
+            return logits, jnp.mean(graph, axis=0)
+        if options.phi == "option":
+            logits, graph = actor_mod.apply(p, obs_i, z_i)
+            return logits, select_graph(graph, z_i)
+        logits, graph = actor_mod.apply(p, condition_obs(obs_i, z_i, options.phi))
+        return logits, jnp.mean(graph, axis=0)
+
+    return actor_mod, actor_agent
+
+
+class MRAParts(NamedTuple):
+    """The learner and the pure pieces it is made of (for tests and custom loops).
+
+    * ``learner``: the runner interface (:class:`metajax.maddpg.Learner`);
+    * ``inner_steps(params, opt, buffer, key) -> (params, opt, metrics)``: ``K`` critic +
+      policy steps on one game's buffer;
+    * ``learn_sequential(state, m, key) -> (state, metrics)``: Alg. 4's learning on game ``m``
+      (inner steps with the key's first split, Reptile step, MI and CE steps);
+    * ``learn_batched(state, key)``; ``mi_ce_steps(params, opt, buffers [g], games [g], key)``;
+    * ``act(policy_params, obs, carry, key, greedy) -> (action, carry, z, graph)``;
+    * ``prior_logits(psi, obs) -> [A, H]``; ``actor_game(actor, obs, z) -> (logits, graph)``.
+    """
+
+    learner: Learner
+    inner_steps: Callable[..., Any]
+    learn_sequential: Callable[..., Any]
+    learn_batched: Callable[..., Any]
+    mi_ce_steps: Callable[..., Any]
+    act: Callable[..., Any]
+    prior_logits: Callable[..., Any]
+    actor_game: Callable[..., Any]
+
+
+def make_mra(
+    config: MADDPGConfig,
+    options: MRAOptions,
+    env: MultiAgentEnv,
+    games: Any,
+    init_params: Callable[[Array], dict] | None = None,
+) -> Learner:
+    """The MRA learner (see :func:`build_mra`)."""
+    return build_mra(config, options, env, games, init_params).learner
+
+
+def build_mra(
+    config: MADDPGConfig,
+    options: MRAOptions,
+    env: MultiAgentEnv,
+    games: Any,
+    init_params: Callable[[Array], dict] | None = None,
+) -> MRAParts:
+    """Build the MRA learner for ``env`` trained on the ``[G]`` stack of ``games``.
+
+    ``config``: shared off-policy hyperparameters (``num_envs`` parallel games per training
+    game, ``updates_per_rollout = K``, ...); ``options``: :class:`MRAOptions`.
+    ``init_params(key)`` (optional, traceable): ``{field: value}`` of :class:`MRAParams` to start
+    from (adaptation), given the seed's init key; the other fields are fresh.
+
+    Returns a :class:`metajax.maddpg.Learner`; ``policy`` samples each agent's ``z`` from the
+    prior at the first step of an episode (the carry holds it), so the runner's evaluator and
+    :func:`metajax.experiment.play` work unchanged.
+    """
+    cfg, opt_cfg = config, options
+    if cfg.param_sharing != "team":
+        raise ValueError("MRA shares parameters within teams (maddpg.param_sharing='team')")
+    leaves = jax.tree.leaves(games)
+    if not leaves or leaves[0].ndim == 0:
+        raise ValueError("games must be a stacked batch of tasks (envs.wrappers.stack_tasks)")
+    n_games = int(leaves[0].shape[0])
+    n_act = num_actions(env)
+    auto = AutoReset(env)
+    A = env.max_agents
+    T = max(env.num_teams, 1)
+    P = cfg.num_envs
+    H = cfg.num_heads
+    latent = opt_cfg.uses_latent
+    zdim = H if latent else 0
+    adapt = opt_cfg.mode == "adapt"
+    sequential = opt_cfg.reptile == "sequential" and n_games > 1
+    K = cfg.updates_per_rollout
+    if opt_cfg.phi != "option" and not latent:
+        raise ValueError("phi variants need a latent")
+    use_mi = latent and opt_cfg.mi_coef > 0 and not adapt
+    use_ce = opt_cfg.latent == "prior" and opt_cfg.game_ce and not adapt
+
+    actor_mod, actor_agent = actor_functions(cfg, opt_cfg, n_act)
+    critic_mod = MRACritic(n_act, cfg.critic_hidden, max(1, min(4, H)), cfg.head_dim,
+                           cfg.embed_dim)
+    prior_mod = LatentPrior(max(H, 1), opt_cfg.prior_hidden, opt_cfg.prior_temperature)
+    infer_mod = InferenceNet(n_games, opt_cfg.inference_hidden, cfg.embed_dim, cfg.head_dim)
+
+    # ---- forward passes (one game: obs [A, ...]) -------------------------------------------
+    def actor_game(params: Any, obs: Observation, z: Array) -> tuple[Array, Array]:
+        """Every agent of one game: ``(logits [A, n], graph [A, N])``; ``z [A, H]``."""
+        return per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
+                        params, obs.team)
+
+    def critic_game(params: Any, obs: Observation, actions: Array, graph: Array):
+        """``(Q [A, n], mean squared attention logit [])`` of one game."""
+        q, logits = per_team(lambda p: critic_mod.apply(p, obs, actions, graph), params,
+                             obs.team)
+        return q, jnp.mean(logits**2)
+
+    def prior_logits(prior: Any, obs: Observation) -> Array:
+        """``log p_psi(z | m)`` ``[A, H]`` for every agent of one game (its team's ``psi``)."""
+        desc = population_descriptor(obs, T)
+        if opt_cfg.latent == "uniform":
+            return jnp.full((A, H), -math.log(H))
+        logits = jax.vmap(lambda p: prior_mod.apply(p, desc))(prior)  # [T, H]
+        return logits[obs.team]
+
+    def draw_latent(prior: Any, obs: Observation, key: Array) -> Array:
+        """``z ~ p(. | m)`` ``[A, H]`` (hard one-hot), zeros ``[A, 0]`` without latent."""
+        if not latent:
+            return jnp.zeros((A, 0))
+        return sample_latent(key, prior_logits(prior, obs))
+
+    def act(pp: PolicyParams, obs: Observation, carry: Array, key: Array, greedy: Any):
+        """``(action [A] int32, carry [A, 1 + H], z [A, H], graph [A, N])`` for one game."""
+        k_z, k_a = jax.random.split(key)
+        drawn = carry[:, :1] > 0.5
+        z = jnp.where(drawn, carry[:, 1:], draw_latent(pp.prior, obs, k_z))
+        logits, graph = actor_game(pp.actor, obs, z)
+        sampled = jax.random.categorical(k_a, logits, axis=-1)
+        action = jnp.where(greedy, jnp.argmax(logits, -1), sampled).astype(jnp.int32)
+        carry = jnp.concatenate([jnp.ones((A, 1)), z], axis=-1)
+        return action, carry, z, graph
+
+    def policy(pp: PolicyParams, obs: Observation, carry: Array, key: Array,
+               greedy: Any = False):
+        action, carry, _, _ = act(pp, obs, carry, key, greedy)
+        return action, carry
+
+    # ---- init ------------------------------------------------------------------------------
+    example_ts = jax.eval_shape(lambda k: env.reset_to(k, _take(games, 0))[1],
+                                jax.random.PRNGKey(0))
+    example_obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), example_ts.observation)
+    obs0 = nets.agent_view(example_obs, 0)
+    z0 = jax.nn.one_hot(0, H)
+    n_ent = example_obs.agents.shape[1] + example_obs.objects.shape[1]
+    graph0 = jnp.zeros((A, n_ent))
+    act0 = jnp.zeros((A, n_act))
+
+    def init_actor(k: Array) -> Any:
+        if latent and opt_cfg.phi != "option":
+            return actor_mod.init(k, condition_obs(obs0, z0, opt_cfg.phi))
+        return actor_mod.init(k, obs0, z0 if latent else None)
+
+    def init_critic(k: Array) -> Any:
+        return critic_mod.init(k, example_obs, act0, graph0)
+
+    def init_prior(k: Array) -> Any:
+        return prior_mod.init(k, jnp.zeros((T + 1,)))
+
+    def adam(lr: float, clip: float | None = None) -> optax.GradientTransformation:
+        base = (optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
+                else optax.adam(lr))
+        return optax.chain(optax.clip_by_global_norm(clip or cfg.grad_clip), base)
+
+    theta_opt = adam(cfg.actor_lr)
+    phi_opt = adam(cfg.actor_lr if adapt else opt_cfg.phi_lr)
+    critic_opt = adam(cfg.critic_lr)
+    prior_opt = adam(opt_cfg.prior_lr)
+    replay = make_replay(cfg.buffer_size, cfg.batch_size)
+    example_item = Transition(
+        obs=example_obs, action=act0, reward=jnp.zeros((A,)), discount=jnp.zeros((A,)),
+        next_obs=example_obs, carry=jnp.zeros((A, 0)), next_carry=jnp.zeros((A, 0)),
+        latent=jnp.zeros((A, zdim)),
+    )
+
+    def fresh_params(key: Array) -> MRAParams:
+        k_a, k_c, k_p, k_i = jax.random.split(key, 4)
+        actor = nets.init_team_params(init_actor, k_a, T)
+        critic = nets.init_team_params(init_critic, k_c, T)
+        prior = nets.init_team_params(init_prior, k_p, T)
+        inference = infer_mod.init(k_i, obs0, graph0[0])
+        return MRAParams(actor, critic, actor, critic, prior, inference)
+
+    def init(key: Array) -> MRAState:
+        k_p, k_env, k_next = jax.random.split(key, 3)
+        params = fresh_params(k_p)
+        if init_params is not None:
+            loaded = init_params(key)
+            _check_like(loaded, params)
+            params = params.replace(**loaded)
+        theta, phi = split_actor(params.actor)
+        keys = jax.random.split(k_env, n_games * P).reshape(n_games, P, -1)
+        tasks = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (n_games, P, *x.shape[1:])),
+                             games)
+        env_state, ts = jax.vmap(jax.vmap(auto.reset_to))(keys, tasks)
+        buf = replay.init(example_item)
+        return MRAState(
+            params=params,
+            opt=MRAOpt(theta_opt.init(theta), phi_opt.init(phi), critic_opt.init(params.critic),
+                       prior_opt.init((params.prior, params.inference))),
+            buffer=jax.tree.map(lambda x: jnp.broadcast_to(x, (n_games, *x.shape)), buf),
+            slots=Slots(env_state, ts.observation, jnp.zeros((n_games, P, A, 1 + zdim)),
+                        jnp.zeros((n_games, P, A))),
+            last_return=jnp.zeros((n_games,)),
+            key=k_next,
+            env_steps=jnp.zeros((), jnp.int32),
+            grad_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    # ---- rollout of one training game's P parallel games -----------------------------------
+    def rollout_game(pp: PolicyParams, slots: Slots, key: Array):
+        """``cfg.rollout_steps`` steps of ``P`` games: ``(slots, items [R * P], stats)``."""
+        def step(c, k):
+            env_state, obs, carry, ep_ret, done_sum, done_n = c
+            keys = jax.random.split(k, P)
+            action, carry, z, _ = jax.vmap(act, (None, 0, 0, 0, None))(pp, obs, carry, keys,
+                                                                        False)
+            env_state, ts = auto.batch_step(env_state, action)
+            item = Transition(
+                obs=obs, action=jax.nn.one_hot(action, n_act),
+                reward=ts.reward * cfg.reward_scale, discount=ts.discount,
+                next_obs=ts.extras["final_observation"], carry=jnp.zeros((P, A, 0)),
+                next_carry=jnp.zeros((P, A, 0)), latent=z,
+            )
+            ep_ret = ep_ret + ts.reward
+            mask = ts.observation.agent_mask
+            per_game = jnp.sum(ep_ret * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1)
+            done = ts.done
+            done_sum = done_sum + jnp.sum(jnp.where(done, per_game, 0.0))
+            done_n = done_n + jnp.sum(done)
+            ep_ret = jnp.where(done[:, None], 0.0, ep_ret)
+            if opt_cfg.per_episode:
+                carry = jnp.where(done[:, None, None], 0.0, carry)
+            return (env_state, ts.observation, carry, ep_ret, done_sum, done_n), item
+
+        init_c = (slots.env_state, slots.obs, slots.carry, slots.ep_return, jnp.zeros(()),
+                  jnp.zeros((), jnp.int32))
+        (env_state, obs, carry, ep_ret, done_sum, done_n), items = jax.lax.scan(
+            step, init_c, jax.random.split(key, cfg.rollout_steps))
+        items = jax.tree.map(lambda x: x.reshape((cfg.rollout_steps * P, *x.shape[2:])), items)
+        return Slots(env_state, obs, carry, ep_ret), items, (done_sum, done_n)
+
+    # ---- losses ----------------------------------------------------------------------------
+    def batch_graphs(actor: Any, obs: Observation, z: Array):
+        """``(logits [B, A, n], graph [B, A, N])`` of a batch."""
+        return jax.vmap(actor_game, (None, 0, 0))(actor, obs, z)
+
+    def critic_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array):
+        """Eq. 8: ``(Q(o, a, g) - r - gamma E_{a' ~ pi_bar} Q_bar(o', a', g'))^2``; ``g`` from
+        the current ``phi`` (detached), ``g'`` from the target actor at ``o'``."""
+        mask = batch.obs.agent_mask
+        z = batch.latent
+        _, graph = batch_graphs(params.actor, batch.obs, z)
+        graph = jax.lax.stop_gradient(graph)
+        logits_n, graph_n = batch_graphs(params.target_actor, batch.next_obs, z)
+        pi_n = jax.nn.softmax(logits_n, -1)
+        a_n = jax.nn.one_hot(jax.random.categorical(key, logits_n, -1), n_act)
+        q_n, _ = jax.vmap(critic_game, (None, 0, 0, 0))(params.target_critic, batch.next_obs,
+                                                        a_n, graph_n)
+        v_n = jnp.sum(pi_n * q_n, -1)
+        y = td_target(batch.reward, batch.discount, v_n, cfg.gamma)
+
+        def loss_fn(cp):
+            q, reg = jax.vmap(critic_game, (None, 0, 0, 0))(cp, batch.obs, batch.action, graph)
+            q_taken = jnp.sum(q * batch.action, -1)
+            loss = masked_mean((q_taken - y) ** 2, mask)
+            return loss + cfg.attention_reg * jnp.mean(reg), (loss, q_taken)
+
+        (_, (loss, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params.critic)
+        upd, c_opt = critic_opt.update(grads, opt.critic, params.critic)
+        critic = optax.apply_updates(params.critic, upd)
+        return params.replace(critic=critic), opt.replace(critic=c_opt), loss, masked_mean(q, mask)
+
+    def actor_step(params: MRAParams, opt: MRAOpt, batch: Transition):
+        """Eq. 9 on ``theta`` (training) or Eq. 10 on ``omega = (theta, phi)`` (adaptation)."""
+        mask = batch.obs.agent_mask
+        theta, phi = split_actor(params.actor)
+
+        def loss_fn(theta_phi):
+            th, ph = theta_phi
+            logits, graph = batch_graphs(merge_actor(th, ph), batch.obs, batch.latent)
+            q, _ = jax.vmap(critic_game, (None, 0, 0, 0))(
+                params.critic, batch.obs, batch.action, jax.lax.stop_gradient(graph))
+            return policy_gradient_loss(logits, q, mask, opt_cfg.entropy_coef, cfg.logit_reg)
+
+        (loss, ent), (g_theta, g_phi) = jax.value_and_grad(loss_fn, has_aux=True)((theta, phi))
+        upd, t_opt = theta_opt.update(g_theta, opt.theta, theta)
+        theta = optax.apply_updates(theta, upd)
+        if adapt:
+            upd, p_opt = phi_opt.update(g_phi, opt.phi, phi)
+            phi = optax.apply_updates(phi, upd)
+            opt = opt.replace(phi=p_opt)
+        return (params.replace(actor=merge_actor(theta, phi)), opt.replace(theta=t_opt), loss,
+                ent)
+
+    def inner_steps(params: MRAParams, opt: MRAOpt, buf: Any, key: Array):
+        """``K`` critic + policy steps on one game's buffer (``lax.scan``)."""
+        def step(c, k):
+            params, opt = c
+            k_s, k_c = jax.random.split(k)
+            batch = replay.sample(buf, k_s)
+            params, opt, cl, qm = critic_step(params, opt, batch, k_c)
+            params, opt, al, ent = actor_step(params, opt, batch)
+            params = params.replace(
+                target_actor=soft_update(params.target_actor, params.actor, cfg.tau),
+                target_critic=soft_update(params.target_critic, params.critic, cfg.tau))
+            return (params, opt), (cl, al, qm, ent)
+
+        (params, opt), (cl, al, qm, ent) = jax.lax.scan(step, (params, opt),
+                                                         jax.random.split(key, K))
+        return params, opt, {"critic_loss": cl[-1], "actor_loss": al[-1], "q_mean": qm[-1],
+                             "entropy": ent[-1]}
+
+    def mi_loss(phi: Any, theta: Any, theta_bar: Any, prior: Any, batch: Transition,
+                key: Array) -> Array:
+        """``-`` Eq. 11 for ``phi``: ``z ~ p(.|m)``, ``a ~ pi_theta(.|o, phi(o, z))``, ``n``
+        resampled ``z'``; log-probabilities under ``pi_theta_bar`` with the online ``phi``."""
+        mask = batch.obs.agent_mask
+        k_z, k_a, k_r = jax.random.split(key, 3)
+        b = batch.reward.shape[0]
+        lp = jax.vmap(prior_logits, (None, 0))(prior, batch.obs)  # [B, A, H]
+        z = sample_latent(k_z, lp)
+        logits_a, _ = batch_graphs(merge_actor(theta, phi), batch.obs, z)
+        a = jax.lax.stop_gradient(jax.random.categorical(k_a, logits_a, -1))  # [B, A]
+        n = opt_cfg.mi_samples
+        z_r = sample_latent(k_r, jnp.broadcast_to(lp[None], (n, b, A, H)))
+        actor_bar = merge_actor(theta_bar, phi)
+
+        def logp_of(zz):
+            logits, _ = batch_graphs(actor_bar, batch.obs, zz)
+            lsm = jax.nn.log_softmax(logits, -1)
+            return jnp.take_along_axis(lsm, a[..., None], -1)[..., 0]  # [B, A]
+
+        logp = logp_of(z)
+        logp_r = jnp.moveaxis(jax.vmap(logp_of)(z_r), 0, -1)  # [B, A, n]
+        return -masked_mean(mi_lower_bound(logp, logp_r), mask)
+
+    def ce_loss(prior_xi: Any, actor: Any, batch: Transition, game: Array, key: Array) -> Array:
+        """Eq. 13 for ``(psi, xi)``: ``z`` a straight-through Gumbel-softmax sample of
+        ``p_psi(.|m)``, ``g = phi(o, z)`` (actor fixed), ``-log p(x = game | o, g; xi)``."""
+        prior, xi = prior_xi
+        lp = jax.vmap(prior_logits, (None, 0))(prior, batch.obs)
+        z = straight_through(gumbel_softmax(key, lp))
+        _, graph = batch_graphs(jax.lax.stop_gradient(actor), batch.obs, z)
+        logits = infer_mod.apply(xi, batch.obs, graph)  # [B, A, G]
+        return game_cross_entropy(logits, jnp.full(graph.shape[:2], game),
+                                  batch.obs.agent_mask)
+
+    def mi_ce_steps(params: MRAParams, opt: MRAOpt, bufs: Any, game_ids: Array, key: Array):
+        """Eq. 11 step for ``phi`` then Eq. 13 step for ``(psi, xi)``, on one batch of each game
+        in ``bufs [g]`` (losses averaged over the games)."""
+        metrics = {"mi": jnp.zeros(()), "game_ce": jnp.zeros(())}
+        k_s, k_mi, k_ce = jax.random.split(key, 3)
+        batches = jax.vmap(replay.sample)(bufs, jax.random.split(k_s, game_ids.shape[0]))
+        if use_mi:
+            theta, phi = split_actor(params.actor)
+            theta_bar, _ = split_actor(params.target_actor)
+
+            def loss(ph):
+                per = jax.vmap(lambda bt, k: mi_loss(ph, theta, theta_bar, params.prior, bt, k))(
+                    batches, jax.random.split(k_mi, game_ids.shape[0]))
+                return jnp.mean(per)
+
+            val, grads = jax.value_and_grad(loss)(phi)
+            upd, p_opt = phi_opt.update(grads, opt.phi, phi)
+            phi = optax.apply_updates(phi, upd)
+            params = params.replace(actor=merge_actor(theta, phi))
+            opt = opt.replace(phi=p_opt)
+            metrics["mi"] = -val
+        if use_ce:
+            def loss(px):
+                per = jax.vmap(lambda bt, g, k: ce_loss(px, params.actor, bt, g, k))(
+                    batches, game_ids, jax.random.split(k_ce, game_ids.shape[0]))
+                return jnp.mean(per)
+
+            px = (params.prior, params.inference)
+            val, grads = jax.value_and_grad(loss)(px)
+            upd, pr_opt = prior_opt.update(grads, opt.prior, px)
+            prior, xi = optax.apply_updates(px, upd)
+            params = params.replace(prior=prior, inference=xi)
+            opt = opt.replace(prior=pr_opt)
+            metrics["game_ce"] = val
+        return params, opt, metrics
+
+    def learn_sequential(state: MRAState, m: Array, key: Array, alpha: Any = None):
+        """Alg. 4 on game ``m``: ``K`` inner steps, Reptile interpolation (``alpha``: default
+        ``options.alpha``; may be traced), MI and CE steps."""
+        alpha = opt_cfg.alpha if alpha is None else alpha
+        k_in, k_mi = jax.random.split(key)
+        buf = _take(state.buffer, m)
+        theta0, _ = split_actor(state.params.actor)
+        params, opt, metrics = inner_steps(state.params, state.opt, buf, k_in)
+        theta_k, phi = split_actor(params.actor)
+        if not adapt:
+            params = params.replace(
+                actor=merge_actor(reptile_step(theta0, theta_k, alpha), phi))
+        bufs = jax.tree.map(lambda x: x[None], buf)
+        params, opt, mm = mi_ce_steps(params, opt, bufs, jnp.reshape(m, (1,)), k_mi)
+        return state.replace(params=params, opt=opt, grad_steps=state.grad_steps + K), {
+            **metrics, **mm}
+
+    def learn_batched(state: MRAState, key: Array, alpha: Any = None):
+        """Batched Reptile: ``K`` inner steps on every game from the same parameters, then
+        ``theta <- theta + alpha mean_m (theta_K^m - theta)``; critic, targets and optimizer
+        states are the games' averages; MI and CE steps on a batch of every game."""
+        alpha = opt_cfg.alpha if alpha is None else alpha
+        k_in, k_mi = jax.random.split(key)
+        theta0, _ = split_actor(state.params.actor)
+        params_g, opt_g, metrics = jax.vmap(inner_steps, (None, None, 0, 0))(
+            state.params, state.opt, state.buffer, jax.random.split(k_in, n_games))
+        theta_ks, phi_g = split_actor(params_g.actor)
+        theta = reptile_batched(theta0, theta_ks, alpha)
+        params = _mean0(params_g).replace(actor=merge_actor(theta, _mean0(phi_g)),
+                                          prior=state.params.prior,
+                                          inference=state.params.inference)
+        opt = _mean0(opt_g)
+        params, opt, mm = mi_ce_steps(params, opt, state.buffer, jnp.arange(n_games), k_mi)
+        metrics = jax.tree.map(jnp.mean, metrics)
+        return state.replace(params=params, opt=opt, grad_steps=state.grad_steps + K), {
+            **metrics, **mm}
+
+    metric_keys = ("critic_loss", "actor_loss", "q_mean", "entropy", "mi", "game_ce")
+
+    def skip_metrics() -> dict:
+        return {k: jnp.zeros(()) for k in metric_keys}
+
+    spu_game = cfg.rollout_steps * P
+    first_ready = max(cfg.learning_starts, cfg.batch_size)
+
+    def update(state: MRAState, t: Array | None = None) -> tuple[MRAState, dict]:
+        """One update: roll out (game ``t mod G`` when sequential, else every game), store,
+        and once the buffers hold ``learning_starts`` items, learn."""
+        t_idx = state.updates if t is None else jnp.asarray(t)
+        key, k_roll, k_learn = jax.random.split(state.key, 3)
+        pp = PolicyParams(state.params.actor, state.params.prior)
+        if sequential:
+            m = t_idx % n_games
+            slots, items, (d_sum, d_n) = rollout_game(pp, _take(state.slots, m), k_roll)
+            buffer = _put(state.buffer, m, replay.add(_take(state.buffer, m), items))
+            last = state.last_return.at[m].set(
+                jnp.where(d_n > 0, d_sum / jnp.maximum(d_n, 1), state.last_return[m]))
+            state = state.replace(slots=_put(state.slots, m, slots), buffer=buffer,
+                                  last_return=last, env_steps=state.env_steps + spu_game)
+            visits = t_idx // n_games + 1
+            episodes = d_n
+        else:
+            m = jnp.zeros((), jnp.int32)
+            slots, items, (d_sum, d_n) = jax.vmap(rollout_game, (None, 0, 0))(
+                pp, state.slots, jax.random.split(k_roll, n_games))
+            buffer = jax.vmap(replay.add)(state.buffer, items)
+            last = jnp.where(d_n > 0, d_sum / jnp.maximum(d_n, 1), state.last_return)
+            state = state.replace(slots=slots, buffer=buffer, last_return=last,
+                                  env_steps=state.env_steps + spu_game * n_games)
+            visits = t_idx + 1
+            episodes = jnp.sum(d_n)
+        if t is None:
+            ready = jnp.all(jax.vmap(replay.size)(state.buffer) >= first_ready)
+        else:
+            ready = visits * spu_game >= first_ready
+
+        def learn(s: MRAState, k: Array):
+            if sequential:
+                return learn_sequential(s, m, k)
+            if n_games == 1:
+                return learn_sequential(s, jnp.zeros((), jnp.int32), k)
+            return learn_batched(s, k)
+
+        def skip(s: MRAState, k: Array):
+            return s, skip_metrics()
+
+        state, lm = jax.lax.cond(ready, learn, skip, state, k_learn)
+        state = state.replace(key=key, updates=state.updates + 1)
+        metrics = {
+            "env_steps": state.env_steps,
+            "grad_steps": state.grad_steps,
+            "episode_return": jnp.mean(state.last_return),
+            "episodes": episodes,
+            "game": m,
+            **lm,
+            **{f"return_g{g}": state.last_return[g] for g in range(n_games)},
+        }
+        return state, metrics
+
+    learner = Learner(
+        init=init,
+        update=update,
+        policy=policy,
+        policy_params=lambda s: PolicyParams(s.params.actor, s.params.prior),
+        initial_carry=lambda: jnp.zeros((A, 1 + zdim)),
+        env_steps_per_update=spu_game * (1 if sequential else n_games),
+        tasks=games,
+    )
+    return MRAParts(learner, inner_steps, learn_sequential, learn_batched, mi_ce_steps, act,
+                    prior_logits, actor_game)
+
+
+def _check_like(loaded: dict, fresh: MRAParams) -> None:
+    """Raise a clear error when loaded parameters do not fit this learner's networks."""
+    for name, tree in loaded.items():
+        want = getattr(fresh, name)
+        same = jax.tree.structure(tree) == jax.tree.structure(want) and all(
+            np.shape(a) == np.shape(b)
+            for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(want), strict=True))
+        if not same:
+            raise ValueError(
+                f"mra.init_from: the trained {name} parameters do not fit this learner (a "
+                "different network size, number of heads, latent or phi variant?)")
+
+
+# --- runner integration ------------------------------------------------------------------------
+
+
+#: Parameters an adaptation run takes from its trained run (``xi`` is trained per game set).
+ADAPT_FIELDS = ("actor", "target_actor", "critic", "target_critic", "prior")
+
+
+def _load_init(cfg: MRAConfig) -> Callable[[Array], dict]:
+    """``init_params`` for :func:`make_mra` from ``cfg.mra.init_from``: seed ``s`` of this run
+    starts from seed ``s`` of the trained run (found by matching the runner's init keys)."""
+    from metajax import experiment as xp
+
+    src = xp.load_run(cfg.mra.init_from)
+    if getattr(src.config, "algo", None) != "mra":
+        raise ValueError(f"mra.init_from={cfg.mra.init_from!r} is not an MRA run")
+    if src.config.seeds < cfg.seeds:
+        raise ValueError(
+            f"mra.init_from has {src.config.seeds} seed(s); this run asks for {cfg.seeds}")
+    params = jax.device_get(src.state.params)
+    loaded = {f: jax.tree.map(jnp.asarray, getattr(params, f)) for f in ADAPT_FIELDS}
+    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
+
+    def init_params(key: Array) -> dict:
+        idx = jnp.argmax(jnp.all(keys == key[None], axis=-1))
+        return {f: _take(v, idx) for f, v in loaded.items()}
+
+    return init_params
+
+
+def _make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
+    """:data:`metajax.runner.ALGOS` factory: the ``[G]`` distinct training games of
+    ``cfg.tasks`` (the runner's cycled ``tasks`` are not used)."""
+    if not isinstance(cfg, MRAConfig):
+        raise ValueError(f"algo 'mra' needs an MRAConfig, got {type(cfg).__name__}")
+    games = runner.build_tasks(env, runner.distinct_tasks(cfg.tasks))
+    init_params = _load_init(cfg) if cfg.mra.init_from else None
+    return make_mra(cfg.maddpg, cfg.mra, env, games, init_params)
+
+
+runner.ALGOS.setdefault("mra", _make_from_config)
+
+
+def run_mra(cfg: MRAConfig, run_dir: str | Path, **kwargs: Any) -> runner.RunResult:
+    """The ``"mra"`` pipeline: :func:`metajax.runner.train` with this module's config."""
+    return runner.train(cfg, run_dir, pipeline="mra", **kwargs)
+
+
+if "mra" not in PIPELINES:
+    register_pipeline("mra", Pipeline(run_mra, MRAConfig))
+
+
+# --- evaluation with chosen latents ---------------------------------------------------------------
+
+
+def make_latent_evaluator(
+    learner: Learner, env: MultiAgentEnv, episodes: int
+) -> Callable[..., Array]:
+    """``evaluate(params [S], tasks [K], key, greedy, carry0 [A, c]) -> returns [S, K, E, A]``.
+
+    Like :func:`metajax.runner.make_evaluator`, with the latent carry at the episode start
+    given: zeros draw ``z`` from the prior (expectation over ``z``); :func:`fixed_latent_carry`
+    puts every agent on one head (best-of-``z`` enumerates them).
+    """
+
+    def episode(params: Any, task: Any, key: Array, greedy: Any, carry0: Array) -> Array:
+        k_reset, k_run = jax.random.split(key)
+        state, ts = env.reset_to(k_reset, task)
+
+        def step(c, k):
+            state, obs, carry, ret, alive = c
+            a, carry = learner.policy(params, obs, carry, k, greedy)
+            state, ts = env.step(state, a)
+            ret = ret + jnp.where(alive, ts.reward, 0.0)
+            return (state, ts.observation, carry, ret, alive & ~ts.done), None
+
+        init = (state, ts.observation, carry0, jnp.zeros((env.max_agents,)), jnp.asarray(True))
+        (_, _, _, ret, _), _ = jax.lax.scan(step, init,
+                                            jax.random.split(k_run, env.episode_length))
+        return ret
+
+    def evaluate(params: Any, tasks: Any, key: Array, greedy: Any, carry0: Array) -> Array:
+        n_s = jax.tree.leaves(params)[0].shape[0]
+        n_k = jax.tree.leaves(tasks)[0].shape[0]
+        keys = jax.random.split(key, n_s * n_k * episodes).reshape(n_s, n_k, episodes, -1)
+        f = jax.vmap(episode, (None, None, 0, None, None))
+        f = jax.vmap(f, (None, 0, 0, None, None))
+        f = jax.vmap(f, (0, None, 0, None, None))
+        return f(params, tasks, keys, greedy, carry0)
+
+    return jax.jit(evaluate)
+
+
+def fixed_latent_carry(num_agents: int, num_latents: int, h: int) -> Array:
+    """Carry ``[A, 1 + H]`` that puts every agent on head ``h`` from the first step."""
+    z = jax.nn.one_hot(jnp.full((num_agents,), h), num_latents)
+    return jnp.concatenate([jnp.ones((num_agents, 1)), z], axis=-1)
+
+
+def latent_returns(
+    learner: Learner, env: MultiAgentEnv, params: Any, tasks: Any, key: Array,
+    episodes: int = 20, greedy: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-agent mean returns ``[S, K]`` (over active agents and episodes) on ``tasks``:
+
+    * ``expectation``: ``z`` drawn from the prior per agent and episode (MRA Fig. 5);
+    * ``per_head``: ``[S, K, H]`` every agent on head ``h``; ``best_of_z``: its max over heads
+      (enumerated trial-and-error, Sec. 7.3).
+    Learners without a latent give ``expectation`` only.
+    """
+    evaluate = make_latent_evaluator(learner, env, episodes)
+    width = learner.initial_carry().shape[-1]
+    a = env.max_agents
+    mask = np.asarray(jax.vmap(lambda t: env.reset_to(jax.random.PRNGKey(0), t)[1]
+                               .observation.agent_mask)(tasks))  # [K, A]
+
+    def mean_ret(r: Array) -> np.ndarray:
+        r = np.asarray(r)  # [S, K, E, A]
+        return (r * mask[None, :, None]).sum(-1).mean(-1) / mask.sum(-1)[None]
+
+    out = {"expectation": mean_ret(evaluate(params, tasks, key, greedy,
+                                            jnp.zeros((a, width))))}
+    n_heads = width - 1
+    if n_heads > 0:
+        per = [mean_ret(evaluate(params, tasks, key, greedy, fixed_latent_carry(a, n_heads, h)))
+               for h in range(n_heads)]
+        out["per_head"] = np.stack(per, axis=-1)
+        out["best_of_z"] = out["per_head"].max(-1)
+    return out
+
+
+def make_graph_fn(
+    config: MADDPGConfig, options: MRAOptions, env: MultiAgentEnv
+) -> Callable[[PolicyParams, Observation, Array], Array]:
+    """``graph_fn(params, obs, carry) -> [A, N]``: the graph each agent of one game acts on
+    (head ``z`` of its carry; mean over heads without latent), for pictures (App. E.6)."""
+    _, actor_agent = actor_functions(config, options, num_actions(env))
+
+    def graph_fn(params: PolicyParams, obs: Observation, carry: Array) -> Array:
+        z = carry[:, 1:]
+        _, g = per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
+                        params.actor, obs.team)
+        return g
+
+    return graph_fn
+
+
+def attention_episode(
+    cfg: MRAConfig, learner: Learner, env: MultiAgentEnv, params: PolicyParams, task: Any,
+    key: Array, greedy: bool = True,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """One episode with the agents' relational graphs (App. E.6, Fig. 11): ``(states [T + 1],
+    attention [T + 1, A, A], rewards [T, A])``; ``attention[t, i, j]`` is agent ``i``'s weight
+    on agent ``j`` in the graph it acts on in state ``t`` (the last frame repeats the previous
+    one). ``params`` are one seed's :class:`PolicyParams`."""
+    graph_fn = make_graph_fn(cfg.maddpg, cfg.mra, env)
+
+    def run(key: Array):
+        k_reset, k_run = jax.random.split(key)
+        state, ts = env.reset_to(k_reset, task)
+
+        def body(c, k):
+            state, obs, carry = c
+            a, carry = learner.policy(params, obs, carry, k, greedy)
+            g = graph_fn(params, obs, carry)
+            state, ts = env.step(state, a)
+            return (state, ts.observation, carry), (state, g, ts.reward)
+
+        init = (state, ts.observation, learner.initial_carry())
+        _, (states, graphs, rewards) = jax.lax.scan(body, init,
+                                                    jax.random.split(k_run, env.episode_length))
+        states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s]), state, states)
+        return states, graphs, rewards
+
+    states, graphs, rewards = jax.device_get(jax.jit(run)(key))
+    att = np.asarray(graphs)[:, :, : env.max_agents]
+    return states, np.concatenate([att, att[-1:]], axis=0), np.asarray(rewards)
