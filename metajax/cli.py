@@ -175,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"  metajax {' '.join(again)} --resume", file=sys.stderr)
         return 130
     results = getattr(result, "results", None) or {}
-    if results:
+    if "greedy" in results:  # the train pipeline's evaluation (other pipelines print theirs)
         _print_eval_table(results)
     print(f"run directory: {out}")
     return 0

@@ -88,8 +88,10 @@ class MESAConfig:
     * ``split``: how to draw them. ``{"test_filter": {field: value}}``: from the env's
       enumerable ``task_space()``, test tasks among those matching the filter, training tasks
       among the rest; ``{"train": {...}, "test": {...}}``: keyword arguments of two calls of
-      the env's ``sample_tasks`` (e.g. populations, difficulty ranges); ``{}``: the env's
-      ``split_tasks(key, n_train, n_test)``.
+      the env's ``sample_tasks`` (e.g. populations, difficulty ranges);
+      ``{"train_tasks": [...], "test_tasks": [...]}``: explicit ``make_task`` keyword dicts,
+      the same for every seed (``n_train``/``n_test`` must match their lengths); ``{}``: the
+      env's ``split_tasks(key, n_train, n_test)``.
 
     Learners: ``maddpg`` is the off-policy learner ``f`` of meta-testing; ``collect`` (default:
     ``maddpg``) the per-task learner of the data collection; ``explorer`` (default: ``maddpg``)
@@ -137,6 +139,7 @@ class MESAConfig:
     bc_lr: float = 1e-3
     pretrain_steps: int | None = None
     methods: tuple[str, ...] = METHODS
+    zero_shot: bool = True
     eval_episodes: int = 10
     eval_every: int = 4
     chunk_updates: int = 250
@@ -166,9 +169,14 @@ class MESAConfig:
                 f"explorer.num_envs={self.explorer_config.num_envs} < n_train={self.n_train}: "
                 "each parallel game of an exploration policy plays one training task, so "
                 "every training task needs one (raise explorer.num_envs)")
-        bad = set(self.split) - {"test_filter", "train", "test"}
+        bad = set(self.split) - {"test_filter", "train", "test", "train_tasks", "test_tasks"}
         if bad:
-            raise ValueError(f"unknown split keys {sorted(bad)}; use test_filter or train/test")
+            raise ValueError(f"unknown split keys {sorted(bad)}; use test_filter, train/test "
+                             "or train_tasks/test_tasks")
+        for key, n in (("train_tasks", self.n_train), ("test_tasks", self.n_test)):
+            if key in self.split and len(self.split[key]) != n:
+                raise ValueError(f"split.{key} lists {len(self.split[key])} tasks, but "
+                                 f"n_{key.split('_')[0]}={n}")
 
     @property
     def collect_config(self) -> MADDPGConfig:
@@ -196,6 +204,12 @@ def task_sets(env: MultiAgentEnv, cfg: MESAConfig, key: Array) -> tuple[Any, Any
     """``(train [n_train], test [n_test])`` task stacks for one seed (see
     :class:`MESAConfig`); raises :class:`ExperimentError` when the env cannot draw them."""
     split = cfg.split
+    if "train_tasks" in split or "test_tasks" in split:
+        if not ("train_tasks" in split and "test_tasks" in split):
+            raise ExperimentError("split needs both train_tasks and test_tasks")
+        made = [[env.make_task(**dict(t)) for t in split[k]] for k in ("train_tasks",
+                                                                        "test_tasks")]
+        return tuple(jax.tree.map(lambda *xs: jnp.stack(xs), *m) for m in made)
     if "test_filter" in split:
         space_fn = getattr(env, "task_space", None)
         if not callable(space_fn):
@@ -538,6 +552,8 @@ def task_metrics(env: MultiAgentEnv, learner: Learner, cfg: MESAConfig,
 
     * ``greedy_return`` / ``stochastic_return``: mean undiscounted shared return per episode;
     * ``high_reward``: transitions with reward ``>= R*`` per stochastic episode (Fig. 7);
+      ``zero_shot`` (config): also measure it for each exploration policy and for uniformly
+      random actions on the test tasks before meta-testing (Fig. 7, left);
     * ``optimal_value`` and ``optimal_found`` (greedy return reaches it) where the env knows
       its optimum (climb games); ``nash_conv`` of the learned mixed joint policy (one-step
       climb game: ``softmax`` of the actors' logits, the distribution of Gumbel-max actions).
@@ -684,6 +700,18 @@ class _Stages:
         return tree, meta
 
 
+def _hits(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callable[..., Array]:
+    """``hits(params, task, key) -> []``: mean number of transitions with reward ``>= R*``
+    per episode over ``eval_episodes`` stochastic episodes."""
+
+    def hits(params: Any, task: Any, key: Array) -> Array:
+        st = jax.vmap(play, (None, None, 0, None))(
+            params, task, jax.random.split(key, cfg.eval_episodes), False)
+        return jnp.mean(jnp.sum((st.reward >= cfg.threshold) & st.alive, -1))
+
+    return hits
+
+
 def _updates(steps: int, learner: Learner) -> int:
     return max(1, math.ceil(steps / learner.env_steps_per_update))
 
@@ -793,7 +821,6 @@ def run_mesa(
         n_up = _updates(cfg.explorer_steps, explorer)
         ex_params = stacked_like
         global_counts = counts_like
-        zero_shot: list = []
 
         @jax.jit
         def visits(params: Any, sub: dict, gcounts: Array, tasks: Any, key: Array) -> Array:
@@ -839,24 +866,25 @@ def run_mesa(
                    "clusters per seed")
         results["timing"]["explorers_s"] = round(time.perf_counter() - t0, 1)
         results["global_counts"] = np.asarray(global_counts).tolist()
-        # Fig. 7 (left): high-reward transitions per episode on the test tasks, zero-shot
-        hits = jax.jit(jax.vmap(jax.vmap(
-            lambda p, task, k: jnp.mean(jnp.sum(jax.vmap(e_play, (None, None, 0, None))(
-                p, task, jax.random.split(k, cfg.eval_episodes), False).reward
-                >= cfg.threshold, -1)), (None, 0, 0)), (0, 0, 0)))
-        rand_play = make_player(env, explorer, cfg, random_policy=True)
-        rand_hits = jax.jit(jax.vmap(jax.vmap(
-            lambda task, k: jnp.mean(jnp.sum(jax.vmap(rand_play, (None, None, 0, None))(
-                None, task, jax.random.split(k, cfg.eval_episodes), False).reward
-                >= cfg.threshold, -1)))))
-        tk = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(4))
-        for i in range(cfg.num_explorers):
-            pi = jax.tree.map(lambda x, i=i: x[:, i], ex_params)
-            zero_shot.append(float(np.mean(np.asarray(hits(pi, test, tk)))))
-        results["zero_shot_high_reward"] = {
-            "explorers": zero_shot, "random": float(np.mean(np.asarray(rand_hits(test, tk))))}
-        lg.say(f"zero-shot high-reward transitions per test episode: explorers {zero_shot}, "
-               f"random {results['zero_shot_high_reward']['random']:.3f}")
+        if cfg.zero_shot and resume and stages.has("zero_shot"):
+            _, meta = stages.load("zero_shot", {"seed_keys": seed_keys})
+            results["zero_shot_high_reward"] = meta["zero_shot"]
+        elif cfg.zero_shot:
+            # Fig. 7 (left): high-reward transitions per test episode, zero-shot
+            tk = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(4))
+            hits = jax.jit(jax.vmap(jax.vmap(jax.vmap(  # seeds, explorers, test tasks
+                _hits(e_play, cfg), (None, 0, 0)), (0, None, None))))
+            rand_hits = jax.jit(jax.vmap(jax.vmap(_hits(
+                make_player(env, explorer, cfg, random_policy=True), cfg), (None, 0, 0)),
+                (None, 0, 0)))
+            per = np.asarray(hits(ex_params, test, tk))  # [S, E, K]
+            zero_shot = {"explorers": per.mean((0, 2)).tolist(),
+                         "random": float(np.mean(np.asarray(rand_hits(None, test, tk))))}
+            results["zero_shot_high_reward"] = zero_shot
+            stages.save("zero_shot", {"seed_keys": seed_keys}, {"zero_shot": zero_shot})
+            lg.say("zero-shot high-reward transitions per test episode: explorers "
+                   f"{[round(v, 3) for v in zero_shot['explorers']]}, random "
+                   f"{zero_shot['random']:.3f}")
     else:
         ex_params = stacked_like
 
@@ -895,16 +923,32 @@ def run_mesa(
     chunk = min(cfg.chunk_updates, n_up)
     compiled: dict[str, Any] = {}
     curves: dict[str, list] = {}
-    for method in cfg.methods:
-        name = f"test_{method}"
-        goal = method == "goal"
+    eval_keys = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(6))
+
+    def program(goal: bool) -> dict:
+        """The compiled pieces of a meta-test (one set serves every hooked method)."""
+        key_c = "goal" if goal else "hooked"
+        if key_c in compiled:
+            return compiled[key_c]
         m_env = GoalObservation(env) if goal else env
         learner = (make_maddpg(tcfg, m_env, _tile(_take(_take(test, 0), 0), tcfg.num_envs))
                    if goal else hooked)
-        play = make_player(m_env, learner, cfg)
-        metric_fn = task_metrics(m_env, learner, cfg, play)
-        evaluate = jax.jit(_nest(metric_fn, 2, (0, 0, 0)))
-        eval_keys = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(6))
+        metric_fn = task_metrics(m_env, learner, cfg, make_player(m_env, learner, cfg))
+        space_m = ActionSpace.of(m_env)
+        compiled[key_c] = {
+            "learner": learner,
+            "evaluate": jax.jit(_nest(metric_fn, 2, (0, 0, 0))),
+            "init": jax.jit(_nest(lambda k, task: learner.init(k, _tile(task, tcfg.num_envs)),
+                                  2, (0, 0))),
+            "chunk": _chunk_fn(learner.update, chunk, 2),
+            "bc": jax.jit(_nest(lambda st, k: bc_warmup(
+                learner, tcfg, space_m, st, k, cfg.bc_steps, cfg.bc_lr), 2, (0, 0))),
+        }
+        return compiled[key_c]
+
+    for method in cfg.methods:
+        name = f"test_{method}"
+        goal = method == "goal"
         if resume and stages.has(name):
             _, meta = stages.load(name, {"seed_keys": seed_keys})
             results["methods"][method] = meta["results"]
@@ -912,12 +956,10 @@ def run_mesa(
             lg.say(f"resumed: meta-test of {method}")
             continue
         t0 = time.perf_counter()
-
-        def t_init(key: Array, task: Any, learner=learner) -> MADDPGState:
-            return learner.init(key, _tile(task, tcfg.num_envs))
-
+        prog = program(goal)
+        learner, evaluate = prog["learner"], prog["evaluate"]
         keys = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(7))
-        state = jax.jit(_nest(t_init, 2, (0, 0)))(keys, test)
+        state = prog["init"](keys, test)
         if method in ("pretrain", "goal"):
             # every test task of a seed starts from that seed's pretrained networks
             pre = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (S, K, *x.shape[1:])),
@@ -928,26 +970,18 @@ def run_mesa(
             params_sk = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (S, K, *x.shape[1:])),
                                      ex_params)
             state = state.replace(aux=state.aux.replace(mode=mode, params=params_sk))
-        key_c = "goal" if goal else "hooked"
-        if key_c not in compiled:
-            compiled[key_c] = _chunk_fn(learner.update, chunk, 2)
         curve: list = []
         bc_done = cfg.bc_steps == 0
-        if not bc_done and key_c + "_bc" not in compiled:
-            space_m = ActionSpace.of(m_env)
-            compiled[key_c + "_bc"] = jax.jit(_nest(
-                lambda st, k, learner=learner, space_m=space_m: bc_warmup(
-                    learner, tcfg, space_m, st, k, cfg.bc_steps, cfg.bc_lr), 2, (0, 0)))
 
         def after(state: Any, c: int, learner=learner, evaluate=evaluate, curve=curve,
-                  key_c=key_c, bc_keys=keys, eval_keys=eval_keys) -> tuple[Any, dict]:
+                  prog=prog, bc_keys=keys) -> tuple[Any, dict]:
             nonlocal bc_done
             out: dict = {}
             steps_now = c * chunk * learner.env_steps_per_update
             if not bc_done and steps_now >= tcfg.learning_starts:
                 # Sec. 6.5: clone the (mostly exploration) behaviour stored so far
                 bc_done = True
-                state = compiled[key_c + "_bc"](state, bc_keys)
+                state = prog["bc"](state, bc_keys)
                 out["bc_warmup"] = cfg.bc_steps
             if cfg.eval_every and (c % cfg.eval_every == 0):
                 m = jax.device_get(evaluate(state.params.actor, test, eval_keys))
@@ -956,7 +990,7 @@ def run_mesa(
                 out["greedy_return"] = g.mean(1).tolist()
             return state, out
 
-        state = _run_stage(lg, name, compiled[key_c], state, n_up, chunk,
+        state = _run_stage(lg, name, prog["chunk"], state, n_up, chunk,
                            learner.env_steps_per_update, after)
         m = jax.device_get(evaluate(state.params.actor, test, eval_keys))
         res = summarize(m)
@@ -974,7 +1008,8 @@ def run_mesa(
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     (run_dir / "results.md").write_text(results_table(results))
     try:
-        plot_curves(curves, run_dir / "curves.png", cfg.name)
+        if any(curves.values()):
+            plot_curves(curves, run_dir / "curves.png", cfg.name)
     except Exception as e:  # plotting must never lose the results
         print(f"warning: no curves.png: {e}", file=sys.stderr)
     lg.say(f"wrote {run_dir / 'results.md'}\n{results_table(results)}")
@@ -1074,3 +1109,76 @@ def bc_warmup(learner: Learner, cfg: MADDPGConfig, space: ActionSpace, state: MA
     params = state.params.actor
     (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, steps))
     return state.replace(params=state.params.replace(actor=params, target_actor=params))
+
+
+# --- experiment families ----------------------------------------------------------------------
+
+
+def mpe_climb_config(
+    n_agents: int, n_landmarks: int, name: str | None = None, **overrides: Any
+) -> MESAConfig:
+    """The CPU-sized default of a Table 2 MPE column ``{n}A{U}L``: ``k = 2``, 6 training and 3
+    test games per seed (Table 1: 30 and 15/18), landmark layouts and agent starts drawn per
+    task (:meth:`envs.particle.climb.MPEClimb.sample_tasks`), 50-step episodes.
+
+    Joint (state, action) vector: every agent's observation (own velocity and position,
+    relative positions of the others and of the landmarks) and its action weighted by 0.1, so
+    two agents resting on the same landmarks are close whatever they press; ``eps = 0.5``
+    allows about one landmark radius of error per agent. ``overrides`` replace fields.
+    """
+    learner = MADDPGConfig(
+        actor_lr=1e-3, critic_lr=1e-3, batch_size=512, buffer_size=100_000, num_envs=6,
+        rollout_steps=50, updates_per_rollout=4, learning_starts=5_000, tau=0.01)
+    tasks = {"n_agents": n_agents, "n_landmarks": n_landmarks, "k": 2}
+    cfg = MESAConfig(
+        name=name or f"mesa_mpe_{n_agents}a{n_landmarks}l",
+        env="mpe_climb",
+        env_config=dict(max_agents=n_agents, max_objects=n_landmarks, episode_length=50, k=2),
+        n_train=6,
+        n_test=3,
+        split={"train": tasks, "test": tasks},
+        maddpg=learner,
+        collect=dataclasses.replace(learner, buffer_size=20_000),
+        collect_steps=30_000,
+        dataset_capacity=512,
+        action_weight=0.1,
+        eps=0.5,
+        num_clusters=32,
+        num_explorers=2,
+        explorer_steps=30_000,
+        test_steps=60_000,
+        anneal_steps=30_000,
+        chunk_updates=20,
+        eval_every=5,
+        eval_episodes=4,
+        seeds=3,
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+#: ``--preset paper`` of the MPE columns (MESA Table 1): 30 training and 15 test games,
+#: 500k collection steps (per game here), 3M meta-training and meta-testing steps, batch 300
+#: trajectories, lr 1e-4, 50k random steps, GRU actors, 100-step episodes.
+MPE_PAPER_PRESET: dict[str, Any] = {
+    "n_train": 30,
+    "n_test": 15,
+    "env_config.episode_length": 100,
+    "maddpg.actor": "gru",
+    "maddpg.actor_lr": 1e-4,
+    "maddpg.critic_lr": 1e-4,
+    "maddpg.batch_size": 30_000,
+    "maddpg.buffer_size": 1_000_000,
+    "maddpg.num_envs": 30,
+    "maddpg.rollout_steps": 100,
+    "maddpg.learning_starts": 50_000,
+    "collect.actor": "gru",
+    "collect.num_envs": 30,
+    "collect.rollout_steps": 100,
+    "collect.buffer_size": 200_000,
+    "collect_steps": 500_000,
+    "explorer_steps": 3_000_000,
+    "test_steps": 3_000_000,
+    "anneal_steps": 1_500_000,
+    "dataset_capacity": 4096,
+    "chunk_updates": 100,
+}

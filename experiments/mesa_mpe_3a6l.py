@@ -1,0 +1,15 @@
+"""MESA on the 3-agent, 6-landmark MPE climb game (MESA Table 2, column "3A6L MPE"; Fig. 4).
+
+3 agents, 6 landmarks placed per task, reward 1 when every agent is on a landmark and exactly
+k = 2 of them on the (unobserved) target landmark, 0.5 when all are on landmarks and none on the
+target. See :func:`metajax.mesa.mpe_climb_config` for the CPU default and
+``MPE_PAPER_PRESET`` (``--preset paper``) for Table 1's scale.
+
+    metajax run experiments/mesa_mpe_3a6l.py
+"""
+
+from metajax.mesa import MPE_PAPER_PRESET, mpe_climb_config
+
+PIPELINE = "mesa"
+CONFIG = mpe_climb_config(n_agents=3, n_landmarks=6)
+PRESETS = {"paper": MPE_PAPER_PRESET}

@@ -1,0 +1,206 @@
+"""MESA pipeline pieces (metajax/mesa.py): task splits, joint features, the M_* collection
+flush, the Eq. 6 coverage step, exploration during meta-testing, the goal wrapper."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.wrappers import AutoReset, GoalObservation
+from metajax import mesa
+from metajax import mesa_core as mc
+from metajax.maddpg import ORIGINAL, ActionSpace, make_maddpg
+
+_LEARNER = dataclasses.replace(
+    ORIGINAL, batch_size=8, buffer_size=64, num_envs=4, rollout_steps=1, learning_starts=8,
+    hidden=(8,))
+
+
+def _cfg(**kw) -> mesa.MESAConfig:
+    base = dict(env="climb", env_config=dict(max_agents=2, num_actions=4), n_train=4, n_test=2,
+                split={"test_filter": {"k": 2}}, maddpg=_LEARNER, seeds=2)
+    base.update(kw)
+    return mesa.MESAConfig(**base)
+
+
+# --- config and tasks -----------------------------------------------------------------------------
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="methods"):
+        _cfg(methods=("mesa", "nope"))
+    with pytest.raises(ValueError, match="num_envs"):
+        _cfg(n_train=8)  # 4 parallel games cannot cover 8 training tasks
+    with pytest.raises(ValueError, match="split"):
+        _cfg(split={"tests": {}})
+    with pytest.raises(ValueError, match="eps"):
+        _cfg(eps=0.0)
+
+
+def test_task_sets_disjoint_filtered_and_per_seed():
+    env = envs.make("climb", max_agents=2, num_actions=4)
+    cfg = _cfg(seeds=3)
+    train, test = mesa.seed_task_sets(env, cfg)
+    assert train.k.shape == (3, 4) and test.k.shape == (3, 2)
+    assert np.all(np.asarray(test.k) == 2)  # the test filter
+    pairs = lambda t, s: {(int(k), int(u)) for k, u in zip(t.k[s], t.u[s], strict=True)}  # noqa: E731
+    for s in range(3):
+        assert not pairs(train, s) & pairs(test, s)
+        assert len(pairs(train, s)) == 4 and len(pairs(test, s)) == 2
+    # chosen by seed: not every seed draws the same test tasks
+    assert len({tuple(sorted(pairs(test, s))) for s in range(3)}) > 1
+    with pytest.raises(mesa.ExperimentError, match="test_filter"):
+        mesa.task_sets(env, _cfg(n_test=5), jax.random.PRNGKey(0))  # only 4 games have k=2
+
+
+def test_task_sets_from_samplers_respect_populations():
+    env = envs.make("mpe_climb", max_agents=3, max_objects=5)
+    cfg = _cfg(env="mpe_climb", split={"train": {"n_agents": 2, "n_landmarks": 5},
+                                       "test": {"n_agents": 3, "n_landmarks": 4}})
+    train, test = mesa.task_sets(env, cfg, jax.random.PRNGKey(1))
+    assert np.all(np.asarray(train.n_agents) == 2) and np.all(np.asarray(test.n_agents) == 3)
+    assert np.all(np.asarray(test.n_landmarks) == 4)
+
+
+# --- features, collection, coverage ------------------------------------------------------------
+
+
+def test_joint_features_mask_padding_and_weight_actions():
+    env = envs.make("climb", max_agents=3, num_actions=4)
+    _, ts = env.reset_to(jax.random.PRNGKey(0), env.make_task(n_agents=2, k=1, u=0))
+    act = jax.nn.one_hot(jnp.array([1, 2, 3]), 4)
+    x = mesa.joint_features(ts.observation, act, action_weight=2.0)
+    flat = ts.observation.flat.reshape(-1)
+    assert x.shape == (flat.shape[0] + 12,)
+    np.testing.assert_array_equal(x[flat.shape[0]:].reshape(3, 4),
+                                  [[0, 2, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]])
+
+
+def test_flush_rollout_keeps_valuable_pairs_and_relabelled_predecessors():
+    cfg = _cfg(threshold=1.0, relabel_gamma=0.5, dataset_capacity=16)
+    # one game, a rollout of 5 steps: rewards 0, 0, 1 | 0.5, 0 with an episode end after step 2
+    r = jnp.array([[0.0], [0.0], [1.0], [0.5], [0.0]])
+    done = jnp.array([[False], [False], [True], [False], [False]])
+    sa = jnp.arange(5, dtype=jnp.float32)[:, None, None] * jnp.ones((5, 1, 2))
+    aux = mesa.CollectAux(ds=mc.dataset_init(16, 2), sa=sa, reward=r, done=done,
+                          t=jnp.int32(5), key=jax.random.PRNGKey(0))
+    out = mesa.flush_rollout(aux, cfg)
+    kept = np.asarray(out.ds.data[np.asarray(out.ds.mask)][:, 0])
+    vals = np.asarray(out.ds.value[np.asarray(out.ds.mask)])
+    order = np.argsort(kept)
+    # steps 0 and 1 lead to the reward at step 2 (Eq. 5: 0.5^2, 0.5^1); step 3 (0 < r < R*) and
+    # step 4 (nothing follows in its episode) are not kept
+    np.testing.assert_array_equal(kept[order], [0, 1, 2])
+    np.testing.assert_allclose(vals[order], [0.25, 0.5, 1.0])
+    assert int(out.t) == 0
+
+
+def test_coverage_step_hand_values():
+    ds = mc.dataset_add(mc.dataset_init(4, 2), jnp.array([[0.0, 0.0], [5.0, 0.0]]),
+                        jnp.ones(2, bool), value=jnp.array([1.0, 0.25]))
+    centers = jnp.array([[0.0, 0.0], [5.0, 0.0]])
+    aux = mesa.CoverageAux(ds=ds, centers=centers, global_counts=jnp.array([1, 0], jnp.int32),
+                           counts=jnp.array([[1, 0], [1, 0]], jnp.int32),
+                           reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()))
+    # game 0 near pair 0 (cluster 0, N_hat = 1), game 1 near pair 1 (cluster 1, unseen)
+    sa = jnp.array([[0.1, 0.0], [5.0, 0.2]])
+    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, False]), eps=0.5, power=5.0)
+    np.testing.assert_allclose(r, [1.0 / 2**5, 0.25], rtol=1e-6)
+    np.testing.assert_array_equal(aux.counts, [[2, 0], [1, 1]])
+    # repeat: counts grow; game 1 ends its episode and restarts from N_hat
+    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, True]), eps=0.5, power=5.0)
+    np.testing.assert_allclose(r, [1.0 / 3**5, 0.25 / 2**5], rtol=1e-6)
+    np.testing.assert_array_equal(aux.counts, [[3, 0], [1, 0]])
+    # outside eps: no reward, but the visit is counted
+    r, aux = mesa.coverage_step(aux, jnp.array([[2.0, 0.0], [9.0, 9.0]]),
+                                jnp.array([False, False]), eps=0.5, power=5.0)
+    np.testing.assert_array_equal(r, [0.0, 0.0])
+
+
+# --- exploration during meta-testing -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def explore_setup():
+    env = envs.make("climb", max_agents=2, num_actions=4)
+    task = env.make_task(k=2, u=1)
+    learner = make_maddpg(_LEARNER, env, task)
+    space = ActionSpace.of(env)
+    params = learner.init(jax.random.PRNGKey(0)).params.actor
+    # an "explorer" whose logits always pick action 3: large bias on the output layer
+    biased = jax.tree_util.tree_map_with_path(
+        lambda p, x: x + 50.0 * jax.nn.one_hot(3, 4)
+        if "bias" in jax.tree_util.keystr(p) and x.shape[-1] == 4 else x, params)
+    stack = jax.tree.map(lambda x: x[None], biased)  # E = 1
+    return env, task, learner, space, stack
+
+
+def _explore_run(explore_setup, mode, p_start, p_end):
+    env, task, learner, space, stack = explore_setup
+    cfg = _cfg(num_explorers=1, p_start=p_start, p_end=p_end, anneal_steps=10)
+    hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
+                                   jax.tree.map(lambda x: x[0], stack))
+    aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=jnp.int32(mode))
+    auto = AutoReset(env)
+    state, ts = jax.vmap(auto.reset_to)(jax.random.split(jax.random.PRNGKey(1), 4),
+                                        mesa._tile(task, 4))
+    learner_env = jnp.zeros((4, 2), jnp.int32)
+    learner_critic = jax.nn.one_hot(learner_env, 4)
+    env_a, critic_a, aux = hooks.act(aux, ts.observation, jax.random.PRNGKey(2), jnp.int32(0),
+                                     learner_env, learner_critic)
+    return env_a, critic_a, aux
+
+
+def test_exploration_hook_modes(explore_setup):
+    # MESA mode with p_e = 1: the explorer (always action 3) plays every game
+    env_a, critic_a, aux = _explore_run(explore_setup, 1, 1.0, 1.0)
+    np.testing.assert_array_equal(env_a, 3)
+    np.testing.assert_array_equal(critic_a, jax.nn.one_hot(env_a, 4))
+    np.testing.assert_array_equal(aux.who, 0)
+    # p_e = 0, or the plain-MADDPG mode: the learner's actions are untouched
+    for mode, p in ((1, 0.0), (0, 1.0)):
+        env_a, _, aux = _explore_run(explore_setup, mode, p, p)
+        np.testing.assert_array_equal(env_a, 0)
+        np.testing.assert_array_equal(aux.who, -1)
+    # random mode: uniform actions, not the explorer's
+    env_a, _, _ = _explore_run(explore_setup, 2, 1.0, 1.0)
+    assert env_a.shape == (4, 2) and not np.all(np.asarray(env_a) == 3)
+
+
+def test_exploration_hook_keeps_the_player_for_the_whole_episode(explore_setup):
+    env, task, learner, space, stack = explore_setup
+    cfg = _cfg(num_explorers=1, p_start=0.5, p_end=0.5, anneal_steps=10)
+    hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
+                                   jax.tree.map(lambda x: x[0], stack))
+    aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=jnp.int32(1))
+    obs = jax.vmap(lambda k: env.reset_to(k, task)[1].observation)(
+        jax.random.split(jax.random.PRNGKey(0), 4))
+    la = jnp.zeros((4, 2), jnp.int32)
+    _, _, aux = hooks.act(aux, obs, jax.random.PRNGKey(5), jnp.int32(0), la,
+                          jax.nn.one_hot(la, 4))
+    first = np.asarray(aux.who)
+    # mid-episode (no done reported): the same player, whatever the draw
+    _, _, aux2 = hooks.act(aux, obs, jax.random.PRNGKey(6), jnp.int32(0), la,
+                           jax.nn.one_hot(la, 4))
+    np.testing.assert_array_equal(aux2.who, first)
+    # after an episode end every game draws again
+    ts = type("TS", (), {"reward": jnp.zeros((4, 2)), "done": jnp.ones(4, bool)})()
+    _, aux3 = hooks.reward(aux2, obs, None, ts)
+    assert np.all(np.asarray(aux3.fresh))
+
+
+def test_goal_observation_appends_the_task_description():
+    env = envs.make("climb", max_agents=3, num_actions=4)
+    goal = GoalObservation(env)
+    task = env.make_task(n_agents=2, k=2, u=3)
+    _, ts = AutoReset(goal).reset_to(jax.random.PRNGKey(0), task)
+    d = np.asarray(env.task_description(task))
+    base = env.reset_to(jax.random.PRNGKey(0), task)[1].observation.self
+    np.testing.assert_array_equal(ts.observation.self[:2, base.shape[1]:], np.stack([d, d]))
+    np.testing.assert_array_equal(ts.observation.self[2], 0.0)  # padding sees nothing
+    assert goal.observation_spec().self.shape == ts.observation.self.shape
