@@ -55,8 +55,8 @@ CONFIG = MESAConfig(
     eps=0.5,
     test_steps=20_000,
     anneal_steps=10_000,
-    chunk_updates=250,
-    eval_every=2,
+    chunk_updates=100,
+    eval_every=1,
     eval_episodes=4,
     seeds=3,
 )

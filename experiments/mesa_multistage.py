@@ -58,8 +58,8 @@ CONFIG = MESAConfig(
     explorer_steps=10_000,
     test_steps=30_000,
     anneal_steps=15_000,
-    chunk_updates=200,
-    eval_every=2,
+    chunk_updates=100,
+    eval_every=1,
     eval_episodes=4,
     seeds=3,
 )

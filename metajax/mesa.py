@@ -971,6 +971,10 @@ def run_mesa(
                                      ex_params)
             state = state.replace(aux=state.aux.replace(mode=mode, params=params_sk))
         curve: list = []
+        if cfg.eval_every:
+            g0 = np.asarray(jax.device_get(evaluate(state.params.actor, test, eval_keys))[
+                "greedy_return"])
+            curve.append([0, g0.mean(1).tolist()])
         bc_done = cfg.bc_steps == 0
 
         def after(state: Any, c: int, learner=learner, evaluate=evaluate, curve=curve,
@@ -993,6 +997,9 @@ def run_mesa(
         state = _run_stage(lg, name, prog["chunk"], state, n_up, chunk,
                            learner.env_steps_per_update, after)
         m = jax.device_get(evaluate(state.params.actor, test, eval_keys))
+        final_steps = n_up * learner.env_steps_per_update
+        if cfg.eval_every and (not curve or curve[-1][0] != final_steps):
+            curve.append([final_steps, np.asarray(m["greedy_return"]).mean(1).tolist()])
         res = summarize(m)
         results["methods"][method] = res
         curves[method] = curve
@@ -1058,7 +1065,7 @@ def plot_curves(curves: dict, out: Path, title: str) -> Path:
         x = np.asarray([p[0] for p in pts], np.float64)
         y = np.asarray([p[1] for p in pts], np.float64)  # [T, S]
         mu, sd = y.mean(1), y.std(1)
-        ax.plot(x, mu, label=method)
+        ax.plot(x, mu, marker="o", markersize=3, label=method)
         ax.fill_between(x, mu - sd, mu + sd, alpha=0.2)
     ax.set_xlabel("env steps per test task")
     ax.set_ylabel("greedy return")
