@@ -140,6 +140,7 @@ class MESAConfig:
     pretrain_steps: int | None = None
     methods: tuple[str, ...] = METHODS
     zero_shot: bool = True
+    coverage_episodes: int = 256
     eval_episodes: int = 10
     eval_every: int = 4
     chunk_updates: int = 250
@@ -712,6 +713,22 @@ def _hits(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callable[..., A
     return hits
 
 
+def _test_coverage(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callable[..., Any]:
+    """``(ds, task, key) -> (inside [], total [])``: of the high-reward pairs that
+    ``coverage_episodes`` random episodes of a test task meet, how many lie within ``eps`` of
+    ``M_*`` (does the meta-trained subspace contain the test task's high-reward pairs?)."""
+
+    def cover(ds: mc.HighRewardDataset, task: Any, key: Array) -> tuple[Array, Array]:
+        st = jax.vmap(play, (None, None, 0, None))(
+            None, task, jax.random.split(key, cfg.coverage_episodes), False)
+        sa = st.sa.reshape(-1, st.sa.shape[-1])
+        high = ((st.reward >= cfg.threshold) & st.alive).reshape(-1)
+        near = mc.min_distance(ds, sa) < cfg.eps
+        return jnp.sum(high & near), jnp.sum(high)
+
+    return cover
+
+
 def _updates(steps: int, learner: Learner) -> int:
     return max(1, math.ceil(steps / learner.env_steps_per_update))
 
@@ -874,17 +891,24 @@ def run_mesa(
             tk = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(4))
             hits = jax.jit(jax.vmap(jax.vmap(jax.vmap(  # seeds, explorers, test tasks
                 _hits(e_play, cfg), (None, 0, 0)), (0, None, None))))
-            rand_hits = jax.jit(jax.vmap(jax.vmap(_hits(
-                make_player(env, explorer, cfg, random_policy=True), cfg), (None, 0, 0)),
-                (None, 0, 0)))
+            rand_play = make_player(env, explorer, cfg, random_policy=True)
+            rand_hits = jax.jit(jax.vmap(jax.vmap(_hits(rand_play, cfg), (None, 0, 0)),
+                                         (None, 0, 0)))
             per = np.asarray(hits(ex_params, test, tk))  # [S, E, K]
+            covered = jax.jit(jax.vmap(jax.vmap(
+                _test_coverage(rand_play, cfg), (None, 0, 0)), (0, 0, 0)))
+            inside, total = (np.asarray(x) for x in covered(sub["ds"], test, tk))  # [S, K]
             zero_shot = {"explorers": per.mean((0, 2)).tolist(),
-                         "random": float(np.mean(np.asarray(rand_hits(None, test, tk))))}
+                         "random": float(np.mean(np.asarray(rand_hits(None, test, tk)))),
+                         "test_pairs_in_subspace": float(inside.sum() / max(total.sum(), 1)),
+                         "test_pairs_seen": int(total.sum())}
             results["zero_shot_high_reward"] = zero_shot
             stages.save("zero_shot", {"seed_keys": seed_keys}, {"zero_shot": zero_shot})
             lg.say("zero-shot high-reward transitions per test episode: explorers "
                    f"{[round(v, 3) for v in zero_shot['explorers']]}, random "
-                   f"{zero_shot['random']:.3f}")
+                   f"{zero_shot['random']:.3f}; of {zero_shot['test_pairs_seen']} high-reward "
+                   "pairs of the test tasks met by random play, "
+                   f"{zero_shot['test_pairs_in_subspace']:.0%} lie within eps of M_*")
     else:
         ex_params = stacked_like
 
