@@ -1001,9 +1001,12 @@ def build_mra(
     spu_game = cfg.rollout_steps * P
     first_ready = max(cfg.learning_starts, cfg.batch_size)
 
-    def update(state: MRAState, t: Array | None = None) -> tuple[MRAState, dict]:
+    def update(
+        state: MRAState, t: Array | None = None, alpha: Any = None
+    ) -> tuple[MRAState, dict]:
         """One update: roll out (game ``t mod G`` when sequential, else every game), store,
-        and once the buffers hold ``learning_starts`` items, learn."""
+        and once the buffers hold ``learning_starts`` items, learn. ``alpha`` (optional, may be
+        traced) overrides the Reptile step size of ``options``."""
         t_idx = state.updates if t is None else jnp.asarray(t)
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         pp = PolicyParams(state.params.actor, state.params.prior)
@@ -1034,10 +1037,10 @@ def build_mra(
 
         def learn(s: MRAState, k: Array):
             if sequential:
-                return learn_sequential(s, m, k)
+                return learn_sequential(s, m, k, alpha)
             if n_games == 1:
-                return learn_sequential(s, jnp.zeros((), jnp.int32), k)
-            return learn_batched(s, k)
+                return learn_sequential(s, jnp.zeros((), jnp.int32), k, alpha)
+            return learn_batched(s, k, alpha)
 
         def skip(s: MRAState, k: Array):
             return s, skip_metrics()
