@@ -122,6 +122,22 @@ def test_coverage_step_hand_values():
     np.testing.assert_array_equal(r, [0.0, 0.0])
 
 
+def test_nearest_matches_brute_force_and_merge_keeps_every_row():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(10, 3)).astype(np.float32)
+    ds = mc.dataset_add(mc.dataset_init(12, 3), jnp.asarray(data), jnp.ones(10, bool),
+                        value=jnp.arange(10, dtype=jnp.float32))
+    x = rng.normal(size=(7, 3)).astype(np.float32)
+    for chunk in (None, 3):
+        dist, idx = mc.nearest(ds, jnp.asarray(x), chunk)
+        d = np.linalg.norm(x[:, None] - data[None], axis=-1)
+        np.testing.assert_array_equal(idx, d.argmin(1))
+        np.testing.assert_allclose(dist, d.min(1), rtol=1e-5)
+    np.testing.assert_array_equal(ds.value[np.asarray(idx)], d.argmin(1))  # r_hat per pair
+    both = mesa.mc.dataset_merge(jax.tree.map(lambda a, b: jnp.stack([a, b]), ds, ds))
+    assert both.data.shape == (24, 3) and int(both.mask.sum()) == 20 and int(both.count) == 20
+
+
 # --- exploration during meta-testing -----------------------------------------------------------
 
 
