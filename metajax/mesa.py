@@ -170,6 +170,15 @@ class MESAConfig:
                 f"explorer.num_envs={self.explorer_config.num_envs} < n_train={self.n_train}: "
                 "each parallel game of an exploration policy plays one training task, so "
                 "every training task needs one (raise explorer.num_envs)")
+        if {"pretrain", "goal"} & set(self.methods):
+            # the pretrained networks (explorer config) initialise the meta-test learner
+            arch = ("actor", "critic", "hidden", "num_heads", "head_dim", "embed_dim",
+                    "critic_hidden", "gru_hidden", "param_sharing")
+            diff = [f for f in arch
+                    if getattr(self.explorer_config, f) != getattr(self.maddpg, f)]
+            if diff:
+                raise ValueError(f"the pretrain/goal baselines need the explorer and maddpg "
+                                 f"networks to match; they differ in {diff}")
         bad = set(self.split) - {"test_filter", "train", "test", "train_tasks", "test_tasks"}
         if bad:
             raise ValueError(f"unknown split keys {sorted(bad)}; use test_filter, train/test "
