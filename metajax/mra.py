@@ -60,6 +60,7 @@ Parameters are shared within a team (role-symmetric games, Sec. 6.1), stacked ``
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -1260,3 +1261,8 @@ def attention_episode(
     states, graphs, rewards = jax.device_get(jax.jit(run)(key))
     att = np.asarray(graphs)[:, :, : env.max_agents]
     return states, np.concatenate([att, att[-1:]], axis=0), np.asarray(rewards)
+
+
+# The experiments' pipeline ("mra_compare") is registered with this module, so that any run
+# directory of the MRA family can be read back once ``metajax.mra`` is imported.
+importlib.import_module("metajax.mra_experiments")

@@ -1,0 +1,439 @@
+"""MRA paper experiments: several learners ("arms") on the same games, then one summary.
+
+The ``"mra_compare"`` pipeline runs a :class:`CompareConfig`: every arm is an
+:class:`metajax.mra.MRAConfig` (``base`` with the arm's dotted overrides), trained by the runner
+into ``RUN_DIR/<arm>/`` (an ordinary ``"mra"`` run directory: ``metajax eval|render|plot`` work
+on it), one after the other. An arm may start from an earlier arm's result
+(``"mra.init_from": "arm:<name>"``, the adaptation of Fig. 4). Then, in ``RUN_DIR``:
+
+* ``summary.json`` / ``summary.md``: per arm its wall-clock, env steps per seed and final
+  evaluation on every task (greedy and stochastic, mean and per seed), the expectation-over-``z``
+  and best-of-``z`` returns (``zero_shot``), whether ``expected_order`` holds on each report
+  task, and the cross-play table of two arms' teams (``cross``, MRA App. E.2);
+* ``curves.png``: per training game, each arm's training return (mean +- std over seeds)
+  against env steps per seed; ``extra_curves.png`` for ``curve_metrics`` (e.g. Eq. 11's bound
+  and Eq. 13's loss, App. E.5);
+* ``<arm>.gif`` for the arms in ``gifs``: an episode of the first report task with each agent's
+  relational graph drawn as edges (App. E.6).
+
+Resuming (``--resume``) skips finished arms (those with a ``results.json``) and continues the
+others from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from metajax import experiment as xp
+from metajax import mra, runner
+from metajax.config import override, to_dict
+
+ARM_PREFIX = "arm:"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Arms compared on the same games (see module docstring).
+
+    * ``base``: the config every arm starts from; ``arms``: ``{name: {dotted.key: value}}`` in
+      run order (a ``"mra.init_from"`` of ``"arm:<name>"`` names an earlier arm's run);
+    * ``seeds``: seeds of every arm (vmapped); ``report_tasks``: task specs of the summary table
+      (default: each arm's evaluation tasks); ``expected_order``: arm names, best first (the
+      paper's ordering, checked on every report task with the stochastic evaluation);
+    * ``zero_shot``: expectation-over-``z`` and best-of-``z`` returns of the latent arms on
+      their evaluation tasks (``zero_shot_episodes`` each);
+    * ``cross``: two arm names whose teams are crossed (team 0 of one with team 1 of the other)
+      on ``cross_task`` (App. E.2);
+    * ``curve_metrics``: metrics drawn in ``extra_curves.png``; ``gifs``: arms rendered with
+      their attention edges; ``aux_arms``: arms run only for another arm's sake (kept out of the
+      summary table, e.g. the pre-training of an adaptation).
+    """
+
+    name: str = "mra_compare"
+    base: mra.MRAConfig = dataclasses.field(default_factory=mra.MRAConfig)
+    arms: dict = dataclasses.field(default_factory=dict)
+    seeds: int = 1
+    report_tasks: tuple[dict, ...] = ()
+    expected_order: tuple[str, ...] = ()
+    zero_shot: bool = False
+    zero_shot_episodes: int = 20
+    cross: tuple[str, ...] = ()
+    cross_task: dict = dataclasses.field(default_factory=dict)
+    cross_episodes: int = 40
+    curve_metrics: tuple[str, ...] = ()
+    gifs: tuple[str, ...] = ()
+    aux_arms: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise ValueError("arms must name at least one arm")
+        names = list(self.arms)
+        for n in (*self.expected_order, *self.cross, *self.gifs, *self.aux_arms):
+            if n not in names:
+                raise ValueError(f"unknown arm {n!r}; arms: {', '.join(names)}")
+        if self.cross and len(self.cross) != 2:
+            raise ValueError(f"cross names two arms, got {self.cross}")
+        for name, ov in self.arms.items():
+            if not isinstance(ov, dict):
+                raise ValueError(f"arm {name!r}: overrides must be a dict, got {ov!r}")
+            src = ov.get("mra.init_from", "")
+            if isinstance(src, str) and src.startswith(ARM_PREFIX):
+                ref = src[len(ARM_PREFIX):]
+                if ref not in names or names.index(ref) >= names.index(name):
+                    raise ValueError(f"arm {name!r} starts from {ref!r}, which is not an "
+                                     "earlier arm")
+
+    def arm_config(self, name: str, run_dir: Path | None = None) -> mra.MRAConfig:
+        """The full config of arm ``name`` (``arm:`` references resolved under ``run_dir``)."""
+        ov = dict(self.arms[name])
+        src = ov.get("mra.init_from", "")
+        if isinstance(src, str) and src.startswith(ARM_PREFIX):
+            root = Path(run_dir) if run_dir is not None else Path("runs") / self.name
+            ov["mra.init_from"] = str(root / src[len(ARM_PREFIX):])
+        cfg = dataclasses.replace(self.base, seeds=self.seeds, name=f"{self.name}/{name}")
+        return override(cfg, ov)
+
+
+@dataclasses.dataclass
+class CompareResult:
+    """What :func:`run_compare` returns (``results`` stays empty: the CLI prints no runner
+    table; the summary is printed and written instead)."""
+
+    summary: dict
+    run_dir: Path
+    results: dict = dataclasses.field(default_factory=dict)
+
+
+def run_compare(
+    cfg: CompareConfig, run_dir: str | Path, *, resume: bool = False,
+    wandb_mode: str = "offline", progress: bool | None = None, log=print,
+) -> CompareResult:
+    """Run every arm, then write the summary, curves and GIFs (module docstring)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not jax.config.jax_compilation_cache_dir:
+        # arms that differ only in their games share the learner's programs: compile them once
+        jax.config.update("jax_compilation_cache_dir", str(run_dir / ".jax_cache"))
+    (run_dir / "config.json").write_text(json.dumps(
+        {"algo_config": to_dict(cfg), "pipeline": "mra_compare"}, indent=1))
+    timing_path = run_dir / "timing.json"
+    timing = json.loads(timing_path.read_text()) if resume and timing_path.exists() else {}
+    for name in cfg.arms:
+        arm_cfg = cfg.arm_config(name, run_dir)
+        arm_dir = run_dir / name
+        if resume and (arm_dir / "results.json").exists():
+            log(f"[{cfg.name}] arm {name}: finished earlier, skipped")
+            continue
+        log(f"[{cfg.name}] arm {name}: {arm_cfg.algo}, {len(arm_cfg.tasks)} game(s), "
+            f"{arm_cfg.total_env_steps:,} env steps per seed, {arm_cfg.seeds} seed(s)")
+        t0 = time.perf_counter()
+        mra.run_mra(arm_cfg, arm_dir, resume=resume, wandb_mode=wandb_mode, progress=progress,
+                     log=log)
+        timing[name] = timing.get(name, 0.0) + time.perf_counter() - t0
+        timing_path.write_text(json.dumps(timing, indent=1))
+    summary = summarize(cfg, run_dir, timing, log=log)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    (run_dir / "summary.md").write_text(summary_markdown(cfg, summary))
+    log(summary_markdown(cfg, summary))
+    return CompareResult(summary, run_dir)
+
+
+def _spec_key(spec: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(spec.items())) or "(default)"
+
+
+def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dict:
+    """Collect every arm's results (and the zero-shot / cross-play evaluations)."""
+    out: dict[str, Any] = {"arms": {}, "order": {}}
+    report = [dict(s) for s in cfg.report_tasks]
+    for name in cfg.arms:
+        arm_dir = run_dir / name
+        res = json.loads((arm_dir / "results.json").read_text())
+        arm_cfg = cfg.arm_config(name, run_dir)
+        entry: dict[str, Any] = {
+            "algo": arm_cfg.algo,
+            "latent": arm_cfg.mra.latent if arm_cfg.algo == "mra" else "-",
+            "games": [dict(t) for t in runner.distinct_tasks(arm_cfg.tasks)],
+            "env_steps": res["env_steps"],
+            "seeds": arm_cfg.seeds,
+            "wall_clock_s": round(timing.get(name, float("nan")), 1),
+            "eval": {},
+        }
+        for i, spec in enumerate(res["tasks"]):
+            entry["eval"][_spec_key(spec)] = {
+                m: {"mean": res[m][i]["mean"], "std": res[m][i]["std"],
+                    "per_seed": res[m][i]["per_seed"],
+                    **{k: v for k, v in res[m][i].items() if k.startswith("team")}}
+                for m in ("greedy", "stochastic")}
+        if cfg.zero_shot and arm_cfg.algo == "mra":
+            entry["zero_shot"] = zero_shot(arm_dir, res["tasks"], cfg.zero_shot_episodes)
+        out["arms"][name] = entry
+        if not report:
+            report.extend(s for s in res["tasks"] if s not in report)
+    out["report_tasks"] = report
+    ranked = [n for n in cfg.expected_order if n not in cfg.aux_arms]
+    for spec in report:
+        key = _spec_key(spec)
+        vals = {n: out["arms"][n]["eval"].get(key, {}).get("stochastic", {}).get("mean")
+                for n in ranked}
+        if len(ranked) > 1 and all(v is not None for v in vals.values()):
+            holds = all(vals[a] >= vals[b] for a, b in itertools.pairwise(ranked))
+            out["order"][key] = {"expected": ranked, "values": vals, "holds": holds,
+                                 "observed": sorted(vals, key=vals.get, reverse=True)}
+    if cfg.cross:
+        out["cross"] = cross_play(cfg, run_dir)
+    for name in cfg.gifs:
+        try:
+            path = render_attention_gif(run_dir / name, report[0] if report else None,
+                                        run_dir / f"{name}.gif")
+            out.setdefault("gifs", {})[name] = str(path)
+        except Exception as e:  # a picture must not lose the numbers
+            log(f"[{cfg.name}] gif of {name} failed: {type(e).__name__}: {e}")
+    try:
+        plot_curves(cfg, run_dir, run_dir / "curves.png")
+        if cfg.curve_metrics:
+            plot_metrics(cfg, run_dir, cfg.curve_metrics, run_dir / "extra_curves.png")
+    except Exception as e:
+        log(f"[{cfg.name}] curves failed: {type(e).__name__}: {e}")
+    return out
+
+
+# --- zero-shot and cross-play ------------------------------------------------------------------
+
+
+def zero_shot(arm_dir: Path, specs: list[dict], episodes: int) -> dict:
+    """Expectation-over-``z`` and best-of-``z`` returns (stochastic actions) of a trained MRA
+    run on ``specs``: ``{task: {"expectation": [S], "best_of_z": [S], "per_head": [S, H]}}``."""
+    run = xp.load_run(arm_dir)
+    tasks = runner.build_tasks(run.env, tuple(specs))
+    res = mra.latent_returns(run.learner, run.env, run.params(), tasks,
+                             jax.random.PRNGKey(2024), episodes)
+    out = {}
+    for i, spec in enumerate(specs):
+        out[_spec_key(spec)] = {k: np.asarray(v)[:, i].tolist() for k, v in res.items()}
+    return out
+
+
+def splice_teams(p0: Any, p1: Any) -> Any:
+    """Team-stacked parameters ``[S, T, ...]``: team 0 from ``p0``, the other teams from
+    ``p1``."""
+    return jax.tree.map(lambda a, b: b.at[:, 0].set(a[:, 0]), p0, p1)
+
+
+def cross_play(cfg: CompareConfig, run_dir: Path) -> dict:
+    """App. E.2: every pairing of the two arms' team 0 (Pac-Man) and team 1 (ghosts) on
+    ``cross_task``; mean per-agent return of each team (over seeds, episodes and the team's
+    agents), also normalized by the largest entry of each team's table."""
+    a, b = cfg.cross
+    runs = {n: xp.load_run(run_dir / n) for n in (a, b)}
+    env = runs[b].env
+    learner = runs[b].learner
+    tasks = runner.build_tasks(env, (dict(cfg.cross_task),))
+    evaluate = runner.make_evaluator(learner, env, cfg.cross_episodes)
+    team = np.asarray(runner._team_ids(env))
+    mask = np.asarray(env.reset_to(jax.random.PRNGKey(0), _first(tasks))[1].observation
+                      .agent_mask)
+    table: dict[str, dict] = {}
+    for t0 in (a, b):
+        for t1 in (a, b):
+            params = splice_teams(runs[t0].params(), runs[t1].params())
+            r = np.asarray(evaluate(params, tasks, jax.random.PRNGKey(7), False))[:, 0]
+            table[f"team0={t0} team1={t1}"] = {
+                f"team{k}": float(r[..., mask & (team == k)].mean()) for k in (0, 1)}
+    for k in (0, 1):
+        vals = [v[f"team{k}"] for v in table.values()]
+        lo, hi = min(vals), max(vals)
+        for v in table.values():
+            v[f"team{k}_normalized"] = (v[f"team{k}"] - lo) / (hi - lo) if hi > lo else 1.0
+    return table
+
+
+def _first(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+# --- pictures ----------------------------------------------------------------------------------
+
+
+def render_attention_gif(
+    arm_dir: Path, spec: dict | None, out: Path, seed_index: int = 0, fps: int = 4,
+    dpi: int = 60, focus: int | None = 0,
+) -> Path:
+    """An episode of a trained MRA run with agent ``focus``'s relational graph (all agents'
+    if ``None``) drawn as edges (weights >= 0.1, App. E.6)."""
+    from envs import render
+
+    run = xp.load_run(arm_dir)
+    if getattr(run.config, "algo", "") != "mra":
+        raise ValueError(f"{arm_dir} is not an MRA run (no relational graph to draw)")
+    task = run.env.make_task(**(spec or run.eval_specs[0]))
+    params = run.params(seed_index)
+    states, att, rewards = mra.attention_episode(run.config, run.learner, run.env, params, task,
+                                                 jax.random.PRNGKey(11))
+    render.save_gif(run.env, states, str(out), fps=fps, dpi=dpi, attention=att, focus=focus)
+    return out
+
+
+def _curve(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if not rows or key not in rows[0]:
+        return None
+    x = np.asarray([r["env_steps"] for r in rows], np.float64).mean(1)
+    y = np.asarray([r[key] for r in rows], np.float64)  # [chunks, seeds]
+    return x, y
+
+
+def _game_curves(cfg: CompareConfig, run_dir: Path) -> dict[str, dict[str, tuple]]:
+    """``{task: {arm: (x, y [chunks, seeds])}}`` of training returns per game."""
+    out: dict[str, dict[str, tuple]] = {}
+    for name in cfg.arms:
+        if name in cfg.aux_arms:
+            continue
+        rows = [json.loads(ln) for ln in (run_dir / name / "metrics.jsonl").read_text()
+                .splitlines() if ln.strip()]
+        arm_cfg = cfg.arm_config(name, run_dir)
+        games = runner.distinct_tasks(arm_cfg.tasks)
+        for g, spec in enumerate(games):
+            key = f"return_g{g}" if f"return_g{g}" in (rows[0] if rows else {}) else (
+                "episode_return" if len(games) == 1 else None)
+            c = _curve(rows, key) if key else None
+            if c is not None:
+                out.setdefault(_spec_key(spec), {})[name] = c
+    return out
+
+
+COLORS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown",
+          "tab:gray", "tab:olive")
+
+
+def _smooth(y: np.ndarray, k: int = 5) -> np.ndarray:
+    if len(y) < k:
+        return y
+    kern = np.ones(k) / k
+    pad = np.concatenate([np.repeat(y[:1], k - 1, 0), y])
+    return np.stack([np.convolve(pad[:, s], kern, "valid") for s in range(y.shape[1])], 1)
+
+
+def plot_curves(cfg: CompareConfig, run_dir: Path, out: Path) -> Path:
+    """One panel per training game: every arm's training return (mean +- std over seeds,
+    moving average over 5 chunks) against env steps per seed."""
+    curves = _game_curves(cfg, run_dir)
+    keys = list(curves)
+    fig = Figure(figsize=(3.4 * max(len(keys), 1), 2.8))
+    FigureCanvasAgg(fig)
+    arms = [n for n in cfg.arms if n not in cfg.aux_arms]
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        for j, name in enumerate(arms):
+            if name not in curves[key]:
+                continue
+            x, y = curves[key][name]
+            y = _smooth(y)
+            m, s = y.mean(1), y.std(1)
+            c = COLORS[j % len(COLORS)]
+            ax.plot(x, m, color=c, label=name, linewidth=1.5)
+            ax.fill_between(x, m - s, m + s, color=c, alpha=0.15, linewidth=0)
+        ax.set_title(key, fontsize=8)
+        ax.set_xlabel("env steps per seed", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.set_ylabel("training return per agent", fontsize=7)
+            ax.legend(fontsize=6)
+    fig.suptitle(cfg.name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    return out
+
+
+def plot_metrics(cfg: CompareConfig, run_dir: Path, metrics: tuple[str, ...], out: Path) -> Path:
+    """One panel per metric, every arm that logs it (mean +- std over seeds)."""
+    fig = Figure(figsize=(3.6 * len(metrics), 2.8))
+    FigureCanvasAgg(fig)
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        for j, name in enumerate(n for n in cfg.arms if n not in cfg.aux_arms):
+            rows = [json.loads(ln) for ln in (run_dir / name / "metrics.jsonl").read_text()
+                    .splitlines() if ln.strip()]
+            c = _curve(rows, metric)
+            if c is None:
+                continue
+            x, y = c
+            m, s = y.mean(1), y.std(1)
+            ax.plot(x, m, color=COLORS[j % len(COLORS)], label=name)
+            ax.fill_between(x, m - s, m + s, color=COLORS[j % len(COLORS)], alpha=0.15)
+        ax.set_title(metric, fontsize=8)
+        ax.set_xlabel("env steps per seed", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    return out
+
+
+# --- the summary table ---------------------------------------------------------------------------
+
+
+def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
+    """Markdown tables: stochastic (greedy) eval return per arm and report task, with
+    wall-clock and env steps; zero-shot, ordering and cross-play sections when present."""
+    report = summary.get("report_tasks", [])
+    lines = [f"### {cfg.name}", "",
+             "| arm | algo | latent | games | env steps/seed | seeds | wall-clock | "
+             + " | ".join(_spec_key(s) for s in report) + " |",
+             "|" + " --- |" * (7 + len(report))]
+    for name, e in summary["arms"].items():
+        if name in cfg.aux_arms:
+            continue
+        cells = []
+        for s in report:
+            ev = e["eval"].get(_spec_key(s))
+            cells.append("-" if ev is None else
+                         f"{ev['stochastic']['mean']:.3f} ± {ev['stochastic']['std']:.3f} "
+                         f"({ev['greedy']['mean']:.3f})")
+        games = "; ".join(_spec_key(g) for g in e["games"])
+        lines.append(f"| {name} | {e['algo']} | {e['latent']} | {games} | {e['env_steps']:,} | "
+                     f"{e['seeds']} | {e['wall_clock_s']:.0f} s | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: stochastic-policy return per agent, mean ± std over seeds (greedy "
+              "in parentheses)."]
+    zs = {n: e["zero_shot"] for n, e in summary["arms"].items() if "zero_shot" in e}
+    if zs:
+        lines += ["", "| arm | task | expectation over z | best-of-z |",
+                  "| --- | --- | --- | --- |"]
+        for n, per in zs.items():
+            for task, v in per.items():
+                best = (f"{np.mean(v['best_of_z']):.3f}" if "best_of_z" in v else "-")
+                lines.append(f"| {n} | {task} | {np.mean(v['expectation']):.3f} | {best} |")
+    if summary.get("order"):
+        lines += ["", "| report task | expected order | observed | holds |",
+                  "| --- | --- | --- | --- |"]
+        for task, o in summary["order"].items():
+            lines.append(f"| {task} | {' > '.join(o['expected'])} | "
+                         f"{' > '.join(o['observed'])} | {'yes' if o['holds'] else 'no'} |")
+    if summary.get("cross"):
+        lines += ["", "| pairing | team 0 return (norm.) | team 1 return (norm.) |",
+                  "| --- | --- | --- |"]
+        for k, v in summary["cross"].items():
+            lines.append(f"| {k} | {v['team0']:.3f} ({v['team0_normalized']:.2f}) | "
+                         f"{v['team1']:.3f} ({v['team1_normalized']:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def _load_compare(run_dir: Path, cfg: CompareConfig, step: int | None = None):
+    raise xp.ExperimentError(
+        f"{run_dir} holds several runs (one per arm: {', '.join(cfg.arms)}); evaluate, render "
+        f"or plot one of them, e.g. {Path(run_dir) / next(iter(cfg.arms))}")
+
+
+if "mra_compare" not in xp.PIPELINES:
+    xp.register_pipeline("mra_compare", xp.Pipeline(run_compare, CompareConfig, _load_compare))
