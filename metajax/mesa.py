@@ -37,6 +37,7 @@ during meta-testing) and Orbax checkpoints of each finished stage under ``stages
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -71,6 +72,11 @@ from metajax.maddpg import (
 from metajax.replay import make_replay
 
 Array = jax.Array
+
+#: XLA options for programs that run once or a few times (initialisation, k-means, evaluation,
+#: pseudo-counts): a cheap optimisation level compiles several times faster, and on a CPU
+#: compilation dominates these programs. The training chunks keep the default.
+ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 #: Every method the pipeline can run in meta-testing.
 METHODS = ("mesa", "maddpg", "random", "pretrain", "goal")
@@ -810,7 +816,7 @@ def run_mesa(
             return state.replace(aux=flush_rollout(state.aux, cfg)), m
 
         keys = jax.vmap(lambda k: jax.random.split(k, B))(stage_keys(1))
-        state = jax.jit(_nest(c_init, 2, (0, 0)))(keys, train)
+        state = jax.jit(_nest(c_init, 2, (0, 0)), compiler_options=ONCE)(keys, train)
         n_up = _updates(cfg.collect_steps, collector)
         state = _run_stage(lg, "collect", _chunk_fn(c_update, min(cfg.chunk_updates, n_up), 2),
                            state, n_up, min(cfg.chunk_updates, n_up),
@@ -818,7 +824,8 @@ def run_mesa(
         ds = jax.vmap(mc.dataset_merge)(state.aux.ds)
         del state
         fit = jax.jit(jax.vmap(lambda k, d: fit_kmeans(k, d.data, cfg.num_clusters, d.mask,
-                                                       cfg.kmeans_iters, 4).centers))
+                                                       cfg.kmeans_iters, 4).centers),
+                      compiler_options=ONCE)
         centers = fit(stage_keys(2), ds)
         sub = {"ds": ds, "centers": centers}
         sizes = np.asarray(jnp.sum(ds.mask, -1))
@@ -842,13 +849,13 @@ def run_mesa(
     counts_like = jnp.zeros((S, cfg.num_clusters), jnp.int32)
     if need_explorers:
         t0 = time.perf_counter()
-        e_init = jax.jit(jax.vmap(explorer.init))
+        e_init = jax.jit(jax.vmap(explorer.init), compiler_options=ONCE)
         e_chunk = None
         n_up = _updates(cfg.explorer_steps, explorer)
         ex_params = stacked_like
         global_counts = counts_like
 
-        @jax.jit
+        @functools.partial(jax.jit, compiler_options=ONCE)
         def visits(params: Any, sub: dict, gcounts: Array, tasks: Any, key: Array) -> Array:
             """``[K]`` visits (within eps unless count_outside) of one explorer over
             ``count_episodes`` episodes of every training task."""
@@ -899,13 +906,13 @@ def run_mesa(
             # Fig. 7 (left): high-reward transitions per test episode, zero-shot
             tk = jax.vmap(lambda k: jax.random.split(k, K))(stage_keys(4))
             hits = jax.jit(jax.vmap(jax.vmap(jax.vmap(  # seeds, explorers, test tasks
-                _hits(e_play, cfg), (None, 0, 0)), (0, None, None))))
+                _hits(e_play, cfg), (None, 0, 0)), (0, None, None))), compiler_options=ONCE)
             rand_play = make_player(env, explorer, cfg, random_policy=True)
             rand_hits = jax.jit(jax.vmap(jax.vmap(_hits(rand_play, cfg), (None, 0, 0)),
-                                         (None, 0, 0)))
+                                         (None, 0, 0)), compiler_options=ONCE)
             per = np.asarray(hits(ex_params, test, tk))  # [S, E, K]
             covered = jax.jit(jax.vmap(jax.vmap(
-                _test_coverage(rand_play, cfg), (None, 0, 0)), (0, 0, 0)))
+                _test_coverage(rand_play, cfg), (None, 0, 0)), (0, 0, 0)), compiler_options=ONCE)
             inside, total = (np.asarray(x) for x in covered(sub["ds"], test, tk))  # [S, K]
             zero_shot = {"explorers": per.mean((0, 2)).tolist(),
                          "random": float(np.mean(np.asarray(rand_hits(None, test, tk)))),
@@ -935,7 +942,7 @@ def run_mesa(
             lg.say(f"resumed: {method} policy")
             continue
         t0 = time.perf_counter()
-        state = jax.jit(jax.vmap(p_learner.init))(stage_keys(5), e_games)
+        state = jax.jit(jax.vmap(p_learner.init), compiler_options=ONCE)(stage_keys(5), e_games)
         n_up = _updates(cfg.pretrain_budget, p_learner)
         state = _run_stage(lg, name, _chunk_fn(p_learner.update, min(cfg.chunk_updates, n_up), 1),
                            state, n_up, min(cfg.chunk_updates, n_up),
@@ -970,9 +977,9 @@ def run_mesa(
         space_m = ActionSpace.of(m_env)
         compiled[key_c] = {
             "learner": learner,
-            "evaluate": jax.jit(_nest(metric_fn, 2, (0, 0, 0))),
+            "evaluate": jax.jit(_nest(metric_fn, 2, (0, 0, 0)), compiler_options=ONCE),
             "init": jax.jit(_nest(lambda k, task: learner.init(k, _tile(task, tcfg.num_envs)),
-                                  2, (0, 0))),
+                                  2, (0, 0)), compiler_options=ONCE),
             "chunk": _chunk_fn(learner.update, chunk, 2),
             "bc": jax.jit(_nest(lambda st, k: bc_warmup(
                 learner, tcfg, space_m, st, k, cfg.bc_steps, cfg.bc_lr), 2, (0, 0))),
