@@ -6,7 +6,7 @@ same Reptile loop without a latent) and the single-game baseline (the MRA archit
 one game only; one arm per game, each with as many env steps as MRA spends on all games, the
 paper's protocol). EPC and RL^2 of the paper's Fig. 3 are not implemented.
 
-Default (2-core CPU): games with {2, 4, 6} collectors (6 treasures, max 6 agents), 60k env steps
+Default (2-core CPU): games with {2, 4, 6} collectors (6 treasures, max 6 agents), 40k env steps
 per seed and arm, 2 seeds, small networks. ``--preset paper``: the paper's games {3, 6, 12, 24}
 with 20 treasures (max 24 agents), App. E.1's networks and optimizer (|Z| = 6 heads, batch 1024,
 K = 10, Adam 3e-4), 12 parallel rollouts split over the games, episode length 20,
@@ -16,10 +16,8 @@ K = 10, Adam 3e-4), 12 parallel rollouts split over the games, episode length 20
     metajax run experiments/mra_fig3_treasure.py --preset paper
 """
 
-import dataclasses
-
-from metajax.mra import MRA_PAPER, MRA_SMALL, MRAConfig, MRAOptions
-from metajax.mra_experiments import CompareConfig
+from metajax.mra import MRAConfig
+from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig, single_game_arm
 
 PIPELINE = "mra_compare"
 
@@ -38,7 +36,7 @@ def _arms(games):
         "reptile": {"mra.latent": "none"},
     }
     for g in games:
-        arms[f"single_{g['n_agents']}"] = {"tasks": [g], "eval_tasks": [g]}
+        arms[f"single_{g['n_agents']}"] = single_game_arm(g)
     return arms
 
 
@@ -48,11 +46,8 @@ CONFIG = CompareConfig(
         env="treasure",
         env_config=dict(max_agents=6, max_objects=6, episode_length=20),
         tasks=_games(GAMES, 6),
-        maddpg=dataclasses.replace(
-            MRA_SMALL, batch_size=64, updates_per_rollout=8, actor_lr=3e-3, critic_lr=3e-3,
-            reward_scale=10.0),
-        mra=MRAOptions(),
-        total_env_steps=60_000,
+        maddpg=MRA_CPU,
+        total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
@@ -60,6 +55,7 @@ CONFIG = CompareConfig(
     arms=_arms(_games(GAMES, 6)),
     seeds=2,
     expected_order=("mra", "reptile"),
+    expected_best="mra",
     curve_metrics=("mi", "game_ce"),
     gifs=("mra",),
 )
@@ -68,7 +64,7 @@ PRESETS = {
     "paper": {
         "base.env_config": dict(max_agents=24, max_objects=20, episode_length=20),
         "base.tasks": list(_games(PAPER_GAMES, 20)),
-        "base.maddpg": MRA_PAPER,
+        "base.maddpg": MRA_PAPER_SCALE,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": _arms(_games(PAPER_GAMES, 20)),

@@ -820,53 +820,50 @@ def build_mra(
         """``(logits [B, A, n], graph [B, A, N])`` of a batch."""
         return jax.vmap(actor_game, (None, 0, 0))(actor, obs, z)
 
-    def critic_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array):
-        """Eq. 8: ``(Q(o, a, g) - r - gamma E_{a' ~ pi_bar} Q_bar(o', a', g'))^2``; ``g`` from
-        the current ``phi`` (detached), ``g'`` from the target actor at ``o'``."""
+    def grad_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array):
+        """One step of Eq. 8 for the critic ``zeta`` and Eq. 9 for ``theta`` (Eq. 10 for
+        ``omega = (theta, phi)`` when adapting), from one forward pass of actor and critic:
+
+        * critic: ``(Q(o, a, g) - r - gamma E_{a' ~ pi_bar} Q_bar(o', a', g'))^2`` with ``g``
+          the actor's graph (detached) and ``g'`` the target actor's graph at ``o'``;
+        * policy: :func:`policy_gradient_loss` on the same critic's ``|A|`` Q-values (the
+          critic before this step's update; the others' actions from the batch).
+        """
         mask = batch.obs.agent_mask
         z = batch.latent
-        _, graph = batch_graphs(params.actor, batch.obs, z)
-        graph = jax.lax.stop_gradient(graph)
         logits_n, graph_n = batch_graphs(params.target_actor, batch.next_obs, z)
         pi_n = jax.nn.softmax(logits_n, -1)
         a_n = jax.nn.one_hot(jax.random.categorical(key, logits_n, -1), n_act)
         q_n, _ = jax.vmap(critic_game, (None, 0, 0, 0))(params.target_critic, batch.next_obs,
                                                         a_n, graph_n)
-        v_n = jnp.sum(pi_n * q_n, -1)
-        y = td_target(batch.reward, batch.discount, v_n, cfg.gamma)
-
-        def loss_fn(cp):
-            q, reg = jax.vmap(critic_game, (None, 0, 0, 0))(cp, batch.obs, batch.action, graph)
-            q_taken = jnp.sum(q * batch.action, -1)
-            loss = masked_mean((q_taken - y) ** 2, mask)
-            return loss + cfg.attention_reg * jnp.mean(reg), (loss, q_taken)
-
-        (_, (loss, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params.critic)
-        upd, c_opt = critic_opt.update(grads, opt.critic, params.critic)
-        critic = optax.apply_updates(params.critic, upd)
-        return params.replace(critic=critic), opt.replace(critic=c_opt), loss, masked_mean(q, mask)
-
-    def actor_step(params: MRAParams, opt: MRAOpt, batch: Transition):
-        """Eq. 9 on ``theta`` (training) or Eq. 10 on ``omega = (theta, phi)`` (adaptation)."""
-        mask = batch.obs.agent_mask
+        y = td_target(batch.reward, batch.discount, jnp.sum(pi_n * q_n, -1), cfg.gamma)
         theta, phi = split_actor(params.actor)
 
-        def loss_fn(theta_phi):
-            th, ph = theta_phi
-            logits, graph = batch_graphs(merge_actor(th, ph), batch.obs, batch.latent)
-            q, _ = jax.vmap(critic_game, (None, 0, 0, 0))(
-                params.critic, batch.obs, batch.action, jax.lax.stop_gradient(graph))
-            return policy_gradient_loss(logits, q, mask, opt_cfg.entropy_coef, cfg.logit_reg)
+        def loss_fn(trainable):
+            cp, th, ph = trainable
+            logits, graph = batch_graphs(merge_actor(th, ph), batch.obs, z)
+            q, reg = jax.vmap(critic_game, (None, 0, 0, 0))(
+                cp, batch.obs, batch.action, jax.lax.stop_gradient(graph))
+            q_taken = jnp.sum(q * batch.action, -1)
+            c_loss = masked_mean((q_taken - y) ** 2, mask)
+            a_loss, ent = policy_gradient_loss(logits, q, mask, opt_cfg.entropy_coef,
+                                               cfg.logit_reg)
+            total = c_loss + cfg.attention_reg * jnp.mean(reg) + a_loss
+            return total, (c_loss, a_loss, ent, masked_mean(q_taken, mask))
 
-        (loss, ent), (g_theta, g_phi) = jax.value_and_grad(loss_fn, has_aux=True)((theta, phi))
-        upd, t_opt = theta_opt.update(g_theta, opt.theta, theta)
+        (_, (cl, al, ent, qm)), (g_c, g_t, g_p) = jax.value_and_grad(loss_fn, has_aux=True)(
+            (params.critic, theta, phi))
+        upd, c_opt = critic_opt.update(g_c, opt.critic, params.critic)
+        critic = optax.apply_updates(params.critic, upd)
+        upd, t_opt = theta_opt.update(g_t, opt.theta, theta)
         theta = optax.apply_updates(theta, upd)
+        opt = opt.replace(critic=c_opt, theta=t_opt)
         if adapt:
-            upd, p_opt = phi_opt.update(g_phi, opt.phi, phi)
+            upd, p_opt = phi_opt.update(g_p, opt.phi, phi)
             phi = optax.apply_updates(phi, upd)
             opt = opt.replace(phi=p_opt)
-        return (params.replace(actor=merge_actor(theta, phi)), opt.replace(theta=t_opt), loss,
-                ent)
+        params = params.replace(actor=merge_actor(theta, phi), critic=critic)
+        return params, opt, (cl, al, qm, ent)
 
     def inner_steps(params: MRAParams, opt: MRAOpt, buf: Any, key: Array):
         """``K`` critic + policy steps on one game's buffer (``lax.scan``)."""
@@ -874,12 +871,11 @@ def build_mra(
             params, opt = c
             k_s, k_c = jax.random.split(k)
             batch = replay.sample(buf, k_s)
-            params, opt, cl, qm = critic_step(params, opt, batch, k_c)
-            params, opt, al, ent = actor_step(params, opt, batch)
+            params, opt, out = grad_step(params, opt, batch, k_c)
             params = params.replace(
                 target_actor=soft_update(params.target_actor, params.actor, cfg.tau),
                 target_critic=soft_update(params.target_critic, params.critic, cfg.tau))
-            return (params, opt), (cl, al, qm, ent)
+            return (params, opt), out
 
         (params, opt), (cl, al, qm, ent) = jax.lax.scan(step, (params, opt),
                                                          jax.random.split(key, K))
