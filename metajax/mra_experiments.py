@@ -84,7 +84,10 @@ class CompareConfig:
       on ``cross_task`` (App. E.2);
     * ``curve_metrics``: metrics drawn in ``extra_curves.png``; ``gifs``: arms rendered with
       their attention edges; ``aux_arms``: arms run only for another arm's sake (kept out of the
-      summary table, e.g. the pre-training of an adaptation).
+      summary table, e.g. the pre-training of an adaptation);
+    * ``reuse``: ``{arm: run directory}`` arms already trained elsewhere with the same config
+      (e.g. by another experiment that shares them); they are read, not trained, after a check
+      that their ``config.json`` matches the arm's config up to its name.
     """
 
     name: str = "mra_compare"
@@ -102,13 +105,15 @@ class CompareConfig:
     curve_metrics: tuple[str, ...] = ()
     gifs: tuple[str, ...] = ()
     aux_arms: tuple[str, ...] = ()
+    reuse: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.arms:
             raise ValueError("arms must name at least one arm")
         names = list(self.arms)
         best = (self.expected_best,) if self.expected_best else ()
-        for n in (*self.expected_order, *best, *self.cross, *self.gifs, *self.aux_arms):
+        for n in (*self.expected_order, *best, *self.cross, *self.gifs, *self.aux_arms,
+                  *self.reuse):
             if n not in names:
                 raise ValueError(f"unknown arm {n!r}; arms: {', '.join(names)}")
         if self.cross and len(self.cross) != 2:
@@ -122,6 +127,10 @@ class CompareConfig:
                 if ref not in names or names.index(ref) >= names.index(name):
                     raise ValueError(f"arm {name!r} starts from {ref!r}, which is not an "
                                      "earlier arm")
+
+    def arm_dir(self, name: str, run_dir: Path) -> Path:
+        """Where arm ``name``'s run lives (its reused directory, else ``run_dir/name``)."""
+        return Path(self.reuse[name]) if name in self.reuse else Path(run_dir) / name
 
     def arm_config(self, name: str, run_dir: Path | None = None) -> mra.MRAConfig:
         """The full config of arm ``name`` (``arm:`` references resolved under ``run_dir``)."""
@@ -162,7 +171,11 @@ def run_compare(
     timing = json.loads(timing_path.read_text()) if resume and timing_path.exists() else {}
     for name in cfg.arms:
         arm_cfg = cfg.arm_config(name, run_dir)
-        arm_dir = run_dir / name
+        arm_dir = cfg.arm_dir(name, run_dir)
+        if name in cfg.reuse:
+            _check_reused(arm_dir, arm_cfg)
+            log(f"[{cfg.name}] arm {name}: reused from {arm_dir}")
+            continue
         if resume and (arm_dir / "results.json").exists():
             log(f"[{cfg.name}] arm {name}: finished earlier, skipped")
             continue
@@ -180,6 +193,19 @@ def run_compare(
     return CompareResult(summary, run_dir)
 
 
+def _check_reused(arm_dir: Path, arm_cfg: mra.MRAConfig) -> None:
+    """A reused arm must be a finished run of the same config (names aside)."""
+    if not (arm_dir / "results.json").exists():
+        raise xp.ExperimentError(f"reused arm {arm_dir} has no results.json (not finished?)")
+    saved, _ = xp.read_run_config(arm_dir)
+    a, b = to_dict(saved), to_dict(arm_cfg)
+    a.pop("name"), b.pop("name")
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise xp.ExperimentError(f"reused arm {arm_dir} was trained with another config "
+                                 f"(differs in {', '.join(diff)})")
+
+
 def _spec_key(spec: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(spec.items())) or "(default)"
 
@@ -189,7 +215,7 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
     out: dict[str, Any] = {"arms": {}, "order": {}}
     report = [dict(s) for s in cfg.report_tasks]
     for name in cfg.arms:
-        arm_dir = run_dir / name
+        arm_dir = cfg.arm_dir(name, run_dir)
         res = json.loads((arm_dir / "results.json").read_text())
         arm_cfg = cfg.arm_config(name, run_dir)
         entry: dict[str, Any] = {
@@ -231,7 +257,7 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
         out["cross"] = cross_play(cfg, run_dir)
     for name in cfg.gifs:
         try:
-            path = render_attention_gif(run_dir / name, report[0] if report else None,
+            path = render_attention_gif(cfg.arm_dir(name, run_dir), report[0] if report else None,
                                         run_dir / f"{name}.gif")
             out.setdefault("gifs", {})[name] = str(path)
         except Exception as e:  # a picture must not lose the numbers
@@ -272,7 +298,7 @@ def cross_play(cfg: CompareConfig, run_dir: Path) -> dict:
     ``cross_task``; mean per-agent return of each team (over seeds, episodes and the team's
     agents), also normalized by the largest entry of each team's table."""
     a, b = cfg.cross
-    runs = {n: xp.load_run(run_dir / n) for n in (a, b)}
+    runs = {n: xp.load_run(cfg.arm_dir(n, run_dir)) for n in (a, b)}
     env = runs[b].env
     learner = runs[b].learner
     tasks = runner.build_tasks(env, (dict(cfg.cross_task),))
@@ -335,8 +361,8 @@ def _game_curves(cfg: CompareConfig, run_dir: Path) -> dict[str, dict[str, tuple
     for name in cfg.arms:
         if name in cfg.aux_arms:
             continue
-        rows = [json.loads(ln) for ln in (run_dir / name / "metrics.jsonl").read_text()
-                .splitlines() if ln.strip()]
+        rows = [json.loads(ln) for ln in (cfg.arm_dir(name, run_dir) / "metrics.jsonl")
+                .read_text().splitlines() if ln.strip()]
         arm_cfg = cfg.arm_config(name, run_dir)
         games = runner.distinct_tasks(arm_cfg.tasks)
         for g, spec in enumerate(games):
@@ -399,8 +425,8 @@ def plot_metrics(cfg: CompareConfig, run_dir: Path, metrics: tuple[str, ...], ou
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
         for j, name in enumerate(n for n in cfg.arms if n not in cfg.aux_arms):
-            rows = [json.loads(ln) for ln in (run_dir / name / "metrics.jsonl").read_text()
-                    .splitlines() if ln.strip()]
+            rows = [json.loads(ln) for ln in (cfg.arm_dir(name, run_dir) / "metrics.jsonl")
+                    .read_text().splitlines() if ln.strip()]
             c = _curve(rows, metric)
             if c is None:
                 continue
