@@ -444,7 +444,9 @@ class MRACritic(nn.Module):
 
 class InferenceNet(nn.Module):
     """Auxiliary inference network ``xi``: ``p(x | o, g)`` over the ``num_games`` training games
-    (Eq. 13), from one agent's observation embedded along its graph. Returns logits
+    (Eq. 13). Input: one agent's observation ``o`` (its entities encoded and sum-pooled over the
+    present ones, divided by 10, so the pooled code sees how many there are) and the same
+    observation embedded along its graph ``g`` (:class:`GraphEmbed`). Returns logits
     ``[..., num_games]``."""
 
     num_games: int
@@ -454,8 +456,15 @@ class InferenceNet(nn.Module):
 
     @nn.compact
     def __call__(self, obs: Observation, graph: Array) -> Array:
+        act = nn.leaky_relu
         e = GraphEmbed(self.embed_dim, self.value_dim)(obs, graph)
-        return nets.MLP(self.hidden, self.num_games, activation=nn.leaky_relu)(e)
+        ag = act(nn.Dense(self.value_dim, name="agent_pool")(obs.agents))
+        ob = act(nn.Dense(self.value_dim, name="object_pool")(obs.objects))
+        pooled = jnp.concatenate([
+            jnp.sum(ag * obs.agents_mask[..., None], axis=-2),
+            jnp.sum(ob * obs.objects_mask[..., None], axis=-2)], axis=-1) / 10.0
+        return nets.MLP(self.hidden, self.num_games, activation=act)(
+            jnp.concatenate([e, pooled], axis=-1))
 
 
 # --- state ------------------------------------------------------------------------------------
