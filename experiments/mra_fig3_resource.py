@@ -48,6 +48,7 @@ CONFIG = CompareConfig(
     expected_best="mra",
     curve_metrics=("mi", "game_ce"),
     gifs=("mra",),
+    gif_task={"n_agents": 6, "n_resources": 3},
 )
 
 PRESETS = {

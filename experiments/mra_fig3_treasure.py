@@ -58,6 +58,7 @@ CONFIG = CompareConfig(
     expected_best="mra",
     curve_metrics=("mi", "game_ce"),
     gifs=("mra",),
+    gif_task={"n_agents": 6, "n_treasures": 6},
 )
 
 PRESETS = {

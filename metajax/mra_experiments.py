@@ -83,8 +83,9 @@ class CompareConfig:
     * ``cross``: two arm names whose teams are crossed (team 0 of one with team 1 of the other)
       on ``cross_task`` (App. E.2);
     * ``curve_metrics``: metrics drawn in ``extra_curves.png``; ``gifs``: arms rendered with
-      their attention edges; ``aux_arms``: arms run only for another arm's sake (kept out of the
-      summary table, e.g. the pre-training of an adaptation);
+      their attention edges, on ``gif_task`` (default: the first report task); ``aux_arms``:
+      arms run only for another arm's sake (kept out of the summary table, e.g. the
+      pre-training of an adaptation);
     * ``reuse``: ``{arm: run directory}`` arms already trained elsewhere with the same config
       (e.g. by another experiment that shares them); they are read, not trained, after a check
       that their ``config.json`` matches the arm's config up to its name.
@@ -104,6 +105,7 @@ class CompareConfig:
     cross_episodes: int = 40
     curve_metrics: tuple[str, ...] = ()
     gifs: tuple[str, ...] = ()
+    gif_task: dict = dataclasses.field(default_factory=dict)
     aux_arms: tuple[str, ...] = ()
     reuse: dict = dataclasses.field(default_factory=dict)
 
@@ -257,8 +259,8 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
         out["cross"] = cross_play(cfg, run_dir)
     for name in cfg.gifs:
         try:
-            path = render_attention_gif(cfg.arm_dir(name, run_dir), report[0] if report else None,
-                                        run_dir / f"{name}.gif")
+            spec = dict(cfg.gif_task) or (report[0] if report else None)
+            path = render_attention_gif(cfg.arm_dir(name, run_dir), spec, run_dir / f"{name}.gif")
             out.setdefault("gifs", {})[name] = str(path)
         except Exception as e:  # a picture must not lose the numbers
             log(f"[{cfg.name}] gif of {name} failed: {type(e).__name__}: {e}")
