@@ -644,7 +644,7 @@ def build_mra(
     ``init_params(key)`` (optional, traceable): ``{field: value}`` of :class:`MRAParams` to start
     from (adaptation), given the seed's init key; the other fields are fresh.
 
-    Returns a :class:`metajax.maddpg.Learner`; ``policy`` samples each agent's ``z`` from the
+    Returns :class:`MRAParts`. Its learner's ``policy`` samples each agent's ``z`` from the
     prior at the first step of an episode (the carry holds it), so the runner's evaluator and
     :func:`metajax.experiment.play` work unchanged.
     """
@@ -939,9 +939,9 @@ def build_mra(
             def loss(ph):
                 per = jax.vmap(lambda bt, k: mi_loss(ph, theta, theta_bar, params.prior, bt, k))(
                     batches, jax.random.split(k_mi, game_ids.shape[0]))
-                return jnp.mean(per)
+                return opt_cfg.mi_coef * jnp.mean(per), jnp.mean(per)
 
-            val, grads = jax.value_and_grad(loss)(phi)
+            (_, val), grads = jax.value_and_grad(loss, has_aux=True)(phi)
             upd, p_opt = phi_opt.update(grads, opt.phi, phi)
             phi = optax.apply_updates(phi, upd)
             params = params.replace(actor=merge_actor(theta, phi))
