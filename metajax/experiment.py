@@ -300,6 +300,6 @@ def play(
         return Episode(states, acts, rewards, ts.observation.agent_mask, done)
 
     if episodes is None:
-        return jax.device_get(jax.jit(episode)(params, key))
-    many = jax.jit(jax.vmap(episode, (None, 0)))
+        return jax.device_get(jax.jit(episode, compiler_options=runner.ONCE)(params, key))
+    many = jax.jit(jax.vmap(episode, (None, 0)), compiler_options=runner.ONCE)
     return jax.device_get(many(params, jax.random.split(key, episodes)))

@@ -70,13 +70,9 @@ from metajax.maddpg import (
     make_maddpg,
 )
 from metajax.replay import make_replay
+from metajax.runner import ONCE
 
 Array = jax.Array
-
-#: XLA options for programs that run once or a few times (initialisation, k-means, evaluation,
-#: pseudo-counts): a cheap optimisation level compiles several times faster, and on a CPU
-#: compilation dominates these programs. The training chunks keep the default.
-ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 #: Every method the pipeline can run in meta-testing.
 METHODS = ("mesa", "maddpg", "random", "pretrain", "goal")
