@@ -126,9 +126,10 @@ def restore_state(
     """
     keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
     abstract = abstract_like(jax.eval_shape(jax.vmap(learner.init), keys))
-    sharding = NamedSharding(seed_mesh(n_seeds), PartitionSpec("seeds"))
+    mesh = seed_mesh(n_seeds)
     abstract = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=leaf_sharding(s, mesh)),
+        abstract)
     return ckpt.restore(abstract, step)
 
 
@@ -139,24 +140,48 @@ def seed_mesh(n_seeds: int) -> Mesh:
     return Mesh(np.asarray(devices[:d]), ("seeds",))
 
 
+def leaf_sharding(x: Any, mesh: Mesh) -> NamedSharding:
+    """The seed sharding of one leaf: leading axis split over ``mesh``; zero-size leaves (e.g.
+    an absent recurrent state ``[S, A, 0]``) replicated, which is how XLA returns them, so
+    that a chunk's output state has exactly its input's layout (no second compilation)."""
+    empty = any(d == 0 for d in getattr(x, "shape", ()))
+    return NamedSharding(mesh, PartitionSpec() if empty else PartitionSpec("seeds"))
+
+
 def shard_seeds(tree: Any, mesh: Mesh) -> Any:
-    """Place every leaf with its leading (seed) axis split over ``mesh``."""
-    sharding = NamedSharding(mesh, PartitionSpec("seeds"))
-    return jax.device_put(tree, sharding)
+    """Place every leaf with its leading (seed) axis split over ``mesh``
+    (see :func:`leaf_sharding`)."""
+    return jax.tree.map(lambda x: jax.device_put(x, leaf_sharding(x, mesh)), tree)
 
 
 def make_chunk(
-    learner: Learner, chunk_updates: int
+    learner: Learner, chunk_updates: int, sharding: NamedSharding | None = None
 ) -> Callable[[Any, Array], tuple[Any, dict]]:
     """``(state [S], chunk index c) -> (state [S], metrics {k: [S, chunk_updates]})``, jitted
     once. Update ``i`` of chunk ``c`` is told its run-wide index ``c * chunk_updates + i``
-    (unbatched), so per-update branches such as "learning has started" stay real branches."""
+    (unbatched), so per-update branches such as "learning has started" stay real branches.
+
+    ``sharding`` (the state's seed sharding, see :func:`shard_seeds`): the returned state is
+    constrained to it, so the next chunk receives exactly the input layout it was compiled for
+    (without it, the partitioner may lay some leaves out differently and every later call would
+    recompile once)."""
 
     def one_seed(state: Any, c: Array) -> tuple[Any, dict]:
         ts = c * chunk_updates + jnp.arange(chunk_updates)
         return jax.lax.scan(lambda s, t: learner.update(s, t), state, ts)
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=0)
+    batched = jax.vmap(one_seed, in_axes=(0, None))
+    if sharding is None:
+        return jax.jit(batched, donate_argnums=0)
+
+    def constrained(state: Any, c: Array) -> tuple[Any, dict]:
+        state, metrics = batched(state, c)
+        state = jax.tree.map(
+            lambda x: jax.lax.with_sharding_constraint(x, leaf_sharding(x, sharding.mesh)),
+            state)
+        return state, metrics
+
+    return jax.jit(constrained, donate_argnums=0)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -357,7 +382,7 @@ def train(
         metrics_path.write_text("")
     (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
 
-    chunk = make_chunk(learner, cfg.chunk_updates)
+    chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
     evaluator = make_evaluator(learner, env, cfg.eval_episodes)
     wb = _wandb_run(wandb_mode, run_dir, cfg)
     show = sys.stderr.isatty() if progress is None else progress

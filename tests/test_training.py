@@ -126,12 +126,12 @@ SHARD_SCRIPT = textwrap.dedent(
     import jax
     from metajax.maddpg import MADDPGConfig
     from metajax.runner import TrainConfig, train
+    # the cheapest game to compile: sharding is about the seed axis, not the env
     cfg = TrainConfig(
-        name="shard", env="treasure",
-        env_config=dict(max_agents=2, max_objects=2, action_type="relaxed", episode_length=10),
-        tasks=({"n_agents": 2, "n_treasures": 2},),
-        maddpg=MADDPGConfig(batch_size=32, buffer_size=2000, learning_starts=100,
-                            rollout_steps=10, num_envs=2, updates_per_rollout=2),
+        name="shard", env="climb", env_config=dict(max_agents=2, num_actions=4),
+        tasks=({"k": 2, "u": 1},),
+        maddpg=MADDPGConfig(batch_size=32, buffer_size=2000, learning_starts=40,
+                            rollout_steps=2, num_envs=5, updates_per_rollout=2, hidden=(16,)),
         total_env_steps=400, chunk_updates=10, seeds=4, eval_episodes=2)
     r = train(cfg, sys.argv[1], wandb_mode="disabled", progress=False, log=lambda s: None)
     devices = len(r.state.key.sharding.device_set)
