@@ -27,14 +27,21 @@ PIPELINE = "mesa"
 _HARD = {"n_agents": 3, "n_landmarks": 5, "k": 2, "difficulty": [1.1, None]}
 _base = mpe_climb_config(n_agents=3, n_landmarks=5, name="mesa_generalization")
 
+# Attention critics vmapped over every (seed, training task) learner are memory hungry: smaller
+# batches than the MPE columns (a batch of 512 took over 20 GB in the collection stage).
+_small = dict(batch_size=128, buffer_size=20_000)
+
 CONFIG = dataclasses.replace(
     _base,
+    seeds=2,
     split={"train": {"n_agents": 2, "n_landmarks": 5, "k": 2, "difficulty": [1.1, None]},
            "test": _HARD},
     maddpg=dataclasses.replace(_base.maddpg, actor="relational", critic="attention",
-                               param_sharing="team", num_heads=2, head_dim=16, embed_dim=32),
+                               param_sharing="team", num_heads=2, head_dim=16, embed_dim=32,
+                               critic_hidden=64, **_small),
     collect=dataclasses.replace(_base.collect, actor="relational", critic="attention",
-                                param_sharing="team", num_heads=2, head_dim=16, embed_dim=32),
+                                param_sharing="team", num_heads=2, head_dim=16, embed_dim=32,
+                                critic_hidden=64, **_small),
     methods=("mesa", "maddpg", "random"),
     bc_steps=200,
 )
