@@ -411,9 +411,9 @@ def plot_curves(cfg: CompareConfig, run_dir: Path, out: Path) -> Path:
         ax.set_xlabel("env steps per seed", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=5, loc="upper left")
         if i == 0:
             ax.set_ylabel("training return per agent", fontsize=7)
-            ax.legend(fontsize=6)
     fig.suptitle(cfg.name, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
