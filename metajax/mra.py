@@ -1242,8 +1242,9 @@ def attention_episode(
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """One episode with the agents' relational graphs (App. E.6, Fig. 11): ``(states [T + 1],
     attention [T + 1, A, A], rewards [T, A])``; ``attention[t, i, j]`` is agent ``i``'s weight
-    on agent ``j`` in the graph it acts on in state ``t`` (the last frame repeats the previous
-    one). ``params`` are one seed's :class:`PolicyParams`."""
+    on agent ``j`` in the graph it acts on in state ``t``, renormalized over the other agents
+    (the graph also weighs the objects; the last frame repeats the previous one). ``params`` are
+    one seed's :class:`PolicyParams`."""
     graph_fn = make_graph_fn(cfg.maddpg, cfg.mra, env)
 
     def run(key: Array):
@@ -1265,6 +1266,8 @@ def attention_episode(
 
     states, graphs, rewards = jax.device_get(jax.jit(run)(key))
     att = np.asarray(graphs)[:, :, : env.max_agents]
+    # the graph spans agents and objects: draw the agents' share, renormalized over the agents
+    att = att / np.maximum(att.sum(-1, keepdims=True), 1e-9)
     return states, np.concatenate([att, att[-1:]], axis=0), np.asarray(rewards)
 
 
