@@ -430,8 +430,8 @@ def plot_metrics(cfg: CompareConfig, run_dir: Path, metrics: tuple[str, ...], ou
             rows = [json.loads(ln) for ln in (cfg.arm_dir(name, run_dir) / "metrics.jsonl")
                     .read_text().splitlines() if ln.strip()]
             c = _curve(rows, metric)
-            if c is None:
-                continue
+            if c is None or not np.any(c[1]):
+                continue  # not logged, or off for this arm (no latent, a single game)
             x, y = c
             m, s = y.mean(1), y.std(1)
             ax.plot(x, m, color=COLORS[j % len(COLORS)], label=name)
