@@ -1,8 +1,9 @@
 """MRA Fig. 2c and App. E.2 Tables 1-2: the Pac-Man-like world.
 
 Fig. 2c: the target game (paper: 8 Pac-Man, 4 ghosts, 20 food) compared across MRA and Reptile
-trained on several (Pac-Man, ghosts) games, the single-game baseline, MADDPG (relational,
-per-agent parameters) and MADDPG with shared parameters. App. E.2 (cross-comparison): the
+trained on several (Pac-Man, ghosts) games, the single-game baseline, MADDPG (relational actor,
+per-agent parameters; MLP critic by default, attention critic in the paper preset) and MADDPG
+with shared parameters. App. E.2 (cross-comparison): the
 Pac-Man team of MRA or of the single-game baseline against the ghost team of either, on the
 target game; each team's mean return per agent, also normalized to [0, 1] per table (the paper
 normalizes its scores; its exact normalization is not given).
@@ -55,7 +56,8 @@ PRESETS = {
         "base.maddpg": MRA_PAPER_SCALE,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
-        "arms": {"mra": {}, "reptile": {"mra.latent": "none"}, **baseline_arms(PAPER_TARGET)},
+        "arms": {"mra": {}, "reptile": {"mra.latent": "none"},
+                 **baseline_arms(PAPER_TARGET, critic="attention")},
         "report_tasks": [PAPER_TARGET],
         "cross_task": PAPER_TARGET,
         "seeds": 4,

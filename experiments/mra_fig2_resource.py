@@ -1,8 +1,9 @@
 """MRA Fig. 2b: benefit of game-common knowledge in resource occupation.
 
 Target game (paper: 12 agents, 6 resources) compared across MRA and Reptile trained on several
-populations, the single-game baseline, MADDPG (relational, per-agent parameters) and MADDPG with
-shared parameters; same env steps per seed for every arm.
+populations, the single-game baseline, MADDPG (relational actor, per-agent parameters; MLP
+critic by default, attention critic in the paper preset) and MADDPG with shared parameters; same
+env steps per seed for every arm.
 
 Default (2-core CPU): target 6 agents and 3 resources (sizes 0.1, 0.2, 0.3), MRA/Reptile games
 {3, 4, 6}, 40k env steps per seed and arm, 2 seeds. ``--preset paper``: target 12 agents, games
@@ -50,7 +51,8 @@ PRESETS = {
         "base.maddpg": MRA_PAPER_SCALE,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
-        "arms": {"mra": {}, "reptile": {"mra.latent": "none"}, **baseline_arms(PAPER_TARGET)},
+        "arms": {"mra": {}, "reptile": {"mra.latent": "none"},
+                 **baseline_arms(PAPER_TARGET, critic="attention")},
         "report_tasks": [PAPER_TARGET],
         "seeds": 4,
     },

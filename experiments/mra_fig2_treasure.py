@@ -2,9 +2,10 @@
 
 The target game (paper: 6 collectors, 20 treasures) is compared across MRA and Reptile trained on
 several games of different populations (the target among them), the single-game baseline (MRA's
-architecture trained on the target only), MADDPG with the relational actor and attention critic
-(per-agent parameters) and MADDPG with parameters shared by homogeneous agents; every arm spends
-the same env steps per seed (MRA's per game are |M| times fewer, as in the paper).
+architecture trained on the target only), MADDPG with the relational actor (per-agent
+parameters; MLP critic by default, attention critic in the paper preset) and MADDPG with
+parameters shared by homogeneous agents; every arm spends the same env steps per seed (MRA's per
+game are |M| times fewer, as in the paper).
 
 Default (2-core CPU): target 6 collectors and 6 treasures, MRA/Reptile games {2, 4, 6}, 40k
 env steps per seed and arm, 2 seeds. ``--preset paper``: target (6, 20 treasures), games
@@ -52,7 +53,8 @@ PRESETS = {
         "base.maddpg": MRA_PAPER_SCALE,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
-        "arms": {"mra": {}, "reptile": {"mra.latent": "none"}, **baseline_arms(PAPER_TARGET)},
+        "arms": {"mra": {}, "reptile": {"mra.latent": "none"},
+                 **baseline_arms(PAPER_TARGET, critic="attention")},
         "report_tasks": [PAPER_TARGET],
         "seeds": 4,
     },

@@ -57,14 +57,18 @@ def single_game_arm(task: dict, **more: Any) -> dict:
     return {"tasks": [dict(task)], "eval_tasks": [dict(task)], **more}
 
 
-def baseline_arms(target: dict) -> dict:
+def baseline_arms(target: dict, critic: str = "mlp") -> dict:
     """MRA Fig. 2's baselines on the ``target`` game: the single-game baseline (MRA's
-    architecture), MADDPG with the relational actor and attention critic (one set of parameters
-    per agent) and the same MADDPG with parameters shared by homogeneous agents."""
+    architecture), MADDPG with the relational actor (one set of parameters per agent) and the
+    same MADDPG with parameters shared by homogeneous agents. ``critic``: MADDPG's centralized
+    critic, ``mlp`` (the original MADDPG's; the CPU defaults) or ``attention`` (MAAC-style, the
+    paper presets; per agent it re-encodes every agent, about 7x slower on a CPU)."""
+    c = {"maddpg.critic": critic}
     return {
         "baseline": single_game_arm(target),
-        "maddpg": single_game_arm(target, algo="maddpg", **{"maddpg.param_sharing": "agent"}),
-        "maddpg_shared": single_game_arm(target, algo="maddpg"),
+        "maddpg": single_game_arm(target, algo="maddpg",
+                                  **{"maddpg.param_sharing": "agent", **c}),
+        "maddpg_shared": single_game_arm(target, algo="maddpg", **c),
     }
 
 
