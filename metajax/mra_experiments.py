@@ -199,6 +199,16 @@ def run_compare(
     return CompareResult(summary, run_dir)
 
 
+def _wall_clock(name: str, arm_dir: Path, timing: dict) -> float:
+    """Seconds arm ``name`` took to train (for a reused arm: from its experiment's timing)."""
+    if name in timing:
+        return float(timing[name])
+    other = arm_dir.parent / "timing.json"
+    if other.exists():
+        return float(json.loads(other.read_text()).get(arm_dir.name, float("nan")))
+    return float("nan")
+
+
 def _check_reused(arm_dir: Path, arm_cfg: mra.MRAConfig) -> None:
     """A reused arm must be a finished run of the same config (names aside)."""
     if not (arm_dir / "results.json").exists():
@@ -230,7 +240,7 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
             "games": [dict(t) for t in runner.distinct_tasks(arm_cfg.tasks)],
             "env_steps": res["env_steps"],
             "seeds": arm_cfg.seeds,
-            "wall_clock_s": round(timing.get(name, float("nan")), 1),
+            "wall_clock_s": round(_wall_clock(name, arm_dir, timing), 1),
             "eval": {},
         }
         for i, spec in enumerate(res["tasks"]):
