@@ -17,6 +17,7 @@ from jumanji import specs
 import envs
 from envs.core import EnvError, MultiAgentEnv, Observation, TimeStep
 from envs.wrappers import AutoReset, random_actions, stack_tasks
+from metajax.runner import ONCE
 
 NAMES = sorted(envs.REGISTRY)
 
@@ -32,7 +33,7 @@ class _Harness:
         self.env = env
         self.auto = AutoReset(env)
         self.traces = 0
-        self.program = jax.jit(self._program)
+        self.program = jax.jit(self._program, compiler_options=ONCE)
 
     def _program(self, key, tasks):
         self.traces += 1

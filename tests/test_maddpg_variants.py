@@ -10,6 +10,7 @@ import pytest
 
 import envs
 from metajax.maddpg import ActionSpace, MADDPGConfig, make_maddpg
+from metajax.runner import ONCE
 
 TINY = dict(batch_size=8, buffer_size=64, learning_starts=8, rollout_steps=4, num_envs=2,
             updates_per_rollout=1, hidden=(16,), num_heads=2, head_dim=4, embed_dim=8,
@@ -45,8 +46,9 @@ def test_variant_updates(name):
     env = envs.make(env_name, **env_cfg)
     cfg = MADDPGConfig(**{**TINY, **algo_kw})
     learner = make_maddpg(cfg, env, env.make_task(**task_kw))
-    state0 = jax.jit(learner.init)(jax.random.PRNGKey(0))
-    update = jax.jit(learner.update)
+    # one-off programs: XLA's cheap optimisation level compiles them several times faster
+    state0 = jax.jit(learner.init, compiler_options=ONCE)(jax.random.PRNGKey(0))
+    update = jax.jit(learner.update, compiler_options=ONCE)
     state, m = update(state0)
     state, m = update(state)
     assert int(m["grad_steps"]) >= 1 and int(m["env_steps"]) == 2 * 4 * 2
