@@ -100,6 +100,9 @@ class MESAConfig:
     the exploration policies and the pretrained baselines (its ``num_envs`` parallel games
     cycle over the training tasks, so it must be ``>= n_train``).
 
+    ``xla_fast``: compile the training chunks too at XLA's cheap optimisation level (faster
+    compiles, slower steps: for tiny configs and tests, where compilation dominates).
+
     Budgets in env steps (per learner): ``collect_steps`` per training task,
     ``explorer_steps`` per exploration policy, ``pretrain_steps`` (default
     ``num_explorers * explorer_steps``, MESA's meta-training budget) for the pretrained
@@ -146,6 +149,7 @@ class MESAConfig:
     eval_episodes: int = 10
     eval_every: int = 4
     chunk_updates: int = 250
+    xla_fast: bool = False
     seed: int = 0
     seeds: int = 3
 
@@ -607,14 +611,16 @@ def _nest(fn: Callable, levels: int, in_axes: tuple) -> Callable:
     return fn
 
 
-def _chunk_fn(update: Callable, chunk: int, levels: int) -> Callable:
-    """``jit(vmap^levels(scan(update)))``: ``(state, c) -> (state, metrics [..., chunk])``."""
+def _chunk_fn(update: Callable, chunk: int, levels: int, fast: bool = False) -> Callable:
+    """``jit(vmap^levels(scan(update)))``: ``(state, c) -> (state, metrics [..., chunk])``;
+    ``fast``: compiled at XLA's cheap optimisation level (:data:`metajax.runner.ONCE`)."""
 
     def one(state: Any, c: Array) -> tuple[Any, dict]:
         ts = c * chunk + jnp.arange(chunk)
         return jax.lax.scan(lambda s, t: update(s, t), state, ts)
 
-    return jax.jit(_nest(one, levels, (0, None)), donate_argnums=0)
+    return jax.jit(_nest(one, levels, (0, None)), donate_argnums=0,
+                   compiler_options=ONCE if fast else None)
 
 
 class _Log:
@@ -814,7 +820,8 @@ def run_mesa(
         keys = jax.vmap(lambda k: jax.random.split(k, B))(stage_keys(1))
         state = jax.jit(_nest(c_init, 2, (0, 0)), compiler_options=ONCE)(keys, train)
         n_up = _updates(cfg.collect_steps, collector)
-        state = _run_stage(lg, "collect", _chunk_fn(c_update, min(cfg.chunk_updates, n_up), 2),
+        state = _run_stage(lg, "collect", _chunk_fn(c_update, min(cfg.chunk_updates, n_up), 2,
+                                                   cfg.xla_fast),
                            state, n_up, min(cfg.chunk_updates, n_up),
                            collector.env_steps_per_update)
         ds = jax.vmap(mc.dataset_merge)(state.aux.ds)
@@ -882,7 +889,8 @@ def run_mesa(
                 global_counts=jnp.copy(global_counts),
                 counts=jnp.broadcast_to(global_counts[:, None, :], state.aux.counts.shape)))
             if e_chunk is None:
-                e_chunk = _chunk_fn(explorer.update, min(cfg.chunk_updates, n_up), 1)
+                e_chunk = _chunk_fn(explorer.update, min(cfg.chunk_updates, n_up), 1,
+                                    cfg.xla_fast)
             state = _run_stage(lg, name, e_chunk, state, n_up, min(cfg.chunk_updates, n_up),
                                explorer.env_steps_per_update)
             p = state.params.actor
@@ -940,7 +948,8 @@ def run_mesa(
         t0 = time.perf_counter()
         state = jax.jit(jax.vmap(p_learner.init), compiler_options=ONCE)(stage_keys(5), e_games)
         n_up = _updates(cfg.pretrain_budget, p_learner)
-        state = _run_stage(lg, name, _chunk_fn(p_learner.update, min(cfg.chunk_updates, n_up), 1),
+        state = _run_stage(lg, name, _chunk_fn(p_learner.update, min(cfg.chunk_updates, n_up), 1,
+                                                 cfg.xla_fast),
                            state, n_up, min(cfg.chunk_updates, n_up),
                            p_learner.env_steps_per_update)
         pretrained[method] = state.params
@@ -976,7 +985,7 @@ def run_mesa(
             "evaluate": jax.jit(_nest(metric_fn, 2, (0, 0, 0)), compiler_options=ONCE),
             "init": jax.jit(_nest(lambda k, task: learner.init(k, _tile(task, tcfg.num_envs)),
                                   2, (0, 0)), compiler_options=ONCE),
-            "chunk": _chunk_fn(learner.update, chunk, 2),
+            "chunk": _chunk_fn(learner.update, chunk, 2, cfg.xla_fast),
             "bc": jax.jit(_nest(lambda st, k: bc_warmup(
                 learner, tcfg, space_m, st, k, cfg.bc_steps, cfg.bc_lr), 2, (0, 0))),
         }

@@ -35,7 +35,7 @@ CFG = MESAConfig(
     collect_steps=1_000, dataset_capacity=64, num_clusters=2, num_explorers=2,
     explorer_steps=3_000, count_episodes=4, test_steps=6_000, anneal_steps=4_000,
     chunk_updates=100, eval_every=0, eval_episodes=2, zero_shot=False,
-    methods=("mesa", "maddpg"), seeds=4)
+    methods=("mesa", "maddpg"), seeds=4, xla_fast=True)
 
 
 @pytest.fixture(scope="module")
