@@ -36,7 +36,50 @@ def _select_batch(pred: Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree.map(sel, on_true, on_false)
 
 
-class AutoReset(MultiAgentEnv):
+class Wrapper(MultiAgentEnv):
+    """Base of the wrappers: copies the static maxima and delegates tasks, dynamics, specs and
+    every env-specific helper (task difficulty, game tables, ...) to the wrapped ``env``.
+    Subclasses override what they change."""
+
+    def __init__(self, env: MultiAgentEnv):
+        self.env = env
+        self.name = env.name
+        self.num_teams = env.num_teams
+        self.max_agents = env.max_agents
+        self.max_objects = env.max_objects
+        self.episode_length = env.episode_length
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def make_task(self, **fields: Any) -> Any:
+        return self.env.make_task(**fields)
+
+    def sample_task(self, key: chex.PRNGKey) -> Any:
+        return self.env.sample_task(key)
+
+    def validate_task(self, task: Any) -> Any:
+        return self.env.validate_task(task)
+
+    def reset_to(self, key: chex.PRNGKey, task: Any) -> tuple[Any, TimeStep]:
+        return self.env.reset_to(key, task)
+
+    def step(self, state: Any, action: Array) -> tuple[Any, TimeStep]:
+        return self.env.step(state, action)
+
+    def observation_spec(self) -> specs.Spec:
+        return self.env.observation_spec()
+
+    def action_spec(self) -> specs.Spec:
+        return self.env.action_spec()
+
+    def check_action(self, action: Array) -> None:
+        self.env.check_action(action)
+
+
+class AutoReset(Wrapper):
     """Reset automatically at the end of each episode.
 
     The returned timestep of the step that ends an episode carries the *reset* observation in
@@ -51,28 +94,8 @@ class AutoReset(MultiAgentEnv):
     """
 
     def __init__(self, env: MultiAgentEnv, resample_task: bool = False):
-        self.env = env
+        super().__init__(env)
         self.resample_task = resample_task
-        self.name = env.name
-        self.num_teams = env.num_teams
-        self.max_agents = env.max_agents
-        self.max_objects = env.max_objects
-        self.episode_length = env.episode_length
-
-    def __getattr__(self, name: str) -> Any:
-        # Delegate env-specific helpers (task difficulty, game tables, ...) to the wrapped env.
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    def make_task(self, **fields: Any) -> Any:
-        return self.env.make_task(**fields)
-
-    def sample_task(self, key: chex.PRNGKey) -> Any:
-        return self.env.sample_task(key)
-
-    def validate_task(self, task: Any) -> Any:
-        return self.env.validate_task(task)
 
     def _with_final(self, ts: TimeStep, final: Any) -> TimeStep:
         return ts.replace(extras={**ts.extras, "final_observation": final})
@@ -128,20 +151,11 @@ class AutoReset(MultiAgentEnv):
         extras = {**ts.extras, "final_observation": ts.observation}
         return states_out, ts.replace(observation=obs, extras=extras)
 
-    def observation_spec(self) -> specs.Spec:
-        return self.env.observation_spec()
-
-    def action_spec(self) -> specs.Spec:
-        return self.env.action_spec()
-
-    def check_action(self, action: Array) -> None:
-        self.env.check_action(action)
-
     def __repr__(self) -> str:
         return f"AutoReset({self.env!r}, resample_task={self.resample_task})"
 
 
-class GoalObservation(MultiAgentEnv):
+class GoalObservation(Wrapper):
     """Append the task's goal descriptor to every agent's own features (goal-conditioned
     policies, e.g. MESA's goal-conditioned baseline).
 
@@ -157,26 +171,7 @@ class GoalObservation(MultiAgentEnv):
     def __init__(self, env: MultiAgentEnv):
         if not callable(getattr(env, "task_description", None)):
             raise EnvError(f"{env.name}: no task_description, so no goal to observe")
-        self.env = env
-        self.name = env.name
-        self.num_teams = env.num_teams
-        self.max_agents = env.max_agents
-        self.max_objects = env.max_objects
-        self.episode_length = env.episode_length
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    def make_task(self, **fields: Any) -> Any:
-        return self.env.make_task(**fields)
-
-    def sample_task(self, key: chex.PRNGKey) -> Any:
-        return self.env.sample_task(key)
-
-    def validate_task(self, task: Any) -> Any:
-        return self.env.validate_task(task)
+        super().__init__(env)
 
     def _augment(self, ts: TimeStep, task: Any) -> TimeStep:
         obs = ts.observation
@@ -202,12 +197,6 @@ class GoalObservation(MultiAgentEnv):
         d_self = inner.self.shape[-1] + g
         return self.observation_spec_from(
             d_self, inner.agents.shape[-1], inner.objects.shape[-1])
-
-    def action_spec(self) -> specs.Spec:
-        return self.env.action_spec()
-
-    def check_action(self, action: Array) -> None:
-        self.env.check_action(action)
 
     def __repr__(self) -> str:
         return f"GoalObservation({self.env!r})"
