@@ -313,9 +313,6 @@ def make_maddpg(
     else:
         critic_mod = nets.AttentionCritic(cfg.critic_hidden, cfg.num_heads, cfg.head_dim)
 
-    def team_of(obs: Observation) -> Array:
-        return jnp.arange(n_agents) if cfg.param_sharing == "agent" else obs.team
-
     # ---- forward passes ----------------------------------------------------------------------
     def actor_out(params_i: Any, obs_i: Observation, carry_i: Array) -> tuple[Array, Array]:
         """Per-agent pre-activation output ``[dim]`` and new carry ``[h]``."""
@@ -327,7 +324,10 @@ def make_maddpg(
 
     def actor_all(params: Any, obs: Observation, carry: Array) -> tuple[Array, Array]:
         """``[A, dim]`` outputs and ``[A, h]`` carries for one game."""
-        return nets.apply_per_agent(actor_out, params, team_of(obs), obs, carry)
+        if cfg.param_sharing == "agent":
+            return nets.apply_per_agent(actor_out, params, jnp.arange(n_agents), obs, carry)
+        return nets.per_team(lambda p: jax.vmap(actor_out, (None, 0, 0))(p, obs, carry),
+                             params, obs.team)
 
     def behaviour(out: Array, key: Array, greedy: bool | Array) -> tuple[Array, Array]:
         """(env action ``[A, ...]``, critic action ``[A, dim]``) from outputs ``[A, dim]``.
@@ -361,18 +361,29 @@ def make_maddpg(
         y = gumbel_softmax(key, out, cfg.gumbel_temperature)
         return straight_through(y) if space.kind == "discrete" else y
 
-    def q_one(params: Any, obs: Observation, actions: Array, i: Array) -> tuple[Array, Array]:
-        """``Q_i(o, a)`` ``[]`` of agent ``i`` (team parameters ``[T, ...]``) and the mean
-        squared attention logit ``[]`` (0 for the MLP critic)."""
-        p_i = jax.tree.map(lambda x: x[team_of(obs)[i]], params)
+    def q_with(p: Any, obs: Observation, actions: Array, i: Array) -> tuple[Array, Array]:
+        """``Q_i(o, a)`` ``[]`` with one parameter set ``p`` and the mean squared attention
+        logit ``[]`` (0 for the MLP critic)."""
         if cfg.critic == "mlp":
-            return critic_mod.apply(p_i, obs, actions, i), jnp.zeros(())
-        qv, logits = critic_mod.apply(p_i, obs, actions, i)
+            return critic_mod.apply(p, obs, actions, i), jnp.zeros(())
+        qv, logits = critic_mod.apply(p, obs, actions, i)
         return qv, jnp.mean(logits**2)
+
+    def q_each(params: Any, obs: Observation, actions: Array) -> tuple[Array, Array]:
+        """``Q_i(o, actions[i])`` for every agent ``i`` of one sample, each with its own
+        critic (team parameters ``[T, ...]``): ``actions [A, A, dim]`` is the joint action
+        seen by agent ``i``'s critic. Returns ``[A]`` values and ``[A]`` regularisers."""
+        idx = jnp.arange(n_agents)
+        if cfg.param_sharing == "agent":
+            return jax.vmap(lambda i, a: q_with(jax.tree.map(lambda x: x[i], params), obs,
+                                                a, i))(idx, actions)
+        return nets.per_team(
+            lambda p: jax.vmap(lambda i, a: q_with(p, obs, a, i))(idx, actions),
+            params, obs.team)
 
     def q_all(params: Any, obs: Observation, actions: Array) -> tuple[Array, Array]:
         """``Q_i(o, a)`` for every agent ``i`` of one sample: ``[A]`` values, ``[A]`` reg."""
-        return jax.vmap(lambda i: q_one(params, obs, actions, i))(jnp.arange(n_agents))
+        return q_each(params, obs, jnp.broadcast_to(actions, (n_agents, *actions.shape)))
 
     def act(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
         out, carry = actor_all(params, obs, carry)
@@ -523,10 +534,9 @@ def make_maddpg(
             out, _ = actor_all(ap, obs, rnn)  # [A, dim]
             new = train_action(out, k)  # [A, dim]
 
-            def q_i(i):
-                return q_one(cp, obs, action.at[i].set(new[i]), i)[0]
-
-            return jax.vmap(q_i)(jnp.arange(n_agents)), out
+            # agent i's critic sees its own new action and the others' replayed ones
+            own = jnp.eye(n_agents, dtype=bool)[:, :, None]
+            return q_each(cp, obs, jnp.where(own, new[None], action[None]))[0], out
 
         q_new, out = jax.vmap(per_sample)(batch.obs, batch.action, batch.carry, keys)
         return actor_loss(q_new, out, mask, cfg.logit_reg)

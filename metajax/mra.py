@@ -348,25 +348,6 @@ def sample_latent(key: Array, logits: Array) -> Array:
     return jax.nn.one_hot(idx, logits.shape[-1], dtype=jnp.float32)
 
 
-def per_team(fn: Callable[..., Any], params: Any, team: Array, *args: Any) -> Any:
-    """Apply ``fn(params_t, *args)`` with each team's parameters ``[T, ...]`` and keep, for
-    every agent, its own team's output. ``fn`` returns arrays whose axis ``team.ndim - 1`` is
-    the agent axis ``[..., A, ...]`` matching ``team [..., A]``. No per-agent copy of the
-    parameters is made (cheaper than gathering them when batches are large)."""
-    n_teams = jax.tree.leaves(params)[0].shape[0]
-    if n_teams == 1:
-        return fn(jax.tree.map(lambda p: p[0], params), *args)
-    outs = jax.vmap(lambda p: fn(p, *args))(params)  # [T, ..., A, ...]
-    onehot = jax.nn.one_hot(team, n_teams, dtype=jnp.float32)  # [..., A, T]
-
-    def pick(x: Array) -> Array:
-        w = jnp.moveaxis(onehot, -1, 0)  # [T, ..., A]
-        w = w.reshape(w.shape + (1,) * (x.ndim - w.ndim))
-        return jnp.sum(w.astype(x.dtype) * x, axis=0)
-
-    return jax.tree.map(pick, outs)
-
-
 # --- networks ------------------------------------------------------------------------------------
 
 
@@ -680,12 +661,12 @@ def build_mra(
     # ---- forward passes (one game: obs [A, ...]) -------------------------------------------
     def actor_game(params: Any, obs: Observation, z: Array) -> tuple[Array, Array]:
         """Every agent of one game: ``(logits [A, n], graph [A, N])``; ``z [A, H]``."""
-        return per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
+        return nets.per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
                         params, obs.team)
 
     def critic_game(params: Any, obs: Observation, actions: Array, graph: Array):
         """``(Q [A, n], mean squared attention logit [])`` of one game."""
-        q, logits = per_team(lambda p: critic_mod.apply(p, obs, actions, graph), params,
+        q, logits = nets.per_team(lambda p: critic_mod.apply(p, obs, actions, graph), params,
                              obs.team)
         return q, jnp.mean(logits**2)
 
@@ -1229,7 +1210,7 @@ def make_graph_fn(
 
     def graph_fn(params: PolicyParams, obs: Observation, carry: Array) -> Array:
         z = carry[:, 1:]
-        _, g = per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
+        _, g = nets.per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
                         params.actor, obs.team)
         return g
 

@@ -11,7 +11,10 @@ Per-team parameters: a team's parameters are one pytree; the ``T`` teams are sta
 leading axis ``[T, ...]`` (:func:`init_team_params`). :func:`apply_per_agent` gathers each
 agent's team parameters and vmaps the module over agents, so homogeneous agents share
 parameters (gradients of all agents of a team add up) and per-agent parameters (original
-MADDPG) are the special case ``team = arange(A)``.
+MADDPG) are the special case ``team = arange(A)``. When ``team`` comes from the data (shared
+parameters, ``obs.team`` under a batch vmap) the gather would copy the parameters per sample;
+:func:`per_team` instead applies each team's parameters to every agent and keeps each agent's
+own team's output (``T`` times the compute, matmuls instead of per-sample matvecs).
 """
 
 from __future__ import annotations
@@ -280,3 +283,22 @@ def apply_per_agent(
     """``apply_fn(params[team[i]], *args_i)`` for every agent ``i`` (args have a leading
     ``[A]`` axis, or are ``None``)."""
     return jax.vmap(apply_fn)(team_slice(params, team), *args)
+
+
+def per_team(fn: Callable[..., Any], params: Any, team: Array, *args: Any) -> Any:
+    """Apply ``fn(params_t, *args)`` with each team's parameters ``[T, ...]`` and keep, for
+    every agent, its own team's output. ``fn`` returns arrays whose axis ``team.ndim - 1`` is
+    the agent axis ``[..., A, ...]`` matching ``team [..., A]``. No per-agent copy of the
+    parameters is made (cheaper than gathering them when batches are large)."""
+    n_teams = jax.tree.leaves(params)[0].shape[0]
+    if n_teams == 1:
+        return fn(jax.tree.map(lambda p: p[0], params), *args)
+    outs = jax.vmap(lambda p: fn(p, *args))(params)  # [T, ..., A, ...]
+    onehot = jax.nn.one_hot(team, n_teams, dtype=jnp.float32)  # [..., A, T]
+
+    def pick(x: Array) -> Array:
+        w = jnp.moveaxis(onehot, -1, 0)  # [T, ..., A]
+        w = w.reshape(w.shape + (1,) * (x.ndim - w.ndim))
+        return jnp.sum(w.astype(x.dtype) * x, axis=0)
+
+    return jax.tree.map(pick, outs)

@@ -117,6 +117,35 @@ def test_team_parameters_are_shared_within_a_team():
     assert np.all(k[0] == 0) and np.any(k[1] != 0)
 
 
+def test_per_team_matches_the_gathered_parameters_on_a_batch():
+    """per_team (every team's parameters on every agent, then each agent's own team's output)
+    gives the values and gradients of gathering each agent's team parameters, with the team
+    read from a batch of data (as obs.team under the learner's batch vmap)."""
+    mod = nets.MLP((8,), 2)
+    params = nets.init_team_params(lambda k: mod.init(k, jnp.zeros(3)), jax.random.PRNGKey(1), 2)
+    team = jnp.array([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]])  # [B, A]
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 4, 3))  # [B, A, d]
+
+    def gathered(p):
+        return jax.vmap(lambda t, xb: nets.apply_per_agent(mod.apply, p, t, xb))(team, x)
+
+    def shared(p):
+        return jax.vmap(lambda t, xb: nets.per_team(
+            lambda q: jax.vmap(mod.apply, (None, 0))(q, xb), p, t))(team, x)
+
+    np.testing.assert_allclose(np.asarray(shared(params)), np.asarray(gathered(params)),
+                               rtol=1e-5, atol=1e-6)
+    g1 = jax.grad(lambda p: jnp.sum(jnp.sin(gathered(p))))(params)
+    g2 = jax.grad(lambda p: jnp.sum(jnp.sin(shared(p))))(params)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    # one team: its parameters are used directly
+    one = jax.tree.map(lambda v: v[:1], params)
+    out = nets.per_team(lambda q: jax.vmap(mod.apply, (None, 0))(q, x[0]), one, team[0] * 0)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(
+        jax.vmap(mod.apply, (None, 0))(jax.tree.map(lambda v: v[0], params), x[0])), rtol=1e-6)
+
+
 def test_attention_critic_ignores_padded_agents():
     crit = nets.AttentionCritic(hidden=16, num_heads=2, head_dim=4)
     key = jax.random.PRNGKey(0)
