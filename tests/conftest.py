@@ -9,6 +9,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 import jax
 
+import metajax  # noqa: F401  (its XLA flags must be set before the CPU backend starts)
+
 # Identical programs built by separate calls (a run and its resumption, two runs of one seed)
 # compile once: XLA executables are cached by program fingerprint for the whole session.
 jax.config.update(
