@@ -3,8 +3,9 @@
 MRA is pre-trained on several (Pac-Man, ghosts) games with more Pac-Man than ghosts, then
 adapted (Alg. 5) to a game where ghosts dominate (paper: 2 Pac-Man vs 8 ghosts), where the
 random-exploration bottleneck stops learners from scratch (the Pac-Man are caught quickly and
-the episodes end early). Compared with MADDPG (relational, per-agent parameters) and the
-MAAC-style learner, both from scratch on the unseen game.
+the episodes end early). Compared with MADDPG (relational actor, per-agent parameters; MLP
+critic by default, attention critic in the paper preset) and the MAAC-style learner, both from
+scratch on the unseen game.
 
 Default (2-core CPU): pre-training on {(2, 1), (3, 2), (4, 2)} with 6 food (40k env steps per
 seed), unseen game (1 Pac-Man, 4 ghosts), 20k env steps per arm, 2 seeds. ``--preset paper``:
@@ -24,14 +25,15 @@ def _games(pairs, food):
     return [{"n_pacman": p, "n_ghosts": g, "n_food": food} for p, g in pairs]
 
 
-def _arms(target, steps):
+def _arms(target, steps, critic="mlp"):
     more = {"total_env_steps": steps}
     return {
         "pretrain": {},
         "mra": single_game_arm(target, **{"mra.mode": "adapt", "mra.init_from": "arm:pretrain",
                                           **more}),
         "maddpg": single_game_arm(target, algo="maddpg",
-                                  **{"maddpg.param_sharing": "agent", **more}),
+                                  **{"maddpg.param_sharing": "agent", "maddpg.critic": critic,
+                                     **more}),
         "maac": single_game_arm(target, **{"mra.latent": "none", **more}),
     }
 
@@ -65,7 +67,7 @@ PRESETS = {
         "base.maddpg": MRA_PAPER_SCALE,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
-        "arms": _arms(PAPER_TARGET, 400_000),
+        "arms": _arms(PAPER_TARGET, 400_000, critic="attention"),
         "report_tasks": [PAPER_TARGET],
         "seeds": 4,
     },
