@@ -375,8 +375,8 @@ def make_maddpg(
         seen by agent ``i``'s critic. Returns ``[A]`` values and ``[A]`` regularisers."""
         idx = jnp.arange(n_agents)
         if cfg.param_sharing == "agent":
-            return jax.vmap(lambda i, a: q_with(jax.tree.map(lambda x: x[i], params), obs,
-                                                a, i))(idx, actions)
+            return jax.vmap(lambda p, i, a: q_with(p, obs, a, i))(
+                nets.team_slice(params, idx), idx, actions)
         return nets.per_team(
             lambda p: jax.vmap(lambda i, a: q_with(p, obs, a, i))(idx, actions),
             params, obs.team)
