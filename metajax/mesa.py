@@ -84,12 +84,18 @@ _HOOKED = {"mesa": 1, "maddpg": 0, "random": 2, "pretrain": 0}
 class MESAConfig:
     """A MESA experiment: meta-training on training tasks, meta-testing on unseen ones.
 
-    Tasks (chosen per seed from ``seed``; train and test disjoint):
+    Tasks (chosen per seed from ``seed``; train and test disjoint unless ``overlap``):
 
     * ``n_train``/``n_test``: tasks per seed;
     * ``split``: how to draw them. ``{"test_filter": {field: value}}``: from the env's
       enumerable ``task_space()``, test tasks among those matching the filter, training tasks
-      among the rest; ``{"train": {...}, "test": {...}}``: keyword arguments of two calls of
+      among the rest; adding ``"overlap": True`` draws the training tasks uniformly (without
+      replacement) from the *whole* task space instead, independently of the test tasks, so a
+      test task may also be a training task (one reading of the MESA paper's Sec. 6.2, "ten
+      training tasks and three different test tasks"; its App. B.1.1 asks for test tasks
+      "different from the training tasks", the default). ``results.json`` records per seed
+      and test task whether it is also a training task (``test_in_train``);
+      ``{"train": {...}, "test": {...}}``: keyword arguments of two calls of
       the env's ``sample_tasks`` (e.g. populations, difficulty ranges);
       ``{"train_tasks": [...], "test_tasks": [...]}``: explicit ``make_task`` keyword dicts,
       the same for every seed (``n_train``/``n_test`` must match their lengths); ``{}``: the
@@ -185,10 +191,17 @@ class MESAConfig:
             if diff:
                 raise ValueError(f"the pretrain/goal baselines need the explorer and maddpg "
                                  f"networks to match; they differ in {diff}")
-        bad = set(self.split) - {"test_filter", "train", "test", "train_tasks", "test_tasks"}
+        bad = set(self.split) - {"test_filter", "overlap", "train", "test", "train_tasks",
+                                 "test_tasks"}
         if bad:
-            raise ValueError(f"unknown split keys {sorted(bad)}; use test_filter, train/test "
-                             "or train_tasks/test_tasks")
+            raise ValueError(f"unknown split keys {sorted(bad)}; use test_filter (with "
+                             "optional overlap), train/test or train_tasks/test_tasks")
+        if "overlap" in self.split:
+            if not isinstance(self.split["overlap"], bool):
+                raise ValueError(f"split.overlap must be True or False, got "
+                                 f"{self.split['overlap']!r}")
+            if "test_filter" not in self.split:
+                raise ValueError("split.overlap only applies to split.test_filter")
         for key, n in (("train_tasks", self.n_train), ("test_tasks", self.n_test)):
             if key in self.split and len(self.split[key]) != n:
                 raise ValueError(f"split.{key} lists {len(self.split[key])} tasks, but "
@@ -241,6 +254,13 @@ def task_sets(env: MultiAgentEnv, cfg: MESAConfig, key: Array) -> tuple[Any, Any
         if len(cand) < cfg.n_test:
             raise ExperimentError(f"only {len(cand)} tasks match test_filter, need {cfg.n_test}")
         test = rng.permutation(cand)[: cfg.n_test]
+        if split.get("overlap", False):
+            # training tasks uniform over the whole space: a test task may be among them
+            if size < cfg.n_train:
+                raise ExperimentError(f"the task space holds {size} tasks, need "
+                                      f"n_train={cfg.n_train}")
+            train = rng.permutation(size)[: cfg.n_train]
+            return _take(space, train), _take(space, test)
         pool = np.concatenate([rest, np.setdiff1d(cand, test)])
         if len(pool) < cfg.n_train:
             raise ExperimentError(f"only {len(pool)} tasks left for training, need "
@@ -262,11 +282,32 @@ def task_sets(env: MultiAgentEnv, cfg: MESAConfig, key: Array) -> tuple[Any, Any
 
 
 def seed_task_sets(env: MultiAgentEnv, cfg: MESAConfig) -> tuple[Any, Any]:
-    """``(train [S, n_train], test [S, n_test])``: each seed draws its own disjoint sets."""
+    """``(train [S, n_train], test [S, n_test])``: each seed draws its own sets (disjoint
+    unless ``split.overlap``)."""
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed + 7919), cfg.seeds)
     sets = [task_sets(env, cfg, k) for k in keys]
     stack = lambda xs: jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *xs)  # noqa: E731
     return stack([s[0] for s in sets]), stack([s[1] for s in sets])
+
+
+def seen_in_training(train: Any, test: Any) -> np.ndarray:
+    """``[S, n_test]`` bool: is test task ``j`` of seed ``s`` equal (every field) to one of
+    that seed's training tasks? ``train`` ``[S, n_train]``, ``test`` ``[S, n_test]`` stacks."""
+    out = None
+    for a, b in zip(jax.tree.leaves(train), jax.tree.leaves(test), strict=True):
+        a, b = np.asarray(a), np.asarray(b)  # [S, B, ...], [S, K, ...]
+        eq = (a[:, None] == b[:, :, None]).reshape(b.shape[0], b.shape[1], a.shape[1], -1)
+        eq = eq.all(-1)  # [S, K, B]
+        out = eq if out is None else out & eq
+    return out.any(-1)
+
+
+def task_record(tasks: Any) -> dict:
+    """A task stack as ``{field: nested lists}`` (for ``results.json``)."""
+    if dataclasses.is_dataclass(tasks):
+        names = [f.name for f in dataclasses.fields(tasks)]
+        return {n: np.asarray(getattr(tasks, n)).tolist() for n in names}
+    return {"leaves": [np.asarray(x).tolist() for x in jax.tree.leaves(tasks)]}
 
 
 def _tile(task: Any, n: int) -> Any:
@@ -783,8 +824,13 @@ def run_mesa(
     S, B, K = cfg.seeds, cfg.n_train, cfg.n_test
     lg.say(f"{cfg.name}: env {env!r}, {S} seed(s), {B} training and {K} test tasks per seed, "
            f"methods {', '.join(cfg.methods)}")
+    seen = seen_in_training(train, test)  # [S, K]
     results: dict = {"name": cfg.name, "env": cfg.env, "seeds": S, "n_train": B, "n_test": K,
-                     "methods": {}, "timing": {}}
+                     "methods": {}, "timing": {}, "test_in_train": seen.tolist(),
+                     "tasks": {"train": task_record(train), "test": task_record(test)}}
+    if seen.any():
+        lg.say(f"{int(seen.sum())} of {seen.size} (seed, test task) pairs are also training "
+               "tasks of their seed (split.overlap)")
     base_key = jax.random.PRNGKey(cfg.seed)
     seed_keys = jax.random.split(base_key, S)
 
@@ -921,10 +967,16 @@ def run_mesa(
             covered = jax.jit(jax.vmap(jax.vmap(
                 _test_coverage(rand_play, cfg), (None, 0, 0)), (0, 0, 0)), compiler_options=ONCE)
             inside, total = (np.asarray(x) for x in covered(sub["ds"], test, tk))  # [S, K]
+            rand_per = np.asarray(rand_hits(None, test, tk))  # [S, K]
             zero_shot = {"explorers": per.mean((0, 2)).tolist(),
-                         "random": float(np.mean(np.asarray(rand_hits(None, test, tk)))),
+                         "random": float(np.mean(rand_per)),
                          "test_pairs_in_subspace": float(inside.sum() / max(total.sum(), 1)),
-                         "test_pairs_seen": int(total.sum())}
+                         "test_pairs_seen": int(total.sum()),
+                         # per seed (and explorer) and test task
+                         "explorers_per_task": per.tolist(),
+                         "random_per_task": rand_per.tolist(),
+                         "test_pairs_inside_per_task": inside.tolist(),
+                         "test_pairs_seen_per_task": total.tolist()}
             results["zero_shot_high_reward"] = zero_shot
             stages.save("zero_shot", {"seed_keys": seed_keys}, {"zero_shot": zero_shot})
             lg.say("zero-shot high-reward transitions per test episode: explorers "
@@ -1060,6 +1112,10 @@ def run_mesa(
         del state
 
     results["curves"] = curves
+    for res in results["methods"].values():
+        found = found_by_seen(res, seen)
+        if found is not None:
+            res["found_by_seen"] = found
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     (run_dir / "results.md").write_text(results_table(results))
     try:
@@ -1083,19 +1139,65 @@ def summarize(m: dict) -> dict:
     return out
 
 
+def found_by_seen(res: dict, seen: np.ndarray) -> dict | None:
+    """The ``optimal_found`` fraction of one method's (seed, test task) runs, overall and
+    separately for test tasks that are also training tasks of their seed (``seen [S, K]``)
+    and for the others: ``{"all"|"seen"|"unseen": {"found": int, "runs": int,
+    "fraction": float | None}}``; None when the env has no optimum."""
+    if "optimal_found" not in res:
+        return None
+    f = np.asarray(res["optimal_found"]["per_task"], np.float64) > 0.5
+    out = {}
+    for part, sel in (("all", np.ones_like(seen, bool)), ("seen", seen), ("unseen", ~seen)):
+        n = int(sel.sum())
+        hit = int((f & sel).sum())
+        out[part] = {"found": hit, "runs": n, "fraction": hit / n if n else None}
+    return out
+
+
+def _frac(d: dict) -> str:
+    return "-" if d["fraction"] is None else f"{d['fraction']:.2f} ({d['found']}/{d['runs']})"
+
+
+def _task_label(results: dict, s: int, j: int) -> str:
+    test = results.get("tasks", {}).get("test", {})
+    if "k" in test and "u" in test:  # climb games
+        return f"k={test['k'][s][j]}, u={test['u'][s][j]}"
+    return f"test task {j}"
+
+
 def results_table(results: dict) -> str:
-    """A markdown table: one row per method, one column per metric."""
+    """A markdown table: one row per method, one column per metric (when some test task is
+    also a training task, the found fraction on those and on the others), then the greedy
+    return per (seed, test task) with whether that task is also a training task."""
     methods = results["methods"]
     if not methods:
         return "(no method was run)\n"
     cols = [c for c in ("greedy_return", "stochastic_return", "optimal_found", "nash_conv",
                         "high_reward", "optimal_value") if c in next(iter(methods.values()))]
+    seen = np.asarray(results.get("test_in_train", []), bool)
+    split = seen.any() and "optimal_found" in cols
+    head = cols + (["found: seen in training", "found: unseen"] if split else [])
     lines = [f"{results['name']}: {results['seeds']} seed(s) x {results['n_test']} test tasks "
              "(mean ± std over seeds of the mean over test tasks)", "",
-             "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+             "| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, res in methods.items():
         cells = [f"{res[c]['mean']:.3f} ± {res[c]['std']:.3f}" for c in cols]
+        if split:
+            found = found_by_seen(res, seen)
+            cells += [_frac(found["seen"]), _frac(found["unseen"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if seen.size:
+        names = [m for m in methods if "greedy_return" in methods[m]]
+        lines += ["", f"Per seed and test task ({int(seen.sum())} of {seen.size} test tasks are "
+                  "also training tasks of their seed); greedy return:", "",
+                  "| seed | test task | in training | " + " | ".join(names) + " |",
+                  "|---" * (len(names) + 3) + "|"]
+        for s in range(seen.shape[0]):
+            for j in range(seen.shape[1]):
+                cells = [f"{methods[m]['greedy_return']['per_task'][s][j]:.3f}" for m in names]
+                lines.append(f"| {s} | {_task_label(results, s, j)} | "
+                             f"{'yes' if seen[s, j] else 'no'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,10 @@ def test_config_rejects_bad_values():
         _cfg(split={"tests": {}})
     with pytest.raises(ValueError, match="eps"):
         _cfg(eps=0.0)
+    with pytest.raises(ValueError, match="overlap"):
+        _cfg(split={"train": {}, "test": {}, "overlap": True})  # only with test_filter
+    with pytest.raises(ValueError, match="overlap"):
+        _cfg(split={"test_filter": {"k": 2}, "overlap": "yes"})
 
 
 def test_task_sets_disjoint_filtered_and_per_seed():
@@ -56,6 +60,27 @@ def test_task_sets_disjoint_filtered_and_per_seed():
     assert len({tuple(sorted(pairs(test, s))) for s in range(3)}) > 1
     with pytest.raises(mesa.ExperimentError, match="test_filter"):
         mesa.task_sets(env, _cfg(n_test=5), jax.random.PRNGKey(0))  # only 4 games have k=2
+
+
+def test_task_sets_overlap_may_reuse_training_tasks_for_testing():
+    env = envs.make("climb", max_agents=2, num_actions=4)
+    default = mesa.seed_task_sets(env, _cfg(seeds=12))
+    overlap = mesa.seed_task_sets(env, _cfg(seeds=12, split={"test_filter": {"k": 2},
+                                                            "overlap": True}))
+    seen_default = mesa.seen_in_training(*default)
+    seen_overlap = mesa.seen_in_training(*overlap)
+    assert seen_default.shape == seen_overlap.shape == (12, 2)
+    assert not seen_default.any()  # disjoint
+    assert seen_overlap.any() and not seen_overlap.all()
+    train, test = overlap
+    assert np.all(np.asarray(test.k) == 2)  # still the filter's tasks
+    for s in range(12):
+        pairs = {(int(k), int(u)) for k, u in zip(train.k[s], train.u[s], strict=True)}
+        assert len(pairs) == 4  # without replacement
+        hit = {(2, int(u)) for u in test.u[s]} & pairs
+        assert bool(hit) == bool(seen_overlap[s].any())
+    # training tasks come from the whole space, k = 2 games included
+    assert np.any(np.asarray(train.k) == 2) and np.any(np.asarray(train.k) == 1)
 
 
 def test_task_sets_from_samplers_respect_populations():
