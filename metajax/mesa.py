@@ -1161,9 +1161,11 @@ def _frac(d: dict) -> str:
 
 def _task_label(results: dict, s: int, j: int) -> str:
     test = results.get("tasks", {}).get("test", {})
-    if "k" in test and "u" in test:  # climb games
-        return f"k={test['k'][s][j]}, u={test['u'][s][j]}"
-    return f"test task {j}"
+    if "k" not in test or "u" not in test:
+        return f"{j}"
+    ku = f"k={test['k'][s][j]}, u={test['u'][s][j]}"
+    # a one-step climb game is its (k, u); other games (layouts, ...) are more than that
+    return ku if results.get("env") == "climb" else f"{j} ({ku})"
 
 
 def results_table(results: dict) -> str:

@@ -83,6 +83,22 @@ def test_task_sets_overlap_may_reuse_training_tasks_for_testing():
     assert np.any(np.asarray(train.k) == 2) and np.any(np.asarray(train.k) == 1)
 
 
+def test_found_rate_split_by_seen_in_training():
+    res = {"optimal_found": {"per_task": [[1.0, 0.0], [0.0, 1.0]]},
+           "greedy_return": {"mean": 0.75, "std": 0.0, "per_task": [[1.0, 0.5], [0.5, 1.0]]}}
+    seen = np.array([[True, True], [False, False]])
+    out = mesa.found_by_seen(res, seen)
+    assert out["all"] == {"found": 2, "runs": 4, "fraction": 0.5}
+    assert out["seen"]["found"] == 1 and out["unseen"]["found"] == 1
+    assert mesa.found_by_seen({"greedy_return": res["greedy_return"]}, seen) is None
+    res["optimal_found"].update(mean=0.5, std=0.0)
+    table = mesa.results_table({"name": "t", "env": "climb", "seeds": 2, "n_test": 2,
+                                "methods": {"mesa": res}, "test_in_train": seen.tolist(),
+                                "tasks": {"test": {"k": [[2, 2], [2, 2]],
+                                                   "u": [[0, 1], [2, 3]]}}})
+    assert "0.50 (1/2)" in table and "| 0 | k=2, u=1 | yes | 0.500 |" in table
+
+
 def test_task_sets_from_samplers_respect_populations():
     env = envs.make("mpe_climb", max_agents=3, max_objects=5)
     cfg = _cfg(env="mpe_climb", split={"train": {"n_agents": 2, "n_landmarks": 5},
