@@ -88,6 +88,13 @@ def make_replay(capacity: int, batch_size: int, min_size: int | None = None) -> 
             raise ValueError(f"adding {n} items at once exceeds the capacity {capacity}")
         return buf.add(state, items)
 
+    def init(example: Any) -> Any:
+        # flashbax starts ``current_index`` as a weakly typed int; a checkpoint restores it
+        # strongly typed, and the chunk compiled for the fresh state would then compile again
+        # on resume (a weak type is part of the program's signature)
+        return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype),
+                            buf.init(example))
+
     def sample(state: Any, key: Array) -> Any:
         return buf.sample(state, key).experience
 
@@ -95,7 +102,7 @@ def make_replay(capacity: int, batch_size: int, min_size: int | None = None) -> 
         return jnp.where(state.is_full, capacity, state.current_index).astype(jnp.int32)
 
     return Replay(
-        init=buf.init,
+        init=init,
         add=add,
         sample=sample,
         can_sample=buf.can_sample,

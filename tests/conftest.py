@@ -13,10 +13,10 @@ import metajax  # noqa: F401  (its XLA flags must be set before the CPU backend 
 
 # Identical programs built by separate calls (a run and its resumption, two runs of one seed)
 # compile once: XLA executables are cached by program fingerprint for the whole session.
-jax.config.update(
-    "jax_compilation_cache_dir",
-    os.environ.get("METAJAX_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="metajax-jax-cache-")),
-)
+# The background jobs below inherit the directory, so a program they compiled is not compiled
+# again by the test that reruns it.
+os.environ.setdefault("METAJAX_TEST_JAX_CACHE", tempfile.mkdtemp(prefix="metajax-jax-cache-"))
+jax.config.update("jax_compilation_cache_dir", os.environ["METAJAX_TEST_JAX_CACHE"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 #: Small static configs for every registered env (compile time dominates the suite).
@@ -30,3 +30,97 @@ SMALL_CONFIGS: dict[str, dict] = {
     "climb_multistage": dict(max_agents=2, num_stages=3, num_actions=4),
     "swimmer_climb": dict(episode_length=5),
 }
+
+
+# --- heavy module fixtures in background processes ------------------------------------------
+#
+# XLA compiles on one core, so a serial suite leaves the second core of a 2-core CI machine
+# mostly idle. The heaviest fixtures (a whole training run whose outputs are files) are
+# registered here by their test modules, started as subprocesses as soon as collection ends
+# (only those whose module has a selected test), and waited for by the fixture that needs
+# them. The subprocess imports the test module and calls ``module.<func>(out_dir)``.
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_TESTS = Path(__file__).resolve().parent
+_JOBS: dict[str, tuple[str, str, dict]] = {}  # name -> (module, function, extra env)
+_STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
+_WORK: list[Path] = []  # the session's job directory, made on first use
+#: at most this many background jobs at once (CI machines have 2 cores)
+MAX_BACKGROUND = 2
+_QUEUE: list[str] = []
+
+
+def background_job(name: str, module: str, function: str,
+                   env: dict[str, str] | None = None) -> None:
+    """Register ``module.function(out_dir)`` (``module`` a test module's name) as the
+    background job ``name``, run with ``env`` added to the environment; call at the test
+    module's import."""
+    _JOBS[name] = (module, function, dict(env or {}))
+
+
+def _start(name: str) -> None:
+    module, function, extra = _JOBS[name]
+    if not _WORK:
+        _WORK.append(Path(tempfile.mkdtemp(prefix="metajax-bg-")))
+    out = _WORK[0] / name
+    out.mkdir()
+    script = (f"import sys; sys.path.insert(0, {str(_TESTS)!r}); import {module}; "
+              f"{module}.{function}(sys.argv[1])")
+    env = dict(os.environ, WANDB_MODE="disabled", **extra)
+    log = (out / "log.txt").open("w")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out / "out")], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, cwd=str(_TESTS.parent))
+    _STARTED[name] = (proc, out)
+
+
+def _start_queued() -> None:
+    running = sum(p.poll() is None for p, _ in _STARTED.values())
+    while _QUEUE and running < MAX_BACKGROUND:
+        _start(_QUEUE.pop(0))
+        running += 1
+
+
+def background_result(name: str, timeout: float = 1500) -> Path:
+    """Wait for the background job ``name`` (starting it now if it was not started) and return
+    its output directory; raises with the end of its log if it failed."""
+    if name in _QUEUE:
+        _QUEUE.remove(name)
+    if name not in _STARTED:
+        _start(name)
+    proc, out = _STARTED[name]
+    try:
+        code = proc.wait(timeout=timeout)
+    finally:
+        _start_queued()
+    if code != 0:
+        tail = (out / "log.txt").read_text()[-4000:]
+        raise RuntimeError(f"background job {name} failed ({code}):\n{tail}")
+    return out / "out"
+
+
+def pytest_collection_finish(session) -> None:
+    """Queue the registered jobs of the modules that have selected tests, in test order."""
+    if session.config.getoption("collectonly"):
+        return
+    for item in session.items:
+        mod = Path(str(item.fspath)).stem
+        for name, (module, _, _) in _JOBS.items():
+            if module == mod and name not in _QUEUE:
+                _QUEUE.append(name)
+    _start_queued()
+
+
+def pytest_runtest_setup(item) -> None:
+    _start_queued()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    for proc, _ in _STARTED.values():
+        if proc.poll() is None:
+            proc.kill()
+    for d in _WORK:
+        shutil.rmtree(d, ignore_errors=True)

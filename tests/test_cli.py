@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import background_job, background_result
 from PIL import Image
 
 from metajax import experiment as xp
@@ -56,14 +57,25 @@ def experiment_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def run_dir(experiment_file, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    code = main(["run", str(experiment_file), "--out", str(out), "--seeds", "2",
+def cli_run_job(out: str) -> None:
+    """``metajax run`` of the tiny experiment into ``out/tiny`` (a background job, see
+    ``conftest.background_job``)."""
+    root = Path(out)
+    root.mkdir(parents=True)
+    (root / "tiny.py").write_text(TINY_EXPERIMENT)
+    code = main(["run", str(root / "tiny.py"), "--out", str(root / "tiny"), "--seeds", "2",
                  "--wandb", "disabled", "--no-progress",
                  "--set", f"total_env_steps={TOTAL_STEPS}", "--preset", "smaller"])
-    assert code == 0
-    return out
+    if code != 0:
+        raise SystemExit(code)
+
+
+background_job("cli_run", "test_cli", "cli_run_job")
+
+
+@pytest.fixture(scope="module")
+def run_dir() -> Path:
+    return background_result("cli_run") / "tiny"
 
 
 def _error(capsys) -> str:

@@ -62,8 +62,9 @@ def test_variant_updates(name):
     assert n_teams == expected
     # the policy produces valid env actions for one game
     obs = jax.tree.map(lambda x: x[0], state.obs)
-    act, carry = learner.policy(learner.policy_params(state), obs, learner.initial_carry(),
-                                jax.random.PRNGKey(1), True)
+    policy = jax.jit(learner.policy, static_argnums=4, compiler_options=ONCE)  # eager is slow
+    act, carry = policy(learner.policy_params(state), obs, learner.initial_carry(),
+                        jax.random.PRNGKey(1), True)
     env.check_action(act)
     env.action_spec().validate(np.asarray(act))
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 
 import numpy as np
 import pytest
+from conftest import background_job, background_result
 
 from metajax.checkpoint import CheckpointError
 from metajax.maddpg import ORIGINAL
@@ -38,11 +40,18 @@ CFG = MESAConfig(
     methods=("mesa", "maddpg"), seeds=4, xla_fast=True)
 
 
+def mesa_job(out: str) -> None:
+    """The whole pipeline, as a background job (see ``conftest.background_job``)."""
+    run_mesa(CFG, out, log=lambda s: None)
+
+
+background_job("mesa_learning", "test_mesa_learning", "mesa_job")
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mesa") / "run"
-    res = run_mesa(CFG, out, log=lambda s: None)
-    return out, res
+def run():
+    out = background_result("mesa_learning")
+    return out, types.SimpleNamespace(results=json.loads((out / "results.json").read_text()))
 
 
 def test_mesa_finds_the_optimum_where_maddpg_does_not(run):
@@ -78,7 +87,7 @@ def test_run_directory_and_resume(run):
     before = (out / "metrics_collect.jsonl").stat().st_mtime
     again = run_mesa(CFG, out, resume=True, log=lambda s: None)
     assert (out / "metrics_collect.jsonl").stat().st_mtime == before
-    assert again.results["methods"] == res.results["methods"]
+    assert json.loads(json.dumps(again.results["methods"])) == res.results["methods"]
     # a different config is refused
     other = dataclasses.replace(CFG, explorer_steps=4_000)
     with pytest.raises(CheckpointError, match="different config"):

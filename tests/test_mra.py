@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import background_job, background_result
 
 import envs
 from envs.core import Observation
@@ -180,21 +182,46 @@ UPDATES = 260  # 10.4k env steps, every game visited 130 times
 SEEDS = 1
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """Two seeds trained for ``UPDATES`` updates with one compiled (seed-vmapped) ``update``,
-    which the Reptile test calls again with another ``alpha``."""
+def _build() -> tuple:
     env = envs.make("treasure", **ENV_CFG)
     games = build_tasks(env, TRAIN)
     parts = mra.build_mra(TINY, mra.MRAOptions(), env, games)
     keys = jax.random.split(jax.random.PRNGKey(0), SEEDS)
-    state = jax.jit(jax.vmap(parts.learner.init), compiler_options=FAST)(keys)
     update = jax.jit(jax.vmap(parts.learner.update, (0, None, None)))
+    return env, games, parts, keys, update
+
+
+def mra_job(out: str) -> None:
+    """Train ``SEEDS`` seeds for ``UPDATES`` updates (a background job, see
+    ``conftest.background_job``); writes the final state's leaves and the metrics."""
+    _, _, parts, keys, update = _build()
+    state = jax.jit(jax.vmap(parts.learner.init), compiler_options=FAST)(keys)
     history = []
     for t in range(UPDATES):
         state, m = update(state, jnp.int32(t), 1.0)
         history.append(m)
     metrics = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *history)  # [S, UPDATES]
+    Path(out).mkdir(parents=True)
+    np.savez(Path(out) / "state.npz", *map(np.asarray, jax.tree.leaves(state)))
+    np.savez(Path(out) / "metrics.npz", **metrics)
+
+
+background_job("mra_learning", "test_mra", "mra_job")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The trained state of :func:`mra_job` and the seed-vmapped ``update`` (compiled here
+    again, normally a cache hit), which the Reptile test calls with another ``alpha``."""
+    out = background_result("mra_learning")
+    env, games, parts, keys, update = _build()
+    like = jax.eval_shape(jax.vmap(parts.learner.init), keys)
+    with np.load(out / "state.npz") as z:
+        leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+    state = jax.tree.unflatten(jax.tree.structure(like), [
+        jnp.asarray(x, a.dtype) for x, a in zip(leaves, jax.tree.leaves(like), strict=True)])
+    with np.load(out / "metrics.npz") as z:
+        metrics = {k: z[k] for k in z.files}
     return env, games, parts, update, state, metrics
 
 

@@ -133,10 +133,10 @@ def test_per_team_matches_the_gathered_parameters_on_a_batch():
         return jax.vmap(lambda t, xb: nets.per_team(
             lambda q: jax.vmap(mod.apply, (None, 0))(q, xb), p, t))(team, x)
 
-    np.testing.assert_allclose(np.asarray(shared(params)), np.asarray(gathered(params)),
-                               rtol=1e-5, atol=1e-6)
-    g1 = jax.grad(lambda p: jnp.sum(jnp.sin(gathered(p))))(params)
-    g2 = jax.grad(lambda p: jnp.sum(jnp.sin(shared(p))))(params)
+    np.testing.assert_allclose(np.asarray(jax.jit(shared)(params)),
+                               np.asarray(jax.jit(gathered)(params)), rtol=1e-5, atol=1e-6)
+    g1 = jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(gathered(p)))))(params)
+    g2 = jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(shared(p)))))(params)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
     # one team: its parameters are used directly
@@ -152,10 +152,11 @@ def test_attention_critic_ignores_padded_agents():
     obs = jax.vmap(lambda k: _obs(k, n_active=3))(jax.random.split(key, A))
     obs = obs.replace(agent_mask=jnp.arange(A) < 3)
     acts = jax.random.normal(jax.random.PRNGKey(1), (A, 5))
-    params = crit.init(key, obs, acts, jnp.asarray(0))
-    q, logits = crit.apply(params, obs, acts, jnp.asarray(1))
-    q2, _ = crit.apply(params, obs, acts.at[3].set(40.0), jnp.asarray(1))  # padded agent
-    q3, _ = crit.apply(params, obs, acts.at[2].set(40.0), jnp.asarray(1))  # real agent
+    params = jax.jit(crit.init)(key, obs, acts, jnp.asarray(0))
+    apply = jax.jit(crit.apply)  # one compilation for the three calls (eager is slow)
+    q, logits = apply(params, obs, acts, jnp.asarray(1))
+    q2, _ = apply(params, obs, acts.at[3].set(40.0), jnp.asarray(1))  # padded agent
+    q3, _ = apply(params, obs, acts.at[2].set(40.0), jnp.asarray(1))  # real agent
     assert float(q) == pytest.approx(float(q2), rel=1e-6)
     assert abs(float(q3) - float(q)) > 1e-4
     assert logits.shape == (2, A) and float(jnp.abs(logits[:, 1]).sum()) == 0.0  # no self

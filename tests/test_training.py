@@ -4,16 +4,14 @@ seed axis sharded over 4 (fake CPU) devices gives the same results as one device
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
+import types
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import background_job, background_result
 
 import envs
 from metajax.maddpg import MADDPGConfig
@@ -35,10 +33,23 @@ LEARN = TrainConfig(
 )
 
 
+def train_full_run(out: str) -> None:
+    """The learning run, as a background job (see ``conftest.background_job``)."""
+    train(LEARN, out, wandb_mode="disabled", progress=False, log=lambda s: None)
+
+
+background_job("treasure_learning", "test_training", "train_full_run")
+
+
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    return train(LEARN, tmp_path_factory.mktemp("full"), wandb_mode="disabled",
-                 progress=False, log=lambda s: None)
+def full_run() -> types.SimpleNamespace:
+    """The uninterrupted run: its directory, ``results.json`` and ``metrics.jsonl`` rows."""
+    run_dir = background_result("treasure_learning")
+    return types.SimpleNamespace(
+        run_dir=run_dir,
+        results=json.loads((run_dir / "results.json").read_text()),
+        metrics=[json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()],
+    )
 
 
 def _random_return(cfg: TrainConfig, episodes: int = 200) -> float:
@@ -98,6 +109,11 @@ def test_determinism_and_resume(full_run, tmp_path):
     part = train(LEARN, tmp_path, wandb_mode="disabled", progress=False, max_chunks=2,
                  log=lambda s: None)
     assert [m["chunk"] for m in part.metrics] == [1, 2]
+    # a restored checkpoint is strongly typed: a weakly typed leaf in the fresh state would
+    # make the resumed run compile its chunk a second time
+    weak = [jax.tree_util.keystr(p) for p, x in
+            jax.tree_util.tree_flatten_with_path(part.state)[0] if x.weak_type]
+    assert not weak, weak
     rest = train(LEARN, tmp_path, resume=True, wandb_mode="disabled", progress=False,
                  max_chunks=2, log=lambda s: None)
     assert [m["chunk"] for m in rest.metrics] == [3, 4]
@@ -120,39 +136,30 @@ def test_refuses_to_overwrite_or_resume_other_config(full_run, tmp_path):
         train(other, full_run.run_dir, resume=True, wandb_mode="disabled", progress=False)
 
 
-SHARD_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import jax
-    from metajax.maddpg import MADDPGConfig
-    from metajax.runner import TrainConfig, train
-    # the cheapest game to compile: sharding is about the seed axis, not the env
+def shard_job(out: str) -> None:
+    """One shard run (``XLA_FLAGS`` set by the job) writing ``out/result.json``."""
     cfg = TrainConfig(
         name="shard", env="climb", env_config=dict(max_agents=2, num_actions=4),
         tasks=({"k": 2, "u": 1},),
         maddpg=MADDPGConfig(batch_size=32, buffer_size=2000, learning_starts=40,
                             rollout_steps=2, num_envs=5, updates_per_rollout=2, hidden=(16,)),
         total_env_steps=400, chunk_updates=10, seeds=4, eval_episodes=2)
-    r = train(cfg, sys.argv[1], wandb_mode="disabled", progress=False, log=lambda s: None)
+    r = train(cfg, Path(out) / "run", wandb_mode="disabled", progress=False, log=lambda s: None)
     devices = len(r.state.key.sharding.device_set)
-    print(json.dumps({"devices": devices, "n_devices": jax.device_count(),
-                      "metrics": r.metrics, "results": r.results}))
-    """
-)
+    (Path(out) / "result.json").write_text(json.dumps(
+        {"devices": devices, "n_devices": jax.device_count(), "metrics": r.metrics}))
 
 
-def _run_shard(tmp: Path, devices: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu", WANDB_MODE="disabled")
-    out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT, str(tmp)], env=env,
-                         capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+# the cheapest game to compile (sharding is about the seed axis, not the env); each device
+# count needs its own process
+for _n in (4, 1):
+    background_job(f"shard{_n}", "test_training", "shard_job", env={
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={_n}", "JAX_PLATFORMS": "cpu"})
 
 
-def test_sharded_seeds_match_single_device(tmp_path):
-    sharded = _run_shard(tmp_path / "four", 4)
-    single = _run_shard(tmp_path / "one", 1)
+def test_sharded_seeds_match_single_device():
+    sharded, single = (json.loads((background_result(f"shard{n}") / "result.json").read_text())
+                       for n in (4, 1))
     assert sharded["n_devices"] == 4 and sharded["devices"] == 4
     assert single["devices"] == 1
     for a, b in zip(sharded["metrics"], single["metrics"], strict=True):
