@@ -46,7 +46,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 _TESTS = Path(__file__).resolve().parent
-_JOBS: dict[str, tuple[str, str, dict]] = {}  # name -> (module, function, extra env)
+_JOBS: dict[str, tuple[str, str, str, dict]] = {}  # name -> (module, function, fixture, env)
 _STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
 _WORK: list[Path] = []  # the session's job directory, made on first use
 #: at most this many background jobs at once (CI machines have 2 cores)
@@ -54,16 +54,17 @@ MAX_BACKGROUND = 2
 _QUEUE: list[str] = []
 
 
-def background_job(name: str, module: str, function: str,
+def background_job(name: str, module: str, function: str, fixture: str,
                    env: dict[str, str] | None = None) -> None:
     """Register ``module.function(out_dir)`` (``module`` a test module's name) as the
-    background job ``name``, run with ``env`` added to the environment; call at the test
-    module's import."""
-    _JOBS[name] = (module, function, dict(env or {}))
+    background job ``name``, run with ``env`` added to the environment, and started when a
+    selected test uses the fixture ``fixture`` (which calls :func:`background_result`); call
+    at the test module's import."""
+    _JOBS[name] = (module, function, fixture, dict(env or {}))
 
 
 def _start(name: str) -> None:
-    module, function, extra = _JOBS[name]
+    module, function, _, extra = _JOBS[name]
     if not _WORK:
         _WORK.append(Path(tempfile.mkdtemp(prefix="metajax-bg-")))
     out = _WORK[0] / name
@@ -103,13 +104,13 @@ def background_result(name: str, timeout: float = 1500) -> Path:
 
 
 def pytest_collection_finish(session) -> None:
-    """Queue the registered jobs of the modules that have selected tests, in test order."""
+    """Queue the jobs whose fixture a selected test uses, in test order."""
     if session.config.getoption("collectonly"):
         return
     for item in session.items:
         mod = Path(str(item.fspath)).stem
-        for name, (module, _, _) in _JOBS.items():
-            if module == mod and name not in _QUEUE:
+        for name, (module, _, fixture, _) in _JOBS.items():
+            if module == mod and fixture in item.fixturenames and name not in _QUEUE:
                 _QUEUE.append(name)
     _start_queued()
 

@@ -70,7 +70,7 @@ def cli_run_job(out: str) -> None:
         raise SystemExit(code)
 
 
-background_job("cli_run", "test_cli", "cli_run_job")
+background_job("cli_run", "test_cli", "cli_run_job", "run_dir")
 
 
 @pytest.fixture(scope="module")

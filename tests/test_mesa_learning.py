@@ -45,7 +45,7 @@ def mesa_job(out: str) -> None:
     run_mesa(CFG, out, log=lambda s: None)
 
 
-background_job("mesa_learning", "test_mesa_learning", "mesa_job")
+background_job("mesa_learning", "test_mesa_learning", "mesa_job", "run")
 
 
 @pytest.fixture(scope="module")

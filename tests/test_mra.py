@@ -206,7 +206,7 @@ def mra_job(out: str) -> None:
     np.savez(Path(out) / "metrics.npz", **metrics)
 
 
-background_job("mra_learning", "test_mra", "mra_job")
+background_job("mra_learning", "test_mra", "mra_job", "trained")
 
 
 @pytest.fixture(scope="module")

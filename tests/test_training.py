@@ -38,7 +38,7 @@ def train_full_run(out: str) -> None:
     train(LEARN, out, wandb_mode="disabled", progress=False, log=lambda s: None)
 
 
-background_job("treasure_learning", "test_training", "train_full_run")
+background_job("treasure_learning", "test_training", "train_full_run", "full_run")
 
 
 @pytest.fixture(scope="module")
@@ -153,13 +153,19 @@ def shard_job(out: str) -> None:
 # the cheapest game to compile (sharding is about the seed axis, not the env); each device
 # count needs its own process
 for _n in (4, 1):
-    background_job(f"shard{_n}", "test_training", "shard_job", env={
+    background_job(f"shard{_n}", "test_training", "shard_job", "shard_runs", env={
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={_n}", "JAX_PLATFORMS": "cpu"})
 
 
-def test_sharded_seeds_match_single_device():
-    sharded, single = (json.loads((background_result(f"shard{n}") / "result.json").read_text())
-                       for n in (4, 1))
+@pytest.fixture(scope="module")
+def shard_runs() -> tuple[dict, dict]:
+    """``result.json`` of the 4-device and the 1-device run."""
+    return tuple(json.loads((background_result(f"shard{n}") / "result.json").read_text())
+                 for n in (4, 1))
+
+
+def test_sharded_seeds_match_single_device(shard_runs):
+    sharded, single = shard_runs
     assert sharded["n_devices"] == 4 and sharded["devices"] == 4
     assert single["devices"] == 1
     for a, b in zip(sharded["metrics"], single["metrics"], strict=True):
