@@ -759,6 +759,13 @@ class _Stages:
         return tree, meta
 
 
+def _resumed_time(results: dict, key: str, meta: dict) -> None:
+    """A stage reloaded on resume keeps the wall-clock it took when it ran (stages saved
+    before this was recorded have none)."""
+    if "seconds" in meta:
+        results["timing"][key] = meta["seconds"]
+
+
 def _hits(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callable[..., Array]:
     """``hits(params, task, key) -> []``: mean number of transitions with reward ``>= R*``
     per episode over ``eval_episodes`` stochastic episodes."""
@@ -852,6 +859,7 @@ def run_mesa(
     }
     if need_explorers and resume and stages.has("subspace"):
         sub, meta = stages.load("subspace", like_sub)
+        _resumed_time(results, "collect_s", meta)
         lg.say(f"resumed: high-reward subspace ({meta.get('size')} pairs per seed)")
     elif need_explorers:
         t0 = time.perf_counter()
@@ -881,8 +889,9 @@ def run_mesa(
         centers = fit(stage_keys(2), ds)
         sub = {"ds": ds, "centers": centers}
         sizes = np.asarray(jnp.sum(ds.mask, -1))
-        stages.save("subspace", sub, {"size": sizes.tolist()})
         results["timing"]["collect_s"] = round(time.perf_counter() - t0, 1)
+        stages.save("subspace", sub, {"size": sizes.tolist(),
+                                      "seconds": results["timing"]["collect_s"]})
         lg.say(f"M_*: {sizes.tolist()} pairs per seed (capacity {cap_total}); "
                f"k-means with {cfg.num_clusters} clusters")
     if need_explorers:
@@ -900,7 +909,7 @@ def run_mesa(
         lambda x: jnp.zeros((S, cfg.num_explorers, *x.shape), x.dtype), e_actor_like)
     counts_like = jnp.zeros((S, cfg.num_clusters), jnp.int32)
     if need_explorers:
-        t0 = time.perf_counter()
+        explorer_s = 0.0  # summed per policy (a resumed policy adds its recorded time)
         e_init = jax.jit(jax.vmap(explorer.init), compiler_options=ONCE)
         e_chunk = None
         n_up = _updates(cfg.explorer_steps, explorer)
@@ -928,8 +937,10 @@ def run_mesa(
             if resume and stages.has(name):
                 saved, meta = stages.load(name, {"params": stacked_like, "counts": counts_like})
                 ex_params, global_counts = saved["params"], saved["counts"]
+                explorer_s += float(meta.get("seconds", 0.0))
                 lg.say(f"resumed: exploration policy {i}")
                 continue
+            t0 = time.perf_counter()
             state = e_init(jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(stage_keys(3)),
                            e_games)
             # copies: the chunk donates its input state
@@ -946,11 +957,14 @@ def run_mesa(
             ex_params = jax.tree.map(lambda s, x, i=i: s.at[:, i].set(x), ex_params, p)
             global_counts = jax.vmap(visits)(p, sub, global_counts, train,
                                              stage_keys(100 + i))
-            stages.save(name, {"params": ex_params, "counts": global_counts})
+            seconds = round(time.perf_counter() - t0, 1)
+            explorer_s += seconds
+            stages.save(name, {"params": ex_params, "counts": global_counts},
+                        {"seconds": seconds})
             lg.say(f"exploration policy {i}: N_hat covers "
                    f"{np.asarray(global_counts > 0).sum(-1).tolist()} of {cfg.num_clusters} "
                    "clusters per seed")
-        results["timing"]["explorers_s"] = round(time.perf_counter() - t0, 1)
+        results["timing"]["explorers_s"] = round(explorer_s, 1)
         results["global_counts"] = np.asarray(global_counts).tolist()
         if cfg.zero_shot and resume and stages.has("zero_shot"):
             _, meta = stages.load("zero_shot", {"seed_keys": seed_keys})
@@ -997,7 +1011,8 @@ def run_mesa(
         p_learner = make_maddpg(ecfg, p_env, _take(e_games, 0))
         like = jax.eval_shape(jax.vmap(p_learner.init), stage_keys(5)).params
         if resume and stages.has(name):
-            pretrained[method], _ = stages.load(name, like)
+            pretrained[method], meta = stages.load(name, like)
+            _resumed_time(results, f"{name}_s", meta)
             lg.say(f"resumed: {method} policy")
             continue
         t0 = time.perf_counter()
@@ -1008,8 +1023,8 @@ def run_mesa(
                            state, n_up, min(cfg.chunk_updates, n_up),
                            p_learner.env_steps_per_update)
         pretrained[method] = state.params
-        stages.save(name, state.params)
         results["timing"][f"{name}_s"] = round(time.perf_counter() - t0, 1)
+        stages.save(name, state.params, {"seconds": results["timing"][f"{name}_s"]})
 
     # ---- stage 3: meta-testing --------------------------------------------------------------
     tcfg = cfg.maddpg
@@ -1053,6 +1068,7 @@ def run_mesa(
             _, meta = stages.load(name, {"seed_keys": seed_keys})
             results["methods"][method] = meta["results"]
             curves[method] = meta.get("curve", [])
+            _resumed_time(results, f"{name}_s", meta)
             lg.say(f"resumed: meta-test of {method}")
             continue
         t0 = time.perf_counter()
@@ -1104,7 +1120,8 @@ def run_mesa(
         results["methods"][method] = res
         curves[method] = curve
         results["timing"][f"{name}_s"] = round(time.perf_counter() - t0, 1)
-        stages.save(name, {"seed_keys": seed_keys}, {"results": res, "curve": curve})
+        stages.save(name, {"seed_keys": seed_keys}, {"results": res, "curve": curve,
+                                                     "seconds": results["timing"][f"{name}_s"]})
         if method == "mesa":
             (run_dir / "metrics.jsonl").write_text(lg.path(name).read_text())
         lg.say(f"{method}: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}"

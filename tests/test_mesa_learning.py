@@ -88,6 +88,10 @@ def test_run_directory_and_resume(run):
     again = run_mesa(CFG, out, resume=True, log=lambda s: None)
     assert (out / "metrics_collect.jsonl").stat().st_mtime == before
     assert json.loads(json.dumps(again.results["methods"])) == res.results["methods"]
+    # and the wall-clock of every reloaded stage is the one it took when it ran
+    assert again.results["timing"] == res.results["timing"]
+    assert set(res.results["timing"]) == {"collect_s", "explorers_s", "test_mesa_s",
+                                          "test_maddpg_s"}
     # a different config is refused
     other = dataclasses.replace(CFG, explorer_steps=4_000)
     with pytest.raises(CheckpointError, match="different config"):
