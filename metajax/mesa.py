@@ -1134,13 +1134,14 @@ def run_mesa(
         if found is not None:
             res["found_by_seen"] = found
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
-    (run_dir / "results.md").write_text(results_table(results))
+    table = results_table(results)
+    (run_dir / "results.md").write_text(table)
     try:
         if any(curves.values()):
             plot_curves(curves, run_dir / "curves.png", cfg.name)
     except Exception as e:  # plotting must never lose the results
         print(f"warning: no curves.png: {e}", file=sys.stderr)
-    lg.say(f"wrote {run_dir / 'results.md'}\n{results_table(results)}")
+    lg.say(f"wrote {run_dir / 'results.md'}\n{table}")
     return MESAResult(results=results, run_dir=run_dir)
 
 

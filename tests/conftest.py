@@ -37,8 +37,8 @@ SMALL_CONFIGS: dict[str, dict] = {
 # XLA compiles on one core, so a serial suite leaves the second core of a 2-core CI machine
 # mostly idle. The heaviest fixtures (a whole training run whose outputs are files) are
 # registered here by their test modules, started as subprocesses as soon as collection ends
-# (only those whose module has a selected test), and waited for by the fixture that needs
-# them. The subprocess imports the test module and calls ``module.<func>(out_dir)``.
+# (only those whose fixture a selected test uses), and waited for by that fixture. The
+# subprocess imports the test module and calls ``module.<func>(out_dir)``.
 
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -72,9 +72,9 @@ def _start(name: str) -> None:
     script = (f"import sys; sys.path.insert(0, {str(_TESTS)!r}); import {module}; "
               f"{module}.{function}(sys.argv[1])")
     env = dict(os.environ, WANDB_MODE="disabled", **extra)
-    log = (out / "log.txt").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(out / "out")], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=str(_TESTS.parent))
+    with (out / "log.txt").open("w") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-c", script, str(out / "out")], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, cwd=str(_TESTS.parent))
     _STARTED[name] = (proc, out)
 
 
