@@ -426,13 +426,21 @@ class CoverageAux:
     inside_ema: Array
 
 
+def scan_chunk(rows: int, dim: int) -> int:
+    """Rows of ``M_*`` compared at once with ``rows`` pairs of ``dim`` features: at most 256
+    (so that :func:`metajax.mesa_core.nearest` skips the empty part of a large capacity) and
+    ``[rows, chunk, dim]`` near 64 MB at most (one chunk of the whole capacity needed 109 GB for
+    the 2A6L MPE zero-shot stage)."""
+    return max(1, min(256, (1 << 24) // max(1, rows * dim)))
+
+
 def coverage_step(aux: CoverageAux, sa: Array, done: Array, eps: float,
                   power: float) -> tuple[Array, CoverageAux]:
     """Eq. 6 for one step of ``N`` games: ``sa [N, D]`` visited pairs, ``done [N]`` episode
     ends after this step. Returns ``(reward [N], aux)``: ``r_hat`` of the nearest pair of
     ``M_*`` times ``f_d`` of the cluster's trajectory count (this visit included) when within
     ``eps``, else 0."""
-    dist, idx = mc.nearest(aux.ds, sa)
+    dist, idx = mc.nearest(aux.ds, sa, scan_chunk(*sa.shape))
     inside = dist < eps
     cluster = assign(aux.centers, sa)
     n = jnp.arange(sa.shape[0])
@@ -788,10 +796,7 @@ def _test_coverage(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callab
             None, task, jax.random.split(key, cfg.coverage_episodes), False)
         sa = st.sa.reshape(-1, st.sa.shape[-1])
         high = ((st.reward >= cfg.threshold) & st.alive).reshape(-1)
-        # scan M_* in chunks so that [B, chunk, D] stays near 64 MB (one chunk of the whole
-        # capacity needed 109 GB for 2A6L MPE: 3 seeds x 3 tasks x every episode step)
-        chunk = max(1, (1 << 24) // max(1, sa.shape[0] * sa.shape[1]))
-        near = mc.min_distance(ds, sa, chunk=chunk) < cfg.eps
+        near = mc.min_distance(ds, sa, scan_chunk(*sa.shape)) < cfg.eps
         return jnp.sum(high & near), jnp.sum(high)
 
     return cover
@@ -927,7 +932,7 @@ def run_mesa(
             st = jax.vmap(per_task)(tasks, jax.random.split(key, B))
             sa = st.sa.reshape(-1, dim)
             alive = st.alive.reshape(-1)
-            dist = mc.min_distance(sub["ds"], sa)
+            dist = mc.min_distance(sub["ds"], sa, scan_chunk(*sa.shape))
             ok = alive & ((dist < cfg.eps) | cfg.count_outside)
             return mc.update_global(gcounts, mc.visit_counts(
                 assign(sub["centers"], sa), cfg.num_clusters, ok))

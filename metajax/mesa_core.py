@@ -169,13 +169,18 @@ def dataset_init(capacity: int, dim: int) -> HighRewardDataset:
 
 def dataset_merge(datasets: HighRewardDataset) -> HighRewardDataset:
     """One ``M_*`` from a stack of ``[B]`` datasets (e.g. one per training task, built under
-    ``vmap``): capacity ``B * C``, every stored row kept (Alg. 1 line 5, the union)."""
+    ``vmap``): capacity ``B * C``, every stored row kept (Alg. 1 line 5, the union).
+
+    The stored rows are moved to the front (in their stacked order), so that :func:`nearest`
+    scans only the filled part of the merged capacity."""
     b, c, d = datasets.data.shape
+    mask = datasets.mask.reshape(b * c)
+    order = jnp.argsort(~mask, stable=True)
     return HighRewardDataset(
-        data=datasets.data.reshape(b * c, d),
-        mask=datasets.mask.reshape(b * c),
+        data=datasets.data.reshape(b * c, d)[order],
+        mask=mask[order],
         count=jnp.sum(datasets.count).astype(jnp.int32),
-        value=datasets.value.reshape(b * c),
+        value=datasets.value.reshape(b * c)[order],
     )
 
 
@@ -243,7 +248,11 @@ def min_distance(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> A
 def nearest(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> tuple[Array, Array]:
     """``(distance [B], index [B] int32)`` of the nearest stored pair of ``M_*`` to each row
     of ``x [B, D]`` (see :func:`min_distance`; ties go to the lowest index; index 0 and
-    distance ``inf`` when ``M_*`` is empty)."""
+    distance ``inf`` when ``M_*`` is empty).
+
+    Chunks after the last stored row are skipped (a ``while_loop``), so a large capacity that
+    is mostly empty costs only its filled chunks when the stored rows come first (as after
+    :func:`dataset_merge` or :func:`dataset_add`)."""
     chex.assert_rank(x, 2)
     chex.assert_equal_shape_suffix([x, ds.data], 1)
     c, d = ds.data.shape
@@ -253,20 +262,22 @@ def nearest(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> tuple[
     data = jnp.pad(ds.data, ((0, pad), (0, 0))).reshape(n_chunks, chunk, d)
     mask = jnp.pad(ds.mask, (0, pad)).reshape(n_chunks, chunk)
     x = x.astype(jnp.float32)
+    # chunks up to the one holding the last stored row
+    needed = jnp.max(jnp.where(jnp.any(mask, -1), jnp.arange(n_chunks) + 1, 0))
 
-    def step(carry: tuple[Array, Array], inp: tuple[Array, Array, Array]):
-        best, arg = carry
-        rows, valid, base = inp
+    def body(carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        i, best, arg = carry
+        rows, valid = data[i], mask[i]
         d2 = jnp.sum((x[:, None, :] - rows[None, :, :]) ** 2, -1)  # [B, chunk]
         d2 = jnp.where(valid[None, :], d2, jnp.inf)
         j = jnp.argmin(d2, -1)
         m = jnp.take_along_axis(d2, j[:, None], -1)[:, 0]
         better = m < best
-        return (jnp.where(better, m, best), jnp.where(better, base + j, arg)), None
+        return i + 1, jnp.where(better, m, best), jnp.where(better, i * chunk + j, arg)
 
-    init = (jnp.full(x.shape[0], jnp.inf, jnp.float32), jnp.zeros(x.shape[0], jnp.int32))
-    bases = jnp.arange(n_chunks, dtype=jnp.int32) * chunk
-    (best, arg), _ = jax.lax.scan(step, init, (data, mask, bases))
+    init = (jnp.int32(0), jnp.full(x.shape[0], jnp.inf, jnp.float32),
+            jnp.zeros(x.shape[0], jnp.int32))
+    _, best, arg = jax.lax.while_loop(lambda c: c[0] < needed, body, init)
     return jnp.sqrt(best), arg.astype(jnp.int32)
 
 

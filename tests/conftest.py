@@ -43,11 +43,14 @@ SMALL_CONFIGS: dict[str, dict] = {
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 _TESTS = Path(__file__).resolve().parent
 _JOBS: dict[str, tuple[str, str, str, dict]] = {}  # name -> (module, function, fixture, env)
 _STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
+_T0 = time.monotonic()
+_TIMES: dict[str, list[float]] = {}  # name -> [started, ended, waited] (s since import)
 _WORK: list[Path] = []  # the session's job directory, made on first use
 #: at most this many background jobs at once (CI machines have 2 cores)
 MAX_BACKGROUND = 2
@@ -76,9 +79,17 @@ def _start(name: str) -> None:
         proc = subprocess.Popen([sys.executable, "-c", script, str(out / "out")], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, cwd=str(_TESTS.parent))
     _STARTED[name] = (proc, out)
+    _TIMES[name] = [time.monotonic() - _T0, float("nan"), 0.0]
+
+
+def _note_ended() -> None:
+    for name, (proc, _) in _STARTED.items():
+        if proc.poll() is not None and _TIMES[name][1] != _TIMES[name][1]:  # still nan
+            _TIMES[name][1] = time.monotonic() - _T0
 
 
 def _start_queued() -> None:
+    _note_ended()
     running = sum(p.poll() is None for p, _ in _STARTED.values())
     while _QUEUE and running < MAX_BACKGROUND:
         _start(_QUEUE.pop(0))
@@ -93,9 +104,12 @@ def background_result(name: str, timeout: float = 1500) -> Path:
     if name not in _STARTED:
         _start(name)
     proc, out = _STARTED[name]
+    t = time.monotonic()
     try:
         code = proc.wait(timeout=timeout)
     finally:
+        _TIMES[name][2] += time.monotonic() - t
+        _note_ended()
         _start_queued()
     if code != 0:
         tail = (out / "log.txt").read_text()[-4000:]
@@ -117,6 +131,19 @@ def pytest_collection_finish(session) -> None:
 
 def pytest_runtest_setup(item) -> None:
     _start_queued()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """When each background job ran (seconds since the session started), and how long a test
+    waited for it: where the suite's time goes on a 2-core machine."""
+    if not _TIMES:
+        return
+    _note_ended()
+    terminalreporter.section("background jobs")
+    for name, (start, end, waited) in _TIMES.items():
+        terminalreporter.write_line(f"{name:>18}: started {start:6.0f} s, ended {end:6.0f} s "
+                                    f"({end - start:5.0f} s), a test waited {waited:5.0f} s")
+    terminalreporter.write_line(f"{'session':>18}: {time.monotonic() - _T0:6.0f} s")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

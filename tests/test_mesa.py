@@ -177,6 +177,13 @@ def test_nearest_matches_brute_force_and_merge_keeps_every_row():
     np.testing.assert_array_equal(ds.value[np.asarray(idx)], d.argmin(1))  # r_hat per pair
     both = mesa.mc.dataset_merge(jax.tree.map(lambda a, b: jnp.stack([a, b]), ds, ds))
     assert both.data.shape == (24, 3) and int(both.mask.sum()) == 20 and int(both.count) == 20
+    # the stored rows come first, in order, each with its own r_hat
+    np.testing.assert_array_equal(both.mask, np.arange(24) < 20)
+    np.testing.assert_array_equal(both.data[:20], np.concatenate([data, data]))
+    np.testing.assert_array_equal(both.value[:20], np.concatenate([np.arange(10)] * 2))
+    dist, idx = mc.nearest(both, jnp.asarray(x), 5)
+    np.testing.assert_array_equal(idx, d.argmin(1))  # ties: the lowest index
+    np.testing.assert_allclose(dist, d.min(1), rtol=1e-5)
 
 
 # --- exploration during meta-testing -----------------------------------------------------------

@@ -150,6 +150,16 @@ def test_min_distance_matches_brute_force(chunk):
     # exact zero on a stored row, and empty dataset -> inf
     assert float(mc.min_distance(ds, jnp.asarray(stored[:1]))[0]) == 0.0
     assert np.isinf(_np(mc.min_distance(mc.dataset_init(4, 3), jnp.asarray(x)))).all()
+    # stored rows scattered over the capacity, the last one in the last slot: every chunk
+    # up to it is scanned
+    scattered = mc.HighRewardDataset(
+        data=jnp.zeros((10, 3)).at[jnp.array([2, 9])].set(jnp.asarray(data[:2])),
+        mask=jnp.zeros(10, bool).at[jnp.array([2, 9])].set(True),
+        count=jnp.int32(2), value=jnp.ones(10))
+    want = np.sqrt(((x[:, None] - data[None, :2]) ** 2).sum(-1))
+    dist, idx = mc.nearest(scattered, jnp.asarray(x), chunk)
+    np.testing.assert_allclose(_np(dist), want.min(1), rtol=1e-5)
+    np.testing.assert_array_equal(_np(idx), np.array([2, 9])[want.argmin(1)])
 
 
 def test_coverage_reward_hand_values():
