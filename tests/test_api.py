@@ -132,14 +132,18 @@ def test_contract(harness):
 
 def test_bad_action_shape_and_dtype(harness):
     env = harness.env
-    state, _ = env.reset_to(jax.random.PRNGKey(0), env.sample_task(jax.random.PRNGKey(0)))
-    good = random_actions(env, jax.random.PRNGKey(1))
+    # the check happens at trace time: abstract values show it without running the env
+    key = jax.random.PRNGKey(0)
+    state, _ = jax.eval_shape(lambda k: env.reset_to(k, env.sample_task(k)), key)
+    good = jax.eval_shape(lambda k: random_actions(env, k), key)
+    jax.eval_shape(env.step, state, good)
     with pytest.raises(EnvError, match="shape"):
-        env.step(state, jnp.concatenate([good, good], axis=0))
-    wrong = good.astype(jnp.float32) if jnp.issubdtype(good.dtype, jnp.integer) else (
-        good.astype(jnp.int32))
+        jax.eval_shape(env.step, state,
+                       jax.ShapeDtypeStruct((2 * good.shape[0], *good.shape[1:]), good.dtype))
+    wrong = jax.ShapeDtypeStruct(good.shape, jnp.float32 if jnp.issubdtype(
+        good.dtype, jnp.integer) else jnp.int32)
     with pytest.raises(EnvError, match="dtype"):
-        env.step(state, wrong)
+        jax.eval_shape(env.step, state, wrong)
 
 
 def test_unknown_env_name():
