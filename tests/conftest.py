@@ -46,6 +46,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import pytest  # noqa: E402
+
 _TESTS = Path(__file__).resolve().parent
 _JOBS: dict[str, tuple[str, str, str, dict]] = {}  # name -> (module, function, fixture, env)
 _STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
@@ -83,6 +85,8 @@ def _start(name: str) -> None:
 
 
 def _note_ended() -> None:
+    if "proc" in _WARM and "end" not in _WARM and _WARM["proc"].poll() is not None:
+        _WARM["end"] = time.monotonic() - _T0
     for name, (proc, _) in _STARTED.items():
         if proc.poll() is not None and _TIMES[name][1] != _TIMES[name][1]:  # still nan
             _TIMES[name][1] = time.monotonic() - _T0
@@ -117,38 +121,166 @@ def background_result(name: str, timeout: float = 1500) -> Path:
     return out / "out"
 
 
+def _job_fixture_of(item) -> bool:
+    mod = Path(str(item.fspath)).stem
+    return any(module == mod and fixture in item.fixturenames
+               for module, _, fixture, _ in _JOBS.values())
+
+
 def pytest_collection_finish(session) -> None:
-    """Queue the jobs whose fixture a selected test uses, in test order."""
-    if session.config.getoption("collectonly"):
+    """Queue the jobs whose fixture a selected test uses, in test order, and plan the warm
+    pass (see below)."""
+    if session.config.getoption("collectonly") or _WARM_MODE:
         return
     for item in session.items:
         mod = Path(str(item.fspath)).stem
         for name, (module, _, fixture, _) in _JOBS.items():
             if module == mod and fixture in item.fixturenames and name not in _QUEUE:
                 _QUEUE.append(name)
+    _plan_warm(session.items)
     _start_queued()
+
+
+# --- the warm pass ---------------------------------------------------------------------------
+#
+# Once the last job has started, a job slot frees and, with the jobs done, the second core would
+# idle for the rest of the session. It then runs the remaining tests a second time in a
+# subprocess (the "warm pass"), *last module first*, only to fill
+# the shared compilation cache: when the main session reaches a module the warm pass already
+# ran, its programs load from the cache instead of compiling. The warm pass stops when it
+# reaches the module the main session is in. Its outcome is ignored (every test still runs,
+# and counts, in the main session); METAJAX_TEST_NO_WARM=1 turns it off.
+
+_WARM_MODE = "METAJAX_TEST_WARM" in os.environ  # this process is a warm pass
+_WARM: dict = {}  # plan and state of the session's warm pass
+
+
+def _plan_warm(items: list) -> None:
+    if os.environ.get("METAJAX_TEST_NO_WARM"):
+        return
+    order: list[str] = []  # module files in the session's order
+    keep: list[str] = []
+    for item in items:
+        path = str(item.fspath)
+        if path not in order:
+            order.append(path)
+        if not _job_fixture_of(item):
+            keep.append(item.nodeid)
+    if len(order) < 2:
+        return
+    _WARM.update(order=order, keep=keep, current=0)
+
+
+def _warm_dir() -> Path:
+    if not _WORK:
+        _WORK.append(Path(tempfile.mkdtemp(prefix="metajax-bg-")))
+    return _WORK[0]
+
+
+def _start_warm() -> None:
+    """Start the warm pass over the modules after the current one, last first."""
+    later = _WARM["order"][_WARM["current"] + 1:]
+    if not later:
+        return
+    d = _warm_dir()
+    (d / "warm_items.txt").write_text("\n".join(_WARM["keep"]))
+    (d / "warm_order.txt").write_text("\n".join(_WARM["order"]))
+    _write_progress()
+    env = dict(os.environ, WANDB_MODE="disabled", METAJAX_TEST_WARM=str(d))
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "--basetemp", str(d / "warm_tmp"), *reversed(later)]
+    with (d / "warm_log.txt").open("w") as log:
+        _WARM["proc"] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=str(_TESTS.parent))
+    _WARM["start"] = time.monotonic() - _T0
+
+
+def _write_progress() -> None:
+    path = _warm_dir() / "warm_progress.txt"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(_WARM["current"]))
+    tmp.replace(path)
+
+
+def _warm_step(item) -> None:
+    """Main session: track its module; start the warm pass once no job waits to start and a
+    job slot is free."""
+    if not _WARM:
+        return
+    idx = _WARM["order"].index(str(item.fspath)) if str(item.fspath) in _WARM["order"] else 0
+    if idx != _WARM["current"]:
+        _WARM["current"] = idx
+        if "proc" in _WARM:
+            _write_progress()
+    if ("proc" not in _WARM and not _QUEUE
+            and sum(p.poll() is None for p, _ in _STARTED.values()) < MAX_BACKGROUND):
+        _start_warm()
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Warm pass: only the main session's selected tests that need no background job."""
+    if not _WARM_MODE:
+        return
+    keep = set((Path(os.environ["METAJAX_TEST_WARM"]) / "warm_items.txt").read_text().split())
+    items[:] = [it for it in items if it.nodeid in keep]
+
+
+def _warm_caught_up(item) -> bool:
+    d = Path(os.environ["METAJAX_TEST_WARM"])
+    order = (d / "warm_order.txt").read_text().split("\n")
+    try:
+        main = int((d / "warm_progress.txt").read_text())
+    except (OSError, ValueError):
+        return False
+    path = str(item.fspath)
+    return path not in order or order.index(path) <= main
 
 
 def pytest_runtest_setup(item) -> None:
+    if _WARM_MODE:
+        if _warm_caught_up(item):
+            pytest.exit("warm pass: the main session has reached this module", returncode=0)
+        with (Path(os.environ["METAJAX_TEST_WARM"]) / "warm_modules.txt").open("a") as f:
+            f.write(Path(str(item.fspath)).stem + "\n")
+        return
     _start_queued()
+    _warm_step(item)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """When each background job ran (seconds since the session started), and how long a test
-    waited for it: where the suite's time goes on a 2-core machine."""
-    if not _TIMES:
+    """When each background job and the warm pass ran (seconds since the session started), and
+    how long a test waited for a job: where the suite's time goes on a 2-core machine."""
+    if _WARM_MODE or not (_TIMES or "proc" in _WARM):
         return
     _note_ended()
     terminalreporter.section("background jobs")
     for name, (start, end, waited) in _TIMES.items():
         terminalreporter.write_line(f"{name:>18}: started {start:6.0f} s, ended {end:6.0f} s "
                                     f"({end - start:5.0f} s), a test waited {waited:5.0f} s")
+    if "proc" in _WARM:
+        try:
+            ran = (_warm_dir() / "warm_modules.txt").read_text().split()
+        except OSError:
+            ran = []
+        mods = list(dict.fromkeys(ran))
+        end = _WARM.get("end", float("nan"))
+        terminalreporter.write_line(
+            f"{'warm pass':>18}: started {_WARM['start']:6.0f} s, ended {end:6.0f} s; "
+            f"{len(ran)} tests of {len(mods)} modules, last module first: {', '.join(mods)}")
     terminalreporter.write_line(f"{'session':>18}: {time.monotonic() - _T0:6.0f} s")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    for proc, _ in _STARTED.values():
+    if _WARM_MODE:
+        return
+    procs = [p for p, _ in _STARTED.values()] + ([_WARM["proc"]] if "proc" in _WARM else [])
+    for proc in procs:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+
+
+def pytest_unconfigure(config) -> None:
+    """Remove the job directories (after the terminal summary, which reads the warm log)."""
     for d in _WORK:
         shutil.rmtree(d, ignore_errors=True)
