@@ -740,6 +740,31 @@ class MESAResult:
     run_dir: Path
 
 
+def _defaults(cls: type) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING}
+
+
+def config_changes(saved: dict, current: dict, cls: type | None = None) -> list[str]:
+    """Dotted names of the :class:`MESAConfig` fields (``cls``) whose value in ``current``
+    differs from ``saved`` (both ``to_dict`` form). A field missing from ``saved`` (added to
+    metajax after the run was written) counts as unchanged when ``current`` holds its default,
+    so old runs stay resumable."""
+    cls = MESAConfig if cls is None else cls
+    defaults = _defaults(cls)
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        if k not in saved:
+            if k not in defaults or json.loads(json.dumps(defaults[k], default=str)) != current[k]:
+                out.append(k)
+        elif k in ("maddpg", "collect", "explorer") and isinstance(saved[k], dict) and (
+                isinstance(current.get(k), dict)):
+            out += [f"{k}.{c}" for c in config_changes(saved[k], current[k], MADDPGConfig)]
+        elif saved[k] != current.get(k):
+            out.append(k)
+    return out
+
+
 class _Stages:
     """Orbax checkpoints of finished stages under ``run_dir/stages/<name>``."""
 
@@ -759,8 +784,11 @@ class _Stages:
         ck = Checkpointer(self.root / name, max_to_keep=1)
         try:
             saved, _ = ck.read_config()
-            if saved != self.config:
-                raise CheckpointError(f"{self.root / name} was written by a different config")
+            changed = config_changes(saved.get("algo_config", {}),
+                                     self.config["algo_config"])
+            if changed or saved.get("pipeline") != self.config["pipeline"]:
+                raise CheckpointError(f"{self.root / name} was written by a different config "
+                                      f"(changed: {', '.join(changed) or 'pipeline'})")
             tree, _, meta = ck.restore(abstract_like(like))
         finally:
             ck.close()

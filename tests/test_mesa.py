@@ -268,3 +268,21 @@ def test_goal_observation_appends_the_task_description():
     np.testing.assert_array_equal(ts.observation.self[:2, base.shape[1]:], np.stack([d, d]))
     np.testing.assert_array_equal(ts.observation.self[2], 0.0)  # padding sees nothing
     assert goal.observation_spec().self.shape == ts.observation.self.shape
+
+
+def test_config_changes_lets_old_runs_resume_but_names_real_changes():
+    from metajax.config import to_dict
+
+    cfg = mesa.MESAConfig(name="t", env="climb", n_train=1, maddpg=ORIGINAL)
+    now = to_dict(cfg)
+    # a run written before a field existed: unchanged while the field keeps its default
+    old = {k: v for k, v in now.items() if k != "xla_fast"}
+    old["maddpg"] = {k: v for k, v in now["maddpg"].items() if k != "exploration_noise"}
+    assert mesa.config_changes(old, now) == []
+    assert mesa.config_changes(old, to_dict(dataclasses.replace(cfg, xla_fast=True))) == [
+        "xla_fast"]
+    later = dataclasses.replace(cfg, test_steps=7, maddpg=dataclasses.replace(ORIGINAL, tau=0.5,
+                                exploration_noise=0.3))
+    assert mesa.config_changes(old, to_dict(later)) == [
+        "maddpg.exploration_noise", "maddpg.tau", "test_steps"]
+    assert mesa.config_changes(now, now) == []
