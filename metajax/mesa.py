@@ -970,7 +970,8 @@ def run_mesa(
             if resume and stages.has(name):
                 saved, meta = stages.load(name, {"params": stacked_like, "counts": counts_like})
                 ex_params, global_counts = saved["params"], saved["counts"]
-                explorer_s += float(meta.get("seconds", 0.0))
+                # a policy saved before stage times were recorded: the total is unknown
+                explorer_s += float(meta.get("seconds", float("nan")))
                 lg.say(f"resumed: exploration policy {i}")
                 continue
             t0 = time.perf_counter()
@@ -997,7 +998,8 @@ def run_mesa(
             lg.say(f"exploration policy {i}: N_hat covers "
                    f"{np.asarray(global_counts > 0).sum(-1).tolist()} of {cfg.num_clusters} "
                    "clusters per seed")
-        results["timing"]["explorers_s"] = round(explorer_s, 1)
+        if math.isfinite(explorer_s):
+            results["timing"]["explorers_s"] = round(explorer_s, 1)
         results["global_counts"] = np.asarray(global_counts).tolist()
         if cfg.zero_shot and resume and stages.has("zero_shot"):
             _, meta = stages.load("zero_shot", {"seed_keys": seed_keys})
