@@ -15,6 +15,7 @@ from envs.wrappers import AutoReset, GoalObservation
 from metajax import mesa
 from metajax import mesa_core as mc
 from metajax.maddpg import ORIGINAL, ActionSpace, make_maddpg
+from metajax.runner import ONCE
 
 _LEARNER = dataclasses.replace(
     ORIGINAL, batch_size=8, buffer_size=64, num_envs=4, rollout_steps=1, learning_starts=8,
@@ -169,8 +170,9 @@ def test_nearest_matches_brute_force_and_merge_keeps_every_row():
     ds = mc.dataset_add(mc.dataset_init(12, 3), jnp.asarray(data), jnp.ones(10, bool),
                         value=jnp.arange(10, dtype=jnp.float32))
     x = rng.normal(size=(7, 3)).astype(np.float32)
+    nearest = jax.jit(mc.nearest, static_argnums=2, compiler_options=ONCE)
     for chunk in (None, 3):
-        dist, idx = mc.nearest(ds, jnp.asarray(x), chunk)
+        dist, idx = nearest(ds, jnp.asarray(x), chunk)
         d = np.linalg.norm(x[:, None] - data[None], axis=-1)
         np.testing.assert_array_equal(idx, d.argmin(1))
         np.testing.assert_allclose(dist, d.min(1), rtol=1e-5)
@@ -181,7 +183,7 @@ def test_nearest_matches_brute_force_and_merge_keeps_every_row():
     np.testing.assert_array_equal(both.mask, np.arange(24) < 20)
     np.testing.assert_array_equal(both.data[:20], np.concatenate([data, data]))
     np.testing.assert_array_equal(both.value[:20], np.concatenate([np.arange(10)] * 2))
-    dist, idx = mc.nearest(both, jnp.asarray(x), 5)
+    dist, idx = nearest(both, jnp.asarray(x), 5)
     np.testing.assert_array_equal(idx, d.argmin(1))  # ties: the lowest index
     np.testing.assert_allclose(dist, d.min(1), rtol=1e-5)
 
@@ -195,7 +197,7 @@ def explore_setup():
     task = env.make_task(k=2, u=1)
     learner = make_maddpg(_LEARNER, env, task)
     space = ActionSpace.of(env)
-    params = learner.init(jax.random.PRNGKey(0)).params.actor
+    params = jax.jit(learner.init, compiler_options=ONCE)(jax.random.PRNGKey(0)).params.actor
     # an "explorer" whose logits always pick action 3: large bias on the output layer
     biased = jax.tree_util.tree_map_with_path(
         lambda p, x: x + 50.0 * jax.nn.one_hot(3, 4)
@@ -204,20 +206,30 @@ def explore_setup():
     return env, task, learner, space, stack
 
 
+_EXPLORE_PROGRAMS: dict = {}
+
+
 def _explore_run(explore_setup, mode, p_start, p_end):
+    """One exploration-hook step of 4 climb games in ``mode`` (jitted once per ``p``: eager
+    dispatch of the hook is slow)."""
     env, task, learner, space, stack = explore_setup
-    cfg = _cfg(num_explorers=1, p_start=p_start, p_end=p_end, anneal_steps=10)
-    hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
-                                   jax.tree.map(lambda x: x[0], stack))
-    aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=jnp.int32(mode))
-    auto = AutoReset(env)
-    state, ts = jax.vmap(auto.reset_to)(jax.random.split(jax.random.PRNGKey(1), 4),
-                                        mesa._tile(task, 4))
-    learner_env = jnp.zeros((4, 2), jnp.int32)
-    learner_critic = jax.nn.one_hot(learner_env, 4)
-    env_a, critic_a, aux = hooks.act(aux, ts.observation, jax.random.PRNGKey(2), jnp.int32(0),
-                                     learner_env, learner_critic)
-    return env_a, critic_a, aux
+    if (p_start, p_end) not in _EXPLORE_PROGRAMS:
+        cfg = _cfg(num_explorers=1, p_start=p_start, p_end=p_end, anneal_steps=10)
+        hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
+                                       jax.tree.map(lambda x: x[0], stack))
+
+        def run(stack, mode):
+            aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=mode)
+            auto = AutoReset(env)
+            state, ts = jax.vmap(auto.reset_to)(jax.random.split(jax.random.PRNGKey(1), 4),
+                                                mesa._tile(task, 4))
+            learner_env = jnp.zeros((4, 2), jnp.int32)
+            learner_critic = jax.nn.one_hot(learner_env, 4)
+            return hooks.act(aux, ts.observation, jax.random.PRNGKey(2), jnp.int32(0),
+                             learner_env, learner_critic)
+
+        _EXPLORE_PROGRAMS[p_start, p_end] = jax.jit(run, compiler_options=ONCE)
+    return _EXPLORE_PROGRAMS[p_start, p_end](stack, jnp.int32(mode))
 
 
 def test_exploration_hook_modes(explore_setup):
@@ -241,16 +253,16 @@ def test_exploration_hook_keeps_the_player_for_the_whole_episode(explore_setup):
     cfg = _cfg(num_explorers=1, p_start=0.5, p_end=0.5, anneal_steps=10)
     hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
                                    jax.tree.map(lambda x: x[0], stack))
-    aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=jnp.int32(1))
-    obs = jax.vmap(lambda k: env.reset_to(k, task)[1].observation)(
-        jax.random.split(jax.random.PRNGKey(0), 4))
+    aux = jax.jit(hooks.init, static_argnums=1, compiler_options=ONCE)(
+        jax.random.PRNGKey(0), None).replace(params=stack, mode=jnp.int32(1))
+    obs = jax.jit(jax.vmap(lambda k: env.reset_to(k, task)[1].observation),
+                  compiler_options=ONCE)(jax.random.split(jax.random.PRNGKey(0), 4))
     la = jnp.zeros((4, 2), jnp.int32)
-    _, _, aux = hooks.act(aux, obs, jax.random.PRNGKey(5), jnp.int32(0), la,
-                          jax.nn.one_hot(la, 4))
+    act = jax.jit(hooks.act, compiler_options=ONCE)  # one program for both calls
+    _, _, aux = act(aux, obs, jax.random.PRNGKey(5), jnp.int32(0), la, jax.nn.one_hot(la, 4))
     first = np.asarray(aux.who)
     # mid-episode (no done reported): the same player, whatever the draw
-    _, _, aux2 = hooks.act(aux, obs, jax.random.PRNGKey(6), jnp.int32(0), la,
-                           jax.nn.one_hot(la, 4))
+    _, _, aux2 = act(aux, obs, jax.random.PRNGKey(6), jnp.int32(0), la, jax.nn.one_hot(la, 4))
     np.testing.assert_array_equal(aux2.who, first)
     # after an episode end every game draws again
     ts = type("TS", (), {"reward": jnp.zeros((4, 2)), "done": jnp.ones(4, bool)})()
