@@ -40,6 +40,8 @@ SMALL_CONFIGS: dict[str, dict] = {
 # (only those whose fixture a selected test uses), and waited for by that fixture. The
 # subprocess imports the test module and calls ``module.<func>(out_dir)``.
 
+import functools  # noqa: E402
+import math  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -70,9 +72,7 @@ def background_job(name: str, module: str, function: str, fixture: str,
 
 def _start(name: str) -> None:
     module, function, _, extra = _JOBS[name]
-    if not _WORK:
-        _WORK.append(Path(tempfile.mkdtemp(prefix="metajax-bg-")))
-    out = _WORK[0] / name
+    out = _work_dir() / name
     out.mkdir()
     script = (f"import sys; sys.path.insert(0, {str(_TESTS)!r}); import {module}; "
               f"{module}.{function}(sys.argv[1])")
@@ -84,17 +84,28 @@ def _start(name: str) -> None:
     _TIMES[name] = [time.monotonic() - _T0, float("nan"), 0.0]
 
 
+def _work_dir() -> Path:
+    """The session's directory for job outputs and the warm pass, made on first use."""
+    if not _WORK:
+        _WORK.append(Path(tempfile.mkdtemp(prefix="metajax-bg-")))
+    return _WORK[0]
+
+
+def _running() -> int:
+    return sum(p.poll() is None for p, _ in _STARTED.values())
+
+
 def _note_ended() -> None:
     if "proc" in _WARM and "end" not in _WARM and _WARM["proc"].poll() is not None:
         _WARM["end"] = time.monotonic() - _T0
     for name, (proc, _) in _STARTED.items():
-        if proc.poll() is not None and _TIMES[name][1] != _TIMES[name][1]:  # still nan
+        if proc.poll() is not None and math.isnan(_TIMES[name][1]):
             _TIMES[name][1] = time.monotonic() - _T0
 
 
 def _start_queued() -> None:
     _note_ended()
-    running = sum(p.poll() is None for p, _ in _STARTED.values())
+    running = _running()
     while _QUEUE and running < MAX_BACKGROUND:
         _start(_QUEUE.pop(0))
         running += 1
@@ -121,10 +132,11 @@ def background_result(name: str, timeout: float = 1500) -> Path:
     return out / "out"
 
 
-def _job_fixture_of(item) -> bool:
+def _jobs_of(item) -> list[str]:
+    """The background jobs whose fixture the test ``item`` uses."""
     mod = Path(str(item.fspath)).stem
-    return any(module == mod and fixture in item.fixturenames
-               for module, _, fixture, _ in _JOBS.values())
+    return [name for name, (module, _, fixture, _) in _JOBS.items()
+            if module == mod and fixture in item.fixturenames]
 
 
 def pytest_collection_finish(session) -> None:
@@ -133,10 +145,7 @@ def pytest_collection_finish(session) -> None:
     if session.config.getoption("collectonly") or _WARM_MODE:
         return
     for item in session.items:
-        mod = Path(str(item.fspath)).stem
-        for name, (module, _, fixture, _) in _JOBS.items():
-            if module == mod and fixture in item.fixturenames and name not in _QUEUE:
-                _QUEUE.append(name)
+        _QUEUE.extend(name for name in _jobs_of(item) if name not in _QUEUE)
     _plan_warm(session.items)
     _start_queued()
 
@@ -164,17 +173,11 @@ def _plan_warm(items: list) -> None:
         path = str(item.fspath)
         if path not in order:
             order.append(path)
-        if not _job_fixture_of(item):
+        if not _jobs_of(item):
             keep.append(item.nodeid)
     if len(order) < 2:
         return
     _WARM.update(order=order, keep=keep, current=0)
-
-
-def _warm_dir() -> Path:
-    if not _WORK:
-        _WORK.append(Path(tempfile.mkdtemp(prefix="metajax-bg-")))
-    return _WORK[0]
 
 
 def _start_warm() -> None:
@@ -182,7 +185,7 @@ def _start_warm() -> None:
     later = _WARM["order"][_WARM["current"] + 1:]
     if not later:
         return
-    d = _warm_dir()
+    d = _work_dir()
     (d / "warm_items.txt").write_text("\n".join(_WARM["keep"]))
     (d / "warm_order.txt").write_text("\n".join(_WARM["order"]))
     _write_progress()
@@ -196,7 +199,7 @@ def _start_warm() -> None:
 
 
 def _write_progress() -> None:
-    path = _warm_dir() / "warm_progress.txt"
+    path = _work_dir() / "warm_progress.txt"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(str(_WARM["current"]))
     tmp.replace(path)
@@ -207,13 +210,13 @@ def _warm_step(item) -> None:
     job slot is free."""
     if not _WARM:
         return
-    idx = _WARM["order"].index(str(item.fspath)) if str(item.fspath) in _WARM["order"] else 0
+    idx = _WARM["order"].index(str(item.fspath))
     if idx != _WARM["current"]:
         _WARM["current"] = idx
         if "proc" in _WARM:
             _write_progress()
     if ("proc" not in _WARM and not _QUEUE
-            and sum(p.poll() is None for p, _ in _STARTED.values()) < MAX_BACKGROUND):
+            and _running() < MAX_BACKGROUND):
         _start_warm()
 
 
@@ -225,9 +228,15 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     items[:] = [it for it in items if it.nodeid in keep]
 
 
+@functools.cache
+def _main_order() -> list[str]:
+    """Warm pass: the main session's module files, in its order."""
+    return (Path(os.environ["METAJAX_TEST_WARM"]) / "warm_order.txt").read_text().split("\n")
+
+
 def _warm_caught_up(item) -> bool:
     d = Path(os.environ["METAJAX_TEST_WARM"])
-    order = (d / "warm_order.txt").read_text().split("\n")
+    order = _main_order()
     try:
         main = int((d / "warm_progress.txt").read_text())
     except (OSError, ValueError):
@@ -259,7 +268,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
                                     f"({end - start:5.0f} s), a test waited {waited:5.0f} s")
     if "proc" in _WARM:
         try:
-            ran = (_warm_dir() / "warm_modules.txt").read_text().split()
+            ran = (_work_dir() / "warm_modules.txt").read_text().split()
         except OSError:
             ran = []
         mods = list(dict.fromkeys(ran))
