@@ -436,17 +436,11 @@ def scan_chunk(rows: int, dim: int) -> int:
 
 def coverage_step(aux: CoverageAux, sa: Array, done: Array, eps: float,
                   power: float) -> tuple[Array, CoverageAux]:
-    """Eq. 6 for one step of ``N`` games: ``sa [N, D]`` visited pairs, ``done [N]`` episode
-    ends after this step. Returns ``(reward [N], aux)``: ``r_hat`` of the nearest pair of
-    ``M_*`` times ``f_d`` of the cluster's trajectory count (this visit included) when within
-    ``eps``, else 0."""
-    dist, idx = mc.nearest(aux.ds, sa, scan_chunk(*sa.shape))
-    inside = dist < eps
-    cluster = assign(aux.centers, sa)
-    n = jnp.arange(sa.shape[0])
-    counts = aux.counts.at[n, cluster].add(1)
-    r = mc.coverage_reward(aux.ds.value[idx], dist, eps, counts[n, cluster], power)
-    counts = jnp.where(done[:, None], aux.global_counts[None, :], counts)
+    """:func:`metajax.mesa_core.coverage_step` (Eq. 6) on the carried state of ``N`` games:
+    ``sa [N, D]`` visited pairs, ``done [N]`` episode ends after this step. Returns
+    ``(reward [N], aux)`` with the counts advanced and the running metrics updated."""
+    r, inside, counts = mc.coverage_step(aux.ds, aux.centers, aux.counts, aux.global_counts,
+                                         sa, done, eps, power, scan_chunk(*sa.shape))
     rate = 0.01
     return r, aux.replace(
         counts=counts,

@@ -5,10 +5,12 @@
 * :class:`HighRewardDataset` - ``M_*`` as a fixed-capacity set of joint (state, action)
   vectors (:func:`dataset_init`, :func:`dataset_add`: ring buffer, or reservoir with a key).
 * :func:`min_distance`, :func:`count_decay`, :func:`coverage_reward` - Eq. 6.
-* :class:`PseudoCount`, :func:`visit_counts`, :func:`trajectory_counts`, :func:`update_global` -
-  the trajectory-level count ``N`` started from the global count ``N_hat`` (Alg. 1 lines
-  10-15 and 19), over k-means clusters (:func:`metajax.kmeans.assign` is the hash ``phi``).
-* :func:`trajectory_coverage_reward` - Eq. 6 for one trajectory, end to end.
+* :func:`count_step` - one visit of the trajectory-level count ``N`` started from the global
+  count ``N_hat`` (Alg. 1 lines 10 and 15); :func:`visit_counts`, :func:`update_global` - line
+  19; counts are over k-means clusters (:func:`metajax.kmeans.assign` is the hash ``phi``).
+* :func:`coverage_step` - Eq. 6 for one step of ``G`` games: the function the exploration
+  policies are trained with; :func:`trajectory_counts` and :func:`trajectory_coverage_reward`
+  scan it over one trajectory.
 * :func:`anneal` - the meta-testing exploration probability ``p_e`` (Alg. 2 line 3).
 
 Everything works on one trajectory / one dataset with static shapes; batch with ``vmap``.
@@ -303,20 +305,7 @@ def coverage_reward(
     return r_hat.astype(jnp.float32) * count_decay(count, power) * inside
 
 
-# --- pseudo-counts --------------------------------------------------------------------------
-
-
-@struct.dataclass
-class PseudoCount:
-    """The global pseudo-count ``N_hat``: ``global_counts`` ``[K]`` int32 visits per cluster,
-    accumulated over the exploration policies trained so far (Alg. 1 lines 1 and 19)."""
-
-    global_counts: Array
-
-
-def pseudo_count_init(num_clusters: int) -> PseudoCount:
-    """``N_hat <- 0`` (Alg. 1 line 1)."""
-    return PseudoCount(global_counts=jnp.zeros((num_clusters,), jnp.int32))
+# --- pseudo-counts and the coverage step (the one implementation the pipeline runs) ---------
 
 
 def visit_counts(clusters: Array, num_clusters: int, mask: Array | None = None) -> Array:
@@ -330,20 +319,20 @@ def visit_counts(clusters: Array, num_clusters: int, mask: Array | None = None) 
 def update_global(global_counts: Array, visits: Array) -> Array:
     """Alg. 1 line 19, ``N_hat <- N_hat + visits``: after an exploration policy is trained, add
     its visitation counts ``visits [K]`` (e.g. :func:`visit_counts` of its rollouts) so the next
-    policy is rewarded for the part of ``M_*`` not yet covered."""
+    policy is rewarded for the part of ``M_*`` not yet covered. ``N_hat <- 0`` (line 1) is
+    ``zeros([K], int32)``."""
     chex.assert_equal_shape([global_counts, visits])
     return global_counts + visits.astype(global_counts.dtype)
 
 
-def trajectory_counts(
-    global_counts: Array, clusters: Array, done: Array | None = None
-) -> tuple[Array, Array]:
-    """The trajectory-level count ``N`` of Alg. 1 lines 10-15, by ``lax.scan``.
+def count_step(counts: Array, global_counts: Array, cluster: Array,
+               done: Array) -> tuple[Array, Array]:
+    """One visit of the trajectory-level count ``N`` (Alg. 1 lines 10 and 15) in ``G`` games:
+    ``counts [G, K]`` (each game's ``N``), ``global_counts [K]`` (``N_hat``), ``cluster [G]``
+    (``phi(s_t, a_t)``), ``done [G]`` (the episode ends after this visit).
 
-    ``N`` starts as a copy of ``N_hat = global_counts [K]``; each step adds one visit to its
-    cluster ``clusters [T]``. Returns ``(counts_at_step [T], final [K])`` where
-    ``counts_at_step[t] = N(phi(s_t, a_t))`` *after* step ``t``'s increment: the visits so far,
-    this one included (first visit of a cluster never seen -> 1).
+    Returns ``(seen [G], counts [G, K])``: ``seen = N(phi(s_t, a_t))`` *after* this visit's
+    increment, and the counts for the next step, restarted from ``N_hat`` where ``done``.
 
     Why after: Alg. 1 computes the reward (line 13) before incrementing (line 15), but with
     ``N_hat = 0`` the first visit would then need ``f_d(0) = 1/0^5``, while the paper defines
@@ -351,10 +340,21 @@ def trajectory_counts(
     within one trajectory would result in a decreasing reward for each visit". Counting the
     current visit (as in #Exploration, ref. [37], which increments then rewards) gives
     ``f_d = 1, 1/32, 1/243, ...`` for the 1st, 2nd, 3rd visit: a decrease at every repeat.
-
-    With ``done [T]``, ``N`` restarts from ``global_counts`` after each episode end; ``final``
-    is then the count at the end of the last (possibly partial) episode.
     """
+    chex.assert_rank([counts, global_counts, cluster, done], [2, 1, 1, 1])
+    g = jnp.arange(counts.shape[0])
+    counts = counts.at[g, cluster].add(1)
+    seen = counts[g, cluster]
+    counts = jnp.where(done[:, None], global_counts[None, :].astype(counts.dtype), counts)
+    return seen, counts
+
+
+def trajectory_counts(
+    global_counts: Array, clusters: Array, done: Array | None = None
+) -> tuple[Array, Array]:
+    """:func:`count_step` scanned over one game's ``clusters [T]`` (optional ``done [T]``),
+    ``N`` starting at ``N_hat = global_counts [K]``: ``(seen [T], final [K])``, ``final`` being
+    the count at the end of the last (possibly partial) episode, before any restart."""
     chex.assert_rank([global_counts, clusters], 1)
     global_counts = global_counts.astype(jnp.int32)
     done = _done_or_false(done, clusters)
@@ -362,12 +362,38 @@ def trajectory_counts(
     def step(carry: tuple[Array, Array], inp: tuple[Array, Array]):
         n, _ = carry
         c, d = inp
-        n = n.at[c].add(1)
-        return (jnp.where(d, global_counts, n), n), n[c]
+        seen, after = count_step(n, global_counts, c[None], jnp.zeros((1,), bool))
+        return (jnp.where(d, global_counts[None], after), after), seen[0]
 
-    init = (global_counts, global_counts)
+    init = (global_counts[None], global_counts[None])
     (_, final), seen = jax.lax.scan(step, init, (clusters.astype(jnp.int32), done))
-    return seen, final
+    return seen, final[0]
+
+
+def coverage_step(
+    ds: HighRewardDataset,
+    centers: Array,
+    counts: Array,
+    global_counts: Array,
+    sa: Array,
+    done: Array,
+    eps: float,
+    power: float = 5.0,
+    chunk: int | None = None,
+) -> tuple[Array, Array, Array]:
+    """Eq. 6 for one step of ``G`` games: ``(reward [G], inside [G] bool, counts [G, K])``.
+
+    ``ds``: ``M_*``; ``centers [K, D]``: its k-means centers (the hash ``phi`` is
+    :func:`metajax.kmeans.assign`); ``counts [G, K]``: each game's trajectory count ``N``;
+    ``global_counts [K]``: ``N_hat``; ``sa [G, D]``: the visited joint (state, action) vectors,
+    in the layout of ``M_*``; ``done [G]``: the episode ends after this step.
+
+    A visit within ``eps`` of ``M_*`` earns the derived reward ``r_hat`` of its nearest stored
+    pair (``ds.value``, Eq. 5 at collection) times ``f_d`` of its cluster's count
+    (:func:`count_step`); every visit is counted, inside ``eps`` or not."""
+    dist, idx = nearest(ds, sa, chunk)
+    seen, counts = count_step(counts, global_counts, assign(centers, sa), done)
+    return coverage_reward(ds.value[idx], dist, eps, seen, power), dist < eps, counts
 
 
 def trajectory_coverage_reward(
@@ -375,25 +401,25 @@ def trajectory_coverage_reward(
     centers: Array,
     global_counts: Array,
     sa: Array,
-    r_hat: Array,
     eps: float,
     done: Array | None = None,
     power: float = 5.0,
     chunk: int | None = None,
 ) -> Array:
-    """Eq. 6 for one trajectory: ``[T]`` float32 coverage rewards.
+    """:func:`coverage_step` scanned over one game's trajectory ``sa [T, D]`` (optional episode
+    ends ``done [T]``; ``N`` starts at ``N_hat = global_counts [K]`` and restarts from it after
+    each end): ``[T]`` float32 coverage rewards."""
+    chex.assert_rank(sa, 2)
+    done = _done_or_false(done, sa[:, 0])
+    g = global_counts.astype(jnp.int32)
 
-    ``ds``: ``M_*``; ``centers [K, D]``: k-means centers of ``M_*`` (the hash ``phi`` is
-    :func:`metajax.kmeans.assign`); ``global_counts [K]``: ``N_hat``; ``sa [T, D]``: the joint
-    (state, action) vectors, in the same layout as ``M_*``; ``r_hat [T]``: the reward to scale
-    (Eq. 5 output); ``eps``: the coverage radius; ``done [T]``: optional episode ends.
-    """
-    chex.assert_rank([sa, r_hat], [2, 1])
-    chex.assert_equal_shape_prefix([sa, r_hat], 1)
-    clusters = assign(centers, sa)
-    counts, _ = trajectory_counts(global_counts, clusters, done)
-    dist = min_distance(ds, sa, chunk)
-    return coverage_reward(r_hat, dist, eps, counts, power)
+    def step(n: Array, inp: tuple[Array, Array]) -> tuple[Array, Array]:
+        x, d = inp
+        r, _, n = coverage_step(ds, centers, n, g, x[None], d[None], eps, power, chunk)
+        return n, r[0]
+
+    _, r = jax.lax.scan(step, g[None], (sa, done))
+    return r
 
 
 # --- Alg. 2: annealed exploration probability -----------------------------------------------

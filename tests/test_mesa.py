@@ -298,3 +298,45 @@ def test_config_changes_lets_old_runs_resume_but_names_real_changes():
     assert mesa.config_changes(old, to_dict(later)) == [
         "maddpg.exploration_noise", "maddpg.tau", "test_steps"]
     assert mesa.config_changes(now, now) == []
+
+
+def test_pipeline_coverage_step_scanned_over_games_matches_brute_force():
+    """The pipeline's Eq. 6 step (``mesa.coverage_step`` -> ``mc.coverage_step`` ->
+    ``mc.count_step``), scanned over 3 games x 40 steps with episode ends, against a plain
+    Python loop over the paper's definition; the counts are asserted at every step."""
+    rng = np.random.default_rng(3)
+    g, t, k, eps = 3, 40, 4, 0.6
+    stored = rng.normal(size=(6, 2)).astype(np.float32)
+    value = rng.uniform(0.1, 1.0, size=6).astype(np.float32)
+    ds = mc.dataset_add(mc.dataset_init(8, 2), jnp.asarray(stored), jnp.ones(6, bool),
+                        value=jnp.asarray(value))
+    centers = stored[:k]
+    gc = np.array([0, 2, 0, 1], np.int32)
+    # visits near stored pairs (often) or far from all (sometimes)
+    near = stored[rng.integers(0, 6, (t, g))] + rng.normal(0, 0.2, (t, g, 2))
+    sa = np.where(rng.uniform(size=(t, g, 1)) < 0.8, near, 5.0 + near).astype(np.float32)
+    done = rng.uniform(size=(t, g)) < 0.15
+    aux = mesa.CoverageAux(ds=ds, centers=jnp.asarray(centers), global_counts=jnp.asarray(gc),
+                           counts=jnp.broadcast_to(jnp.asarray(gc), (g, k)),
+                           reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()))
+
+    def body(aux, inp):
+        r, aux = mesa.coverage_step(aux, inp[0], inp[1], eps, 5.0)
+        return aux, (r, aux.counts)
+
+    _, (r, counts) = jax.jit(lambda a, x, d: jax.lax.scan(body, a, (x, d)),
+                             compiler_options=ONCE)(aux, jnp.asarray(sa), jnp.asarray(done))
+    # brute force
+    n = np.tile(gc, (g, 1)).astype(np.int64)
+    for step in range(t):
+        for j in range(g):
+            x = sa[step, j]
+            d = np.linalg.norm(stored - x, axis=1)
+            c = int(np.argmin(np.linalg.norm(centers - x, axis=1)))
+            n[j, c] += 1
+            want = value[d.argmin()] / n[j, c] ** 5 if d.min() < eps else 0.0
+            assert float(r[step, j]) == pytest.approx(want, rel=1e-5, abs=1e-12), (step, j)
+            if done[step, j]:
+                n[j] = gc
+        np.testing.assert_array_equal(counts[step], n)
+    assert done.any() and (np.asarray(r) > 0).any() and (np.asarray(r) == 0).any()

@@ -191,11 +191,10 @@ def test_trajectory_counts_start_from_global():
 
 def test_global_counts_accumulate_over_policies():
     k = 4
-    pc = mc.pseudo_count_init(k)
     visits_1 = mc.visit_counts(jnp.array([0, 0, 1, 3]), k)
     visits_2 = mc.visit_counts(jnp.array([1, 2, 2, 0, 3]), k, jnp.array([1, 1, 1, 0, 1], bool))
     np.testing.assert_array_equal(_np(visits_2), [0, 1, 2, 1])
-    g = mc.update_global(pc.global_counts, visits_1)
+    g = mc.update_global(jnp.zeros(k, jnp.int32), visits_1)
     g = mc.update_global(g, visits_2)
     np.testing.assert_array_equal(_np(g), _np(visits_1 + visits_2))
     # the third policy's trajectory starts from them: a cluster visited 3 times before -> f_d(4)
@@ -209,9 +208,8 @@ def test_trajectory_coverage_reward_end_to_end():
     centers = jnp.array([[0.0, 0.0], [5.0, 5.0]])
     g = jnp.array([0, 1], jnp.int32)
     sa = jnp.array([[0.1, 0.0], [0.0, 0.1], [5.0, 5.05], [2.5, 2.5]])
-    r_hat = jnp.array([1.0, 1.0, 1.0, 1.0])
     fn = jax.jit(mc.trajectory_coverage_reward, static_argnames=("eps",))
-    got = fn(ds, centers, g, sa, r_hat, eps=0.5)
+    got = fn(ds, centers, g, sa, eps=0.5)
     # visit 1 and 2 of cluster 0; cluster 1 already seen once globally; last is too far
     np.testing.assert_allclose(_np(got), [1.0, 1 / 32, 1 / 32, 0.0], rtol=1e-6)
 
