@@ -6,13 +6,20 @@ observe the stage and the history of joint actions. Per seed, 10 training and 3 
 drawn uniformly without replacement (disjoint). The return is reported per stage (as the
 paper's Fig. 3), so 1 is optimal and 0.5 the sub-optimal equilibrium.
 
-Joint (state, action) vector: both agents' observations (stage one-hot, history) and their
-one-hot actions weighted by ``action_weight = 5``. Two pairs at the same stage with different
-joint actions are then at least ``sqrt(2 * 25) ~ 7.1`` apart, while pairs with the same joint
-action differ by at most ``sqrt(32) ~ 5.7`` through their histories, so ``eps = 6`` makes a
-visit "close to M_*" when the current joint action was valuable at that stage in some training
-game, whatever happened before (our choice of metric; the paper uses L2 without saying how it
-scales the parts).
+Protocol: the paper's (App. B.2, Table 1: 10 training and 5 test games drawn uniformly from the
+task space, disjoint); ours draws 10 and 3 per seed (fewer test games to keep the default on a
+2-core CPU), 8 seeds (the paper: 3).
+
+Joint (state, action) vector, the metric of Eq. 6 (our choice of scales; the paper uses L2 on
+``(s, a)`` without saying how the parts are scaled): both agents' observations with the stage
+one-hot (features ``0:5``) scaled by 4, the history as is, and the one-hot actions scaled by
+``action_weight = 5``; ``eps = 6``. Then the same joint action at two different stages is at
+least ``sqrt(2 * 2 * 16 + 4) ~ 8.2`` apart, two joint actions at one stage at least
+``sqrt(2 * 25) ~ 7.1``, while two pairs of one stage with the same joint action differ by at most
+``sqrt(32) ~ 5.7`` through their histories. So a visit is "close to ``M_*``" when its joint
+action was valuable *at that stage* in some training game, whatever happened before. (Before
+2026-12-01 the stage was not scaled: the same joint action at two stages was 2.8-4.5 apart,
+below ``eps``, and "near ``M_*``" meant "valuable at any stage of any training game".)
 
 Table 1: 100k meta-training and 100k meta-testing steps, 4 exploration policies, batch 32
 trajectories, lr 5e-3, 3000 random steps, GRU actors. The default is trimmed for a 2-core CPU;
@@ -52,6 +59,7 @@ CONFIG = MESAConfig(
     collect_steps=5_000,
     dataset_capacity=512,
     action_weight=5.0,
+    obs_scale={"0:5": 4.0},
     eps=6.0,
     num_clusters=48,
     num_explorers=4,
@@ -61,7 +69,7 @@ CONFIG = MESAConfig(
     chunk_updates=100,
     eval_every=1,
     eval_episodes=4,
-    seeds=3,
+    seeds=8,
 )
 
 PRESETS = {

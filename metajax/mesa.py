@@ -23,9 +23,10 @@ Baselines with the same budgets (``MESAConfig.methods``): ``maddpg`` (no explora
 on the test task), ``goal`` (the same with the goal descriptor ``env.task_description`` in the
 observation, :class:`envs.wrappers.GoalObservation`).
 
-Joint (state, action) vectors are the padded flat observations of every agent followed by
-every agent's action as the critic sees it (one-hot, relaxed sample or continuous), scaled by
-``action_weight`` (:func:`joint_features`); padded agents contribute zeros.
+Joint (state, action) vectors are the padded flat observations of every agent (slices of it
+optionally rescaled by ``obs_scale``) followed by every agent's action as the critic sees it
+(one-hot, relaxed sample or continuous), scaled by ``action_weight`` (:func:`joint_features`);
+padded agents contribute zeros. The L2 distance on them is Eq. 6's metric.
 
 ``metajax run experiments/mesa_*.py`` runs it (pipeline ``"mesa"``): the run directory gets
 ``config.json``, ``metrics_<stage>.jsonl`` per stage (``metrics.jsonl`` is MESA's meta-test),
@@ -101,6 +102,9 @@ class MESAConfig:
       the same for every seed (``n_train``/``n_test`` must match their lengths); ``{}``: the
       env's ``split_tasks(key, n_train, n_test)``.
 
+    Metric of Eq. 6: ``action_weight`` scales the actions, ``obs_scale`` (``{"start:stop":
+    weight}``) slices of every agent's flat observation (:func:`joint_features`).
+
     Learners: ``maddpg`` is the off-policy learner ``f`` of meta-testing; ``collect`` (default:
     ``maddpg``) the per-task learner of the data collection; ``explorer`` (default: ``maddpg``)
     the exploration policies and the pretrained baselines (its ``num_envs`` parallel games
@@ -131,6 +135,7 @@ class MESAConfig:
     relabel_window: int | None = None
     dataset_capacity: int = 512
     action_weight: float = 1.0
+    obs_scale: dict = dataclasses.field(default_factory=dict)
     num_clusters: int = 16
     kmeans_iters: int = 50
     # stage 2: exploration policies
@@ -177,6 +182,7 @@ class MESAConfig:
             raise ValueError(f"anneal_kind must be one of {tuple(mc.SCHEDULES)}")
         if self.eps <= 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
+        parse_obs_scale(self.obs_scale)
         if self.explorer_config.num_envs < self.n_train:
             raise ValueError(
                 f"explorer.num_envs={self.explorer_config.num_envs} < n_train={self.n_train}: "
@@ -324,15 +330,54 @@ def _cycle(tasks: Any, n: int) -> Any:
 # --- joint (state, action) features ---------------------------------------------------------
 
 
-def joint_features(obs: Observation, action: Array, action_weight: float = 1.0) -> Array:
+def parse_obs_scale(obs_scale: dict) -> tuple[tuple[int, int, float], ...]:
+    """``{"start:stop": weight}`` (``MESAConfig.obs_scale``) as sorted ``(start, stop,
+    weight)`` slices of an agent's flat observation; raises ``ValueError`` naming a bad key."""
+    out = []
+    for key, w in obs_scale.items():
+        parts = str(key).split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"obs_scale key {key!r} must be 'start:stop' (two integers)")
+        a, b = int(parts[0]), int(parts[1])
+        if a >= b:
+            raise ValueError(f"obs_scale key {key!r}: start must be below stop")
+        out.append((a, b, float(w)))
+    out.sort()
+    for (_, b0, _), (a1, _, _) in zip(out, out[1:], strict=False):
+        if a1 < b0:
+            raise ValueError(f"obs_scale slices overlap: {sorted(obs_scale)}")
+    return tuple(out)
+
+
+def joint_features(obs: Observation, action: Array, action_weight: float = 1.0,
+                   obs_scale: tuple[tuple[int, int, float], ...] = ()) -> Array:
     """The joint (state, action) vector of one game: ``[A * (d_obs + d)]`` float32.
 
-    ``obs`` ``[A, ...]`` (every agent's padded flat view), ``action`` ``[A, d]`` (the critic's
-    action), both zeroed for padded agents; actions scaled by ``action_weight``.
+    ``obs`` ``[A, ...]`` (every agent's padded flat view ``[A, d_obs]``), ``action`` ``[A, d]``
+    (the critic's action), both zeroed for padded agents; actions scaled by
+    ``action_weight``; the observation features ``start:stop`` of every agent scaled by
+    ``weight`` for each slice of ``obs_scale`` (:func:`parse_obs_scale`), e.g. the stage
+    one-hot of the multi-stage climb game, so that the same joint action at two stages is more
+    than ``eps`` apart.
     """
     mask = obs.agent_mask[:, None].astype(jnp.float32)
+    flat = obs.flat
+    if obs_scale:
+        if obs_scale[-1][1] > flat.shape[-1]:
+            raise ValueError(f"obs_scale slice {obs_scale[-1][:2]} is beyond the "
+                             f"{flat.shape[-1]} observation features")
+        w = np.ones(flat.shape[-1], np.float32)
+        for a, b, v in obs_scale:
+            w[a:b] = v
+        flat = flat * w
     a = action.reshape(action.shape[0], -1) * mask * action_weight
-    return jnp.concatenate([obs.flat.reshape(-1), a.reshape(-1)]).astype(jnp.float32)
+    return jnp.concatenate([flat.reshape(-1), a.reshape(-1)]).astype(jnp.float32)
+
+
+def features(cfg: MESAConfig, obs: Observation, action: Array) -> Array:
+    """:func:`joint_features` with ``cfg``'s ``action_weight`` and ``obs_scale``: the one
+    metric of ``M_*``, the coverage reward, the visit counts and the diagnostics."""
+    return joint_features(obs, action, cfg.action_weight, parse_obs_scale(cfg.obs_scale))
 
 
 def shared_reward(reward: Array, mask: Array) -> Array:
@@ -374,7 +419,7 @@ def collect_hooks(cfg: MESAConfig, n_envs: int, steps: int, dim: int) -> Rollout
             done=jnp.zeros((steps, n_envs), bool), t=jnp.zeros((), jnp.int32), key=key)
 
     def reward(aux: CollectAux, obs: Observation, action: Array, ts: Any):
-        sa = jax.vmap(joint_features, (0, 0, None))(obs, action, cfg.action_weight)
+        sa = jax.vmap(functools.partial(features, cfg))(obs, action)
         r = shared_reward(ts.reward, obs.agent_mask)
         t = aux.t % steps
         aux = aux.replace(sa=aux.sa.at[t].set(sa), reward=aux.reward.at[t].set(r),
@@ -461,7 +506,7 @@ def coverage_hooks(cfg: MESAConfig, n_envs: int, capacity: int, dim: int) -> Rol
             reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()))
 
     def reward(aux: CoverageAux, obs: Observation, action: Array, ts: Any):
-        sa = jax.vmap(joint_features, (0, 0, None))(obs, action, cfg.action_weight)
+        sa = jax.vmap(functools.partial(features, cfg))(obs, action)
         r, aux = coverage_step(aux, sa, ts.done, cfg.eps, cfg.decay_power)
         return r[:, None] * obs.agent_mask.astype(jnp.float32), aux
 
@@ -591,7 +636,7 @@ def make_player(env: MultiAgentEnv, learner: Learner, cfg: MESAConfig,
                 env_a, critic_a = random_action(space, k, n_agents)
             else:
                 env_a, critic_a, carry = learner.act(params, obs, carry, k, greedy)
-            sa = joint_features(obs, critic_a, cfg.action_weight)
+            sa = features(cfg, obs, critic_a)
             state, ts = env.step(state, env_a)
             r = shared_reward(ts.reward, obs.agent_mask)
             out = EpisodeStats(reward=jnp.where(alive, r, 0.0), alive=alive, sa=sa,
@@ -875,7 +920,7 @@ def run_mesa(
     obs_like = jax.eval_shape(lambda k: env.reset_to(k, _take(_take(train, 0), 0))[1].observation,
                               jax.random.PRNGKey(0))
     act_like = jax.ShapeDtypeStruct((n_agents, space.dim), jnp.float32)
-    dim = int(jax.eval_shape(lambda o, a: joint_features(o, a), obs_like, act_like).shape[0])
+    dim = int(jax.eval_shape(functools.partial(features, cfg), obs_like, act_like).shape[0])
     need_explorers = "mesa" in cfg.methods
 
     # ---- stage 1: high-reward dataset -------------------------------------------------------
@@ -887,6 +932,8 @@ def run_mesa(
     if need_explorers and resume and stages.has("subspace"):
         sub, meta = stages.load("subspace", like_sub)
         _resumed_time(results, "collect_s", meta)
+        if "size_per_task" in meta:
+            results["dataset_size_per_task"] = meta["size_per_task"]
         lg.say(f"resumed: high-reward subspace ({meta.get('size')} pairs per seed)")
     elif need_explorers:
         t0 = time.perf_counter()
@@ -909,6 +956,7 @@ def run_mesa(
                            state, n_up, min(cfg.chunk_updates, n_up),
                            collector.env_steps_per_update)
         ds = jax.vmap(mc.dataset_merge)(state.aux.ds)
+        per_task = np.asarray(jnp.sum(state.aux.ds.mask, -1)).tolist()  # [S, B]
         del state
         fit = jax.jit(jax.vmap(lambda k, d: fit_kmeans(k, d.data, cfg.num_clusters, d.mask,
                                                        cfg.kmeans_iters, 4).centers),
@@ -917,8 +965,9 @@ def run_mesa(
         sub = {"ds": ds, "centers": centers}
         sizes = np.asarray(jnp.sum(ds.mask, -1))
         results["timing"]["collect_s"] = round(time.perf_counter() - t0, 1)
-        stages.save("subspace", sub, {"size": sizes.tolist(),
+        stages.save("subspace", sub, {"size": sizes.tolist(), "size_per_task": per_task,
                                       "seconds": results["timing"]["collect_s"]})
+        results["dataset_size_per_task"] = per_task
         lg.say(f"M_*: {sizes.tolist()} pairs per seed (capacity {cap_total}); "
                f"k-means with {cfg.num_clusters} clusters")
     if need_explorers:

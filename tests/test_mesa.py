@@ -4,6 +4,7 @@ flush, the Eq. 6 coverage step, exploration during meta-testing, the goal wrappe
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -340,3 +341,35 @@ def test_pipeline_coverage_step_scanned_over_games_matches_brute_force():
                 n[j] = gc
         np.testing.assert_array_equal(counts[step], n)
     assert done.any() and (np.asarray(r) > 0).any() and (np.asarray(r) == 0).any()
+
+
+def test_multistage_features_separate_stages_but_not_histories():
+    """The multi-stage climb default metric (experiments/mesa_multistage.py): the same joint
+    action at two different stages is more than eps apart, different joint actions at one
+    stage too, while two histories of one stage with the same joint action are within eps."""
+    from metajax.experiment import load_experiment
+
+    cfg = load_experiment(Path(__file__).parents[1] / "experiments" / "mesa_multistage.py").config
+    env = envs.make(cfg.env, **cfg.env_config)
+    task = env.make_task(k=jnp.array([2, 1, 2, 2, 1]), u=jnp.array([0, 1, 2, 3, 4]))
+
+    def play(actions):
+        """Features of every stage of one episode of the given joint actions [S, 2]."""
+        state, ts = env.reset_to(jax.random.PRNGKey(0), task)
+        out = []
+        for a in actions:
+            a = jnp.asarray(a, jnp.int32)
+            out.append(np.asarray(mesa.features(cfg, ts.observation, jax.nn.one_hot(a, 10))))
+            state, ts = env.step(state, a)
+        return np.stack(out)
+
+    same = play([[3, 3]] * 5)
+    d_stage = min(np.linalg.norm(same[i] - same[j]) for i in range(5) for j in range(i))
+    assert d_stage > cfg.eps, d_stage
+    other = play([[3, 4]] * 5)
+    assert min(np.linalg.norm(same[i] - other[i]) for i in range(5)) > cfg.eps
+    # stage 4 after a completely different history, same joint action: still "near"
+    hist = play([[7, 8], [9, 1], [2, 5], [6, 0], [3, 3]])
+    assert np.linalg.norm(same[4] - hist[4]) < cfg.eps
+    with pytest.raises(ValueError, match="start:stop"):
+        _cfg(obs_scale={"a:b": 2.0})
