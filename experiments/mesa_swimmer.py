@@ -6,11 +6,17 @@ Each agent torques one hinge of the Brax/MJX swimmer; a task is a target angle `
 0.5 when both are farther, 0 otherwise. Per seed, training and test angles are drawn
 independently (:meth:`envs.swimmer.SwimmerClimb.split_tasks`).
 
+Protocol: Table 1's task counts, 30 training and 6 test target angles per seed (before
+2026-12-01 the default used 4 and 2, and with a 5 deg band 4 angles covered no test angle: 0 of
+254 test high-reward pairs lay within eps of ``M_*``). Scaled for a 2-core CPU: 100-step
+episodes (Table 1: 1000), 3k collection steps per training angle (1M), 2 x 10k explorer steps
+(3M), 20k meta-test steps (2.5M), 2 seeds (3). The exploration policies play the 30 training
+angles in 30 parallel games.
+
 Joint (state, action) vector: both agents' observations (hinge angles and velocities, the
-body's pose) and their continuous actions; ``eps = 0.5``. The CPU default is small (100-step
-episodes, 4 training and 2 test angles, 2 seeds); ``paper`` gives Table 1's scale (30 and 6
-angles, 1000-step episodes, 1M collection and 3M meta-training steps, 2.5M meta-test steps,
-batch 8 trajectories, lr 1e-4, 50k random steps, 2 exploration policies).
+body's pose) and their continuous actions; ``eps = 0.5``. ``paper`` gives Table 1's scale
+(1000-step episodes, 1M collection and 3M meta-training steps, 2.5M meta-test steps, batch 8
+trajectories, lr 1e-4, 50k random steps, 2 exploration policies).
 
     metajax run experiments/mesa_swimmer.py
 """
@@ -39,12 +45,13 @@ CONFIG = MESAConfig(
     name="mesa_swimmer",
     env="swimmer_climb",
     env_config=dict(episode_length=100, action_type="continuous"),
-    n_train=4,
-    n_test=2,
+    n_train=30,
+    n_test=6,
     split={},
     maddpg=_LEARNER,
     collect=dataclasses.replace(_LEARNER, buffer_size=10_000),
-    collect_steps=8_000,
+    explorer=dataclasses.replace(_LEARNER, num_envs=30, rollout_steps=5),
+    collect_steps=3_000,
     dataset_capacity=512,
     eps=0.5,
     num_clusters=16,
@@ -60,8 +67,6 @@ CONFIG = MESAConfig(
 
 PRESETS = {
     "paper": {
-        "n_train": 30,
-        "n_test": 6,
         "seeds": 3,
         "env_config.episode_length": 1000,
         "maddpg.actor_lr": 1e-4,
@@ -71,6 +76,12 @@ PRESETS = {
         "maddpg.num_envs": 30,
         "maddpg.rollout_steps": 100,
         "maddpg.learning_starts": 50_000,
+        "explorer.actor_lr": 1e-4,
+        "explorer.critic_lr": 1e-4,
+        "explorer.batch_size": 8_000,
+        "explorer.buffer_size": 1_000_000,
+        "explorer.rollout_steps": 100,
+        "explorer.learning_starts": 50_000,
         "collect.num_envs": 8,
         "collect.rollout_steps": 100,
         "collect.buffer_size": 200_000,

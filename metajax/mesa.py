@@ -57,6 +57,7 @@ import envs
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import GoalObservation
 from metajax import mesa_core as mc
+from metajax import stats
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
 from metajax.config import to_dict
 from metajax.experiment import ExperimentError, Pipeline, register_pipeline
@@ -842,13 +843,14 @@ def _resumed_time(results: dict, key: str, meta: dict) -> None:
 
 
 def _hits(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callable[..., Array]:
-    """``hits(params, task, key) -> []``: mean number of transitions with reward ``>= R*``
-    per episode over ``eval_episodes`` stochastic episodes."""
+    """``hits(params, task, key) -> [2]``: over ``eval_episodes`` stochastic episodes, the
+    mean number of transitions with reward ``>= R*`` per episode and the mean return."""
 
     def hits(params: Any, task: Any, key: Array) -> Array:
         st = jax.vmap(play, (None, None, 0, None))(
             params, task, jax.random.split(key, cfg.eval_episodes), False)
-        return jnp.mean(jnp.sum((st.reward >= cfg.threshold) & st.alive, -1))
+        return jnp.stack([jnp.mean(jnp.sum((st.reward >= cfg.threshold) & st.alive, -1)),
+                          jnp.mean(jnp.sum(st.reward, -1))])
 
     return hits
 
@@ -991,6 +993,7 @@ def run_mesa(
         n_up = _updates(cfg.explorer_steps, explorer)
         ex_params = stacked_like
         global_counts = counts_like
+        counts_after: list = []  # N_hat after each exploration policy [E][S][K]
 
         @functools.partial(jax.jit, compiler_options=ONCE)
         def visits(params: Any, sub: dict, gcounts: Array, tasks: Any, key: Array) -> Array:
@@ -1013,6 +1016,7 @@ def run_mesa(
             if resume and stages.has(name):
                 saved, meta = stages.load(name, {"params": stacked_like, "counts": counts_like})
                 ex_params, global_counts = saved["params"], saved["counts"]
+                counts_after.append(np.asarray(global_counts).tolist())
                 # a policy saved before stage times were recorded: the total is unknown
                 explorer_s += float(meta.get("seconds", float("nan")))
                 lg.say(f"resumed: exploration policy {i}")
@@ -1034,6 +1038,7 @@ def run_mesa(
             ex_params = jax.tree.map(lambda s, x, i=i: s.at[:, i].set(x), ex_params, p)
             global_counts = jax.vmap(visits)(p, sub, global_counts, train,
                                              stage_keys(100 + i))
+            counts_after.append(np.asarray(global_counts).tolist())
             seconds = round(time.perf_counter() - t0, 1)
             explorer_s += seconds
             stages.save(name, {"params": ex_params, "counts": global_counts},
@@ -1044,6 +1049,7 @@ def run_mesa(
         if math.isfinite(explorer_s):
             results["timing"]["explorers_s"] = round(explorer_s, 1)
         results["global_counts"] = np.asarray(global_counts).tolist()
+        results["global_counts_per_explorer"] = counts_after
         if cfg.zero_shot and resume and stages.has("zero_shot"):
             _, meta = stages.load("zero_shot", {"seed_keys": seed_keys})
             results["zero_shot_high_reward"] = meta["zero_shot"]
@@ -1055,11 +1061,11 @@ def run_mesa(
             rand_play = make_player(env, explorer, cfg, random_policy=True)
             rand_hits = jax.jit(jax.vmap(jax.vmap(_hits(rand_play, cfg), (None, 0, 0)),
                                          (None, 0, 0)), compiler_options=ONCE)
-            per = np.asarray(hits(ex_params, test, tk))  # [S, E, K]
+            per, ex_ret = np.moveaxis(np.asarray(hits(ex_params, test, tk)), -1, 0)  # [S, E, K]
             covered = jax.jit(jax.vmap(jax.vmap(
                 _test_coverage(rand_play, cfg), (None, 0, 0)), (0, 0, 0)), compiler_options=ONCE)
             inside, total = (np.asarray(x) for x in covered(sub["ds"], test, tk))  # [S, K]
-            rand_per = np.asarray(rand_hits(None, test, tk))  # [S, K]
+            rand_per, rand_ret = np.moveaxis(np.asarray(rand_hits(None, test, tk)), -1, 0)
             zero_shot = {"explorers": per.mean((0, 2)).tolist(),
                          "random": float(np.mean(rand_per)),
                          "test_pairs_in_subspace": float(inside.sum() / max(total.sum(), 1)),
@@ -1067,6 +1073,10 @@ def run_mesa(
                          # per seed (and explorer) and test task
                          "explorers_per_task": per.tolist(),
                          "random_per_task": rand_per.tolist(),
+                         # the trivial-policy references: return per episode of each
+                         # explorer and of a uniformly random policy on the test tasks
+                         "explorers_return_per_task": ex_ret.tolist(),
+                         "random_return_per_task": rand_ret.tolist(),
                          "test_pairs_inside_per_task": inside.tolist(),
                          "test_pairs_seen_per_task": total.tolist()}
             results["zero_shot_high_reward"] = zero_shot
@@ -1202,11 +1212,12 @@ def run_mesa(
                                                      "seconds": results["timing"][f"{name}_s"]})
         if method == "mesa":
             (run_dir / "metrics.jsonl").write_text(lg.path(name).read_text())
-        lg.say(f"{method}: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}"
+        lg.say(f"{method}: " + ", ".join(f"{k} {_cell(v)}"
                                          for k, v in res.items() if isinstance(v, dict)))
         del state
 
     results["curves"] = curves
+    results["comparisons"] = compare_methods(results["methods"])
     for res in results["methods"].values():
         found = found_by_seen(res, seen)
         if found is not None:
@@ -1224,15 +1235,54 @@ def run_mesa(
 
 
 def summarize(m: dict) -> dict:
-    """Per metric ``[S, K]`` -> mean ± std over seeds of the per-seed mean over test tasks,
-    plus the raw values; ``optimal_found`` also as the fraction of (seed, task) runs."""
+    """Per metric ``[S, K]`` -> the mean over seeds of the per-seed mean over test tasks with
+    its 95 % stratified bootstrap CI over seeds (:func:`metajax.stats.interval`; ``ci`` is
+    None with one seed), the std over seeds, and the raw values."""
     out: dict = {}
     for k, v in m.items():
         v = np.asarray(v, np.float64)
         per_seed = v.mean(1)
-        out[k] = {"mean": float(per_seed.mean()), "std": float(per_seed.std()),
+        ci = None
+        if v.shape[0] >= 2 and np.all(np.isfinite(v)):
+            iv = stats.interval(v, "mean")
+            ci = [iv["lo"], iv["hi"]]
+        out[k] = {"mean": float(per_seed.mean()), "ci": ci, "std": float(per_seed.std()),
                   "per_seed": per_seed.tolist(), "per_task": v.tolist()}
     return out
+
+
+#: Metrics compared between methods by :func:`compare_methods`.
+COMPARED = ("greedy_return", "optimal_found")
+
+
+def compare_methods(methods: dict, baseline: str = "maddpg") -> dict:
+    """Every method against ``baseline`` over shared seeds (:func:`metajax.stats.paired` on the
+    ``[S, K]`` per-task values of each metric of :data:`COMPARED`): ``{method: {metric: {"diff":
+    ..., "p_value", "prob_improvement", "verdict"}}}``; empty without the baseline or with
+    fewer than 2 seeds."""
+    out: dict = {}
+    if baseline not in methods:
+        return out
+    for name, res in methods.items():
+        if name == baseline:
+            continue
+        for metric in COMPARED:
+            if metric not in res or metric not in methods[baseline]:
+                continue
+            a = np.asarray(res[metric]["per_task"], np.float64)
+            b = np.asarray(methods[baseline][metric]["per_task"], np.float64)
+            if a.shape[0] < 2 or a.shape != b.shape:
+                continue
+            p = stats.paired(a, b)
+            p["verdict"] = stats.verdict(a, b)
+            out.setdefault(name, {})[metric] = p
+    return out
+
+
+def _cell(r: dict) -> str:
+    if r.get("ci") is None:
+        return f"{r['mean']:.3f}"
+    return f"{r['mean']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
 
 
 def found_by_seen(res: dict, seen: np.ndarray) -> dict | None:
@@ -1277,14 +1327,26 @@ def results_table(results: dict) -> str:
     split = seen.any() and "optimal_found" in cols
     head = cols + (["found: seen in training", "found: unseen"] if split else [])
     lines = [f"{results['name']}: {results['seeds']} seed(s) x {results['n_test']} test tasks "
-             "(mean ± std over seeds of the mean over test tasks)", "",
+             "(mean over seeds of the mean over test tasks, 95 % stratified bootstrap CI "
+             "over seeds)", "",
              "| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, res in methods.items():
-        cells = [f"{res[c]['mean']:.3f} ± {res[c]['std']:.3f}" for c in cols]
+        cells = [_cell(res[c]) for c in cols]
         if split:
             found = found_by_seen(res, seen)
             cells += [_frac(found["seen"]), _frac(found["unseen"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    comp = results.get("comparisons") or compare_methods(methods)
+    if comp:
+        lines += ["", "Paired by seed against maddpg (difference of means with its 95 % CI; "
+                  "exact sign-flip p over seeds; P(improvement)):", "",
+                  "| method | metric | difference | p | P(better) | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for name, per in comp.items():
+            for metric, p in per.items():
+                lines.append(f"| {name} | {metric} | {stats.fmt(p['diff'])} | "
+                             f"{p['p_value']:.3f} | {p['prob_improvement']:.2f} | "
+                             f"{p['verdict']} |")
     if seen.size:
         names = [m for m in methods if "greedy_return" in methods[m]]
         lines += ["", f"Per seed and test task ({int(seen.sum())} of {seen.size} test tasks are "
@@ -1373,8 +1435,9 @@ def mpe_climb_config(
     n_agents: int, n_landmarks: int, name: str | None = None, **overrides: Any
 ) -> MESAConfig:
     """The CPU-sized default of a Table 2 MPE column ``{n}A{U}L``: ``k = 2``, 6 training and 3
-    test games per seed (Table 1: 30 and 15/18), landmark layouts and agent starts drawn per
-    task (:meth:`envs.particle.climb.MPEClimb.sample_tasks`), 50-step episodes, landmark
+    test games per seed (Table 1: 30 and 15/18, so 5x fewer training and 5-6x fewer test
+    games; ``MPE_PAPER_PRESET`` restores them), landmark layouts and agent starts drawn per
+    task as in the paper ("the environments are different in landmark positions") (:meth:`envs.particle.climb.MPEClimb.sample_tasks`), 50-step episodes, landmark
     radius 0.2 (the env's default 0.1 makes the sparse reward so rare that no learner meets it
     in a CPU budget: with 0.1, 30k collection steps per game found 0-53 rewarded pairs per seed;
     ``MPE_PAPER_PRESET`` restores 0.1).

@@ -11,11 +11,13 @@ seed, or 1). Every interval is a 95 % *stratified* bootstrap confidence interval
 * :func:`verdict` - the one word EVIDENCE.md allows: ``"holds"`` only when the paired test
   rejects equality at 5 % or the two arms' intervals separate, else ``"not established"``.
 
-The figures are deterministic: every bootstrap uses ``numpy.random.RandomState(seed)``.
+The figures are deterministic: every bootstrap is seeded (``seed``), and the global numpy
+random state is left as it was.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -54,9 +56,18 @@ def interval(scores: object, stat: str = "mean", reps: int = 2000, seed: int = 0
         raise ValueError(f"stat must be one of {tuple(AGGREGATES)}, got {stat!r}")
     a = as_scores(scores)
     fn = AGGREGATES[stat]
-    point, ci = rly.get_interval_estimates(
-        {"x": a}, lambda s: np.array([fn(s)]), reps=reps,
-        random_state=np.random.RandomState(seed))
+    # rliable 1.2 draws its stratified resamples with the global ``np.random.choice`` (its
+    # ``random_state`` only reaches arch), so seed the global state for this call and restore it
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch deprecates the RandomState rliable passes it
+            warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+            point, ci = rly.get_interval_estimates(
+                {"x": a}, lambda s: np.array([fn(s)]), reps=reps,
+                random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(saved)
     return {"stat": stat, "point": float(point["x"][0]), "lo": float(ci["x"][0, 0]),
             "hi": float(ci["x"][1, 0]), "seeds": int(a.shape[0]), "tasks": int(a.shape[1])}
 

@@ -62,6 +62,17 @@ def test_paired_comparison_by_hand():
     assert stats.paired(c, b)["p_value"] == pytest.approx(1.0)
 
 
+def test_intervals_are_reproducible_and_leave_numpy_alone():
+    x = np.random.default_rng(0).normal(size=(8, 5))
+    np.random.seed(7)
+    before = np.random.random()
+    np.random.seed(7)
+    a, b = stats.interval(x, reps=300), stats.interval(x, reps=300)
+    assert a == b
+    assert np.random.random() == before  # the caller's global stream is untouched
+    assert stats.interval(x, reps=300, seed=1) != a
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match=">= 2 seeds"):
         stats.interval([1.0])

@@ -1,0 +1,153 @@
+"""Raw per-seed results of a MESA run, as the small JSON committed under
+``experiments/results/``, and the tables of ``experiments/RESULTS.md`` computed from it.
+
+    python -m metajax.mesa_report runs/mesa_climb --out experiments/results/mesa_climb.json \\
+        --command "metajax run experiments/mesa_climb.py --out runs/mesa_climb"
+
+prints the markdown (every interval a 95 % stratified bootstrap CI over seeds from
+:mod:`metajax.stats`; every comparison paired by seed). :func:`report` re-derives the same
+tables from a committed JSON alone: ``python -m metajax.mesa_report --from
+experiments/results/mesa_climb.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from metajax import mesa, stats
+
+#: Per-task arrays kept from ``results.json``'s ``zero_shot_high_reward``.
+_ZERO_SHOT = ("explorers_per_task", "random_per_task", "test_pairs_inside_per_task",
+              "test_pairs_seen_per_task", "explorers_return_per_task", "random_return_per_task")
+
+
+def uniform_policy_return(data: dict) -> tuple[np.ndarray, str] | None:
+    """``([S, K] return of a uniformly random policy on each test task, how it was obtained)``:
+    measured on ``eval_episodes`` episodes in the zero-shot stage when the run has it, else the
+    exact expected return of independent uniform players (matrix games), else None."""
+    z = data.get("zero_shot", {})
+    if "random_return_per_task" in z:
+        return np.asarray(z["random_return_per_task"], np.float64), "measured"
+    if data["env"] not in ("climb", "climb_multistage"):
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+
+    env = envs.make(data["env"], **data["env_config"])
+    like = env.sample_task(jax.random.PRNGKey(0))
+    test = type(like)(**{k: jnp.asarray(v) for k, v in data["tasks"]["test"].items()})
+    shape = (env.max_agents, env.num_actions)
+    if data["env"] == "climb_multistage":
+        shape = (env.num_stages, *shape)
+    pol = jnp.full(shape, 1.0 / env.num_actions)
+    ret = jax.vmap(jax.vmap(lambda t: env.expected_return(t, pol)))(test)
+    return np.asarray(ret, np.float64), "exact expectation"
+
+
+def export(run_dir: str | Path, command: str = "") -> dict:
+    """The committed form of a finished run: config, tasks, and per (seed, test task) values of
+    every metric of every method; no curves, checkpoints or buffers."""
+    run_dir = Path(run_dir)
+    res = json.loads((run_dir / "results.json").read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())["algo_config"]
+    out = {
+        "name": res["name"], "command": command, "env": res["env"],
+        "env_config": cfg.get("env_config", {}), "seeds": res["seeds"],
+        "n_train": res["n_train"], "n_test": res["n_test"],
+        "budgets": {k: cfg[k] for k in ("collect_steps", "explorer_steps", "test_steps",
+                                        "num_explorers", "eps", "action_weight")
+                    if k in cfg},
+        "tasks": res["tasks"], "test_in_train": res.get("test_in_train", []),
+        "methods": {m: {k: v["per_task"] for k, v in r.items()
+                        if isinstance(v, dict) and "per_task" in v}
+                    for m, r in res["methods"].items()},
+        "timing": res.get("timing", {}),
+    }
+    for k in ("dataset_size", "dataset_size_per_task", "global_counts"):
+        if k in res:
+            out[k] = res[k]
+    z = res.get("zero_shot_high_reward")
+    if z:
+        out["zero_shot"] = {k: z[k] for k in _ZERO_SHOT if k in z}
+    return out
+
+
+def _per_stage(data: dict) -> float:
+    """Divisor that turns an episode return into a per-stage return (multi-stage climb)."""
+    return float(data["env_config"].get("num_stages", 1)) if data["env"] == (
+        "climb_multistage") else 1.0
+
+
+def report(data: dict) -> str:
+    """Markdown tables of an :func:`export` dict: each method's metrics with CIs, paired
+    comparisons against MADDPG, and the zero-shot coverage with explorers against random."""
+    scale = _per_stage(data)
+    methods = {}
+    for m, per in data["methods"].items():
+        vals = dict(per)
+        if scale != 1.0:
+            vals = {k: (np.asarray(v) / scale).tolist() if k.endswith("_return") else v
+                    for k, v in vals.items()}
+        methods[m] = mesa.summarize(vals)
+    results = {"name": data["name"], "seeds": data["seeds"], "n_test": data["n_test"],
+               "methods": methods, "test_in_train": data.get("test_in_train", []),
+               "tasks": data["tasks"]}
+    lines = [mesa.results_table(results).split("\n\nPer seed and test task")[0].rstrip()]
+    ref = uniform_policy_return(data)
+    if ref is not None and ref[0].shape[0] >= 2:
+        lines.append(f"\nReference: a uniformly random policy ({ref[1]}) returns "
+                     f"{stats.fmt(stats.interval(ref[0] / scale))} on the same test tasks.")
+    if scale != 1.0:
+        lines.append(f"\nReturns are per stage (episode return / {scale:g}).")
+    z = data.get("zero_shot")
+    if z and "explorers_per_task" in z:
+        ex = np.asarray(z["explorers_per_task"], np.float64).mean(1)  # [S, K]
+        rnd = np.asarray(z["random_per_task"], np.float64)
+        inside = np.asarray(z["test_pairs_inside_per_task"]).sum()
+        seen = np.asarray(z["test_pairs_seen_per_task"]).sum()
+        lines += ["", "Zero-shot on the test tasks (high-reward transitions per episode):", "",
+                  "| player | mean [95 % CI] |", "|---|---|"]
+        if ex.shape[0] >= 2:
+            lines += [f"| explorers (mean over {len(z['explorers_per_task'][0])}) | "
+                      f"{stats.fmt(stats.interval(ex))} |",
+                      f"| uniformly random | {stats.fmt(stats.interval(rnd))} |"]
+            p = stats.paired(ex, rnd)
+            lines.append(f"\nExplorers - random: {stats.fmt(p['diff'])}, p = "
+                         f"{p['p_value']:.3f}, verdict: {stats.verdict(ex, rnd)}.")
+        lines.append(f"Of the {int(seen)} high-reward pairs random play met on the test tasks, "
+                     f"{int(inside)} ({inside / max(seen, 1):.0%}) lie within eps of M_*.")
+    if "dataset_size" in data:
+        lines.append(f"\nM_* pairs per seed: {data['dataset_size']}.")
+    t = data.get("timing", {})
+    if t:
+        lines.append("Wall-clock (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dir", nargs="?", help="a finished MESA run directory")
+    ap.add_argument("--out", help="write the export JSON here")
+    ap.add_argument("--command", default="", help="the command that produced the run")
+    ap.add_argument("--from", dest="src", help="report a committed export JSON instead")
+    a = ap.parse_args(argv)
+    if a.src:
+        data = json.loads(Path(a.src).read_text())
+    elif a.run_dir:
+        data = export(a.run_dir, a.command)
+        if a.out:
+            Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.out).write_text(json.dumps(data, indent=1) + "\n")
+    else:
+        ap.error("give a run directory or --from")
+    print(report(data))
+
+
+if __name__ == "__main__":
+    main()
