@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import sys
@@ -344,7 +345,7 @@ def parse_obs_scale(obs_scale: dict) -> tuple[tuple[int, int, float], ...]:
             raise ValueError(f"obs_scale key {key!r}: start must be below stop")
         out.append((a, b, float(w)))
     out.sort()
-    for (_, b0, _), (a1, _, _) in zip(out, out[1:], strict=False):
+    for (_, b0, _), (a1, _, _) in itertools.pairwise(out):
         if a1 < b0:
             raise ValueError(f"obs_scale slices overlap: {sorted(obs_scale)}")
     return tuple(out)
@@ -1437,7 +1438,8 @@ def mpe_climb_config(
     """The CPU-sized default of a Table 2 MPE column ``{n}A{U}L``: ``k = 2``, 6 training and 3
     test games per seed (Table 1: 30 and 15/18, so 5x fewer training and 5-6x fewer test
     games; ``MPE_PAPER_PRESET`` restores them), landmark layouts and agent starts drawn per
-    task as in the paper ("the environments are different in landmark positions") (:meth:`envs.particle.climb.MPEClimb.sample_tasks`), 50-step episodes, landmark
+    task as in the paper ("the environments are different in landmark positions";
+    :meth:`envs.particle.climb.MPEClimb.sample_tasks`), 50-step episodes, landmark
     radius 0.2 (the env's default 0.1 makes the sparse reward so rare that no learner meets it
     in a CPU budget: with 0.1, 30k collection steps per game found 0-53 rewarded pairs per seed;
     ``MPE_PAPER_PRESET`` restores 0.1).
