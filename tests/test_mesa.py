@@ -373,3 +373,24 @@ def test_multistage_features_separate_stages_but_not_histories():
     assert np.linalg.norm(same[4] - hist[4]) < cfg.eps
     with pytest.raises(ValueError, match="start:stop"):
         _cfg(obs_scale={"a:b": 2.0})
+
+
+def test_one_step_default_split_is_the_papers():
+    """experiments/mesa_climb.py: test games drawn uniformly from all 20 games (both k = 1 and
+    k = 2 occur), disjoint from each seed's 10 training games; k2_only keeps the old split."""
+    from metajax.experiment import configure, load_experiment
+
+    exp = load_experiment(Path(__file__).parents[1] / "experiments" / "mesa_climb.py")
+    cfg = exp.config
+    env = envs.make(cfg.env, **cfg.env_config)
+    train, test = mesa.seed_task_sets(env, cfg)
+    assert np.asarray(test.k).shape == (cfg.seeds, 5)
+    assert set(np.asarray(test.k).ravel().tolist()) == {1, 2}
+    assert not mesa.seen_in_training(train, test).any()
+    for s in range(cfg.seeds):  # distinct games within each set as well
+        pairs = set(zip(np.asarray(train.k[s]).tolist(), np.asarray(train.u[s]).tolist(),
+                        strict=True))
+        assert len(pairs) == 10
+    k2 = configure(exp, ["k2_only"])
+    _, test2 = mesa.seed_task_sets(env, k2)
+    assert np.all(np.asarray(test2.k) == 2)
