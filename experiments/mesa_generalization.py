@@ -7,6 +7,10 @@ distance >= 1.1, the top quarter of the task distribution). Training games, two 
 * default (setting 1): 2 agents, the same difficulty range;
 * ``--preset easy_three_agent`` (setting 2): 3 agents, lower difficulty (< 0.9).
 
+Protocol: the paper's two settings of Sec. 6.5 with its hard-test definition taken from the
+difficulty of App. B (mean agent-start/landmark distance), 6 training and 3 test tasks per seed
+(Table 1: 30 and 15), 2 seeds (the paper: 3).
+
 Actors and critics use attention over the other agents and the landmarks with parameters shared
 by all agents (``actor="relational"``, ``critic="attention"``, ``param_sharing="team"``), so one
 network serves 2 and 3 agents; the learner is warmed up by behaviour cloning on the first
