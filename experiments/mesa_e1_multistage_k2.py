@@ -42,11 +42,11 @@ say; P2 failing alone says the explorers do not transfer zero-shot. The outcome 
 """
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
-from metajax.maddpg import ORIGINAL
-from metajax.mesa import MESAConfig
+from metajax.experiment import load_experiment
 
 PIPELINE = "mesa"
 
@@ -74,43 +74,18 @@ def stage_recurrence(train: list[list[int]] = TRAIN, test: list[list[int]] = TES
     return {"per_test_stage": per, "recurring": int(np.sum(per)), "of": len(test) * S}
 
 
-_LEARNER = dataclasses.replace(
-    ORIGINAL,
-    actor_lr=5e-3,
-    critic_lr=5e-3,
-    batch_size=160,  # 32 episodes of 5 steps
-    buffer_size=100_000,
-    num_envs=10,
-    rollout_steps=5,
-    updates_per_rollout=1,
-    learning_starts=3_000,
-)
+_BASE = load_experiment(Path(__file__).with_name("mesa_multistage.py")).config
 
-CONFIG = MESAConfig(
+CONFIG = dataclasses.replace(
+    _BASE,
     name="mesa_e1_multistage_k2",
-    env="climb_multistage",
     env_config=dict(max_agents=2, num_stages=S, num_actions=U),
     n_train=len(TRAIN),
     n_test=len(TEST),
     split={"train_tasks": [dict(k=2, u=u) for u in TRAIN],
            "test_tasks": [dict(k=2, u=u) for u in TEST]},
-    maddpg=_LEARNER,
-    collect=dataclasses.replace(_LEARNER, buffer_size=10_000, learning_starts=1_000),
-    collect_steps=5_000,
-    dataset_capacity=512,
-    action_weight=5.0,
-    obs_scale={"0:5": 4.0},
-    eps=6.0,
-    num_clusters=48,
-    num_explorers=4,
-    explorer_steps=10_000,
-    test_steps=30_000,
-    anneal_steps=15_000,
     methods=("mesa", "maddpg", "random"),
-    chunk_updates=100,
     eval_every=2,
-    eval_episodes=4,
-    seeds=8,
 )
 
 PRESETS = {
