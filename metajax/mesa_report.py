@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,10 +125,72 @@ def report(data: dict) -> str:
                      f"{int(inside)} ({inside / max(seen, 1):.0%}) lie within eps of M_*.")
     if "dataset_size" in data:
         lines.append(f"\nM_* pairs per seed: {data['dataset_size']}.")
+    dd = data.get("distances")
+    if dd and dd.get("quantiles"):
+        q = dd["quantiles"]
+        lines.append(f"Distance of the {dd['pairs']} high-reward test pairs met by random play "
+                     f"to the nearest pair of M_*: 10 / 50 / 90 % quantiles {q['0.1']:.2f} / "
+                     f"{q['0.5']:.2f} / {q['0.9']:.2f} (eps = {dd['eps']:g}; "
+                     f"{dd['within_eps']} within).")
     t = data.get("timing", {})
     if t:
         lines.append("Wall-clock (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) + ".")
     return "\n".join(lines) + "\n"
+
+
+def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -> dict:
+    """How far the test tasks' high-reward pairs are from ``M_*``, in Eq. 6's metric: random
+    play (``episodes`` per seed and test task) on the run's test tasks, the distance of every
+    pair with reward ``>= R*`` to its nearest stored pair of that seed's ``M_*`` (the run's
+    ``stages/subspace`` checkpoint). Returns ``{"eps", "pairs", "within_eps", "quantiles":
+    {q: distance}}`` (quantiles 0.1, 0.5, 0.9 over all seeds' pairs)."""
+    import jax
+    import jax.numpy as jnp
+
+    import envs
+    from metajax import mesa_core as mc
+    from metajax.config import from_dict
+    from metajax.maddpg import make_maddpg
+
+    run_dir = Path(run_dir)
+    cfg = from_dict(mesa.MESAConfig,
+                    json.loads((run_dir / "config.json").read_text())["algo_config"])
+    env = envs.make(cfg.env, **cfg.env_config)
+    train, test = mesa.seed_task_sets(env, cfg)
+    first = mesa._take(mesa._take(train, 0), 0)
+    n_envs = cfg.explorer_config.num_envs
+    learner = make_maddpg(cfg.explorer_config, env, mesa._tile(first, n_envs))
+    play = mesa.make_player(env, learner, cfg, random_policy=True)
+    obs = jax.eval_shape(lambda k: env.reset_to(k, first)[1].observation, jax.random.PRNGKey(0))
+    act = jax.ShapeDtypeStruct((env.max_agents, mesa.ActionSpace.of(env).dim), jnp.float32)
+    dim = int(jax.eval_shape(lambda o, a: mesa.features(cfg, o, a), obs, act).shape[0])
+    cap = cfg.n_train * cfg.dataset_capacity
+    like = {"ds": jax.vmap(lambda _: mc.dataset_init(cap, dim))(jnp.arange(cfg.seeds)),
+            "centers": jnp.zeros((cfg.seeds, cfg.num_clusters, dim))}
+    sub, _ = mesa._Stages(run_dir, json.loads((run_dir / "config.json").read_text())).load(
+        "subspace", like)
+
+    @jax.jit
+    def dists(ds: Any, task: Any, key: Any) -> tuple[Any, Any]:
+        st = jax.vmap(play, (None, None, 0, None))(None, task, jax.random.split(key, episodes),
+                                                   False)
+        sa = st.sa.reshape(-1, st.sa.shape[-1])
+        high = ((st.reward >= cfg.threshold) & st.alive).reshape(-1)
+        return mc.min_distance(ds, sa, mesa.scan_chunk(*sa.shape)), high
+
+    out = []
+    key = jax.random.PRNGKey(seed)
+    for s in range(cfg.seeds):
+        ds = jax.tree.map(lambda x, s=s: x[s], sub["ds"])
+        for j in range(cfg.n_test):
+            key, k = jax.random.split(key)
+            d, high = dists(ds, mesa._take(mesa._take(test, s), j), k)
+            out.append(np.asarray(d)[np.asarray(high)])
+    d = np.concatenate(out) if out else np.zeros(0)
+    d = d[np.isfinite(d)]
+    return {"eps": cfg.eps, "pairs": int(d.size), "within_eps": int((d < cfg.eps).sum()),
+            "quantiles": {str(q): float(np.quantile(d, q)) for q in (0.1, 0.5, 0.9)}
+            if d.size else {}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,11 +199,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="write the export JSON here")
     ap.add_argument("--command", default="", help="the command that produced the run")
     ap.add_argument("--from", dest="src", help="report a committed export JSON instead")
+    ap.add_argument("--distances", action="store_true",
+                    help="also measure how far the test tasks' high-reward pairs are from M_* "
+                         "(needs the run directory; stored in the export as 'distances')")
     a = ap.parse_args(argv)
     if a.src:
         data = json.loads(Path(a.src).read_text())
     elif a.run_dir:
         data = export(a.run_dir, a.command)
+        if a.distances:
+            data["distances"] = subspace_distances(a.run_dir)
         if a.out:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             Path(a.out).write_text(json.dumps(data, indent=1) + "\n")
