@@ -105,7 +105,11 @@ class MESAConfig:
       env's ``split_tasks(key, n_train, n_test)``.
 
     Metric of Eq. 6: ``action_weight`` scales the actions, ``obs_scale`` (``{"start:stop":
-    weight}``) slices of every agent's flat observation (:func:`joint_features`).
+    weight}``) slices of every agent's flat observation (:func:`joint_features`). The radius is
+    ``eps``, or, with ``eps_quantile = q``, chosen per seed from the training tasks alone after
+    collection: the ``q``-quantile of the distance from each stored pair to the nearest pair of
+    another training task (:func:`metajax.mesa_core.radius_from_training`; ``results.json``
+    records it as ``eps_per_seed``).
 
     Learners: ``maddpg`` is the off-policy learner ``f`` of meta-testing; ``collect`` (default:
     ``maddpg``) the per-task learner of the data collection; ``explorer`` (default: ``maddpg``)
@@ -144,6 +148,7 @@ class MESAConfig:
     num_explorers: int = 4
     explorer_steps: int = 10_000
     eps: float = 0.5
+    eps_quantile: float | None = None
     decay_power: float = 5.0
     count_episodes: int = 8
     count_outside: bool = False
@@ -185,6 +190,8 @@ class MESAConfig:
         if self.eps <= 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         parse_obs_scale(self.obs_scale)
+        if self.eps_quantile is not None and not 0.0 < self.eps_quantile <= 1.0:
+            raise ValueError(f"eps_quantile must be in (0, 1], got {self.eps_quantile}")
         if self.explorer_config.num_envs < self.n_train:
             raise ValueError(
                 f"explorer.num_envs={self.explorer_config.num_envs} < n_train={self.n_train}: "
@@ -462,7 +469,7 @@ class CoverageAux:
     * ``global_counts`` ``[K]``: ``N_hat``; ``counts`` ``[N, K]``: each game's trajectory
       count ``N``, reset to ``N_hat`` when its episode ends;
     * ``reward_ema``, ``inside_ema``: ``[]`` running means of the coverage reward and of the
-      fraction of visits within ``eps`` of ``M_*`` (metrics).
+      fraction of visits within ``eps`` of ``M_*`` (metrics); ``eps``: ``[]`` the radius.
     """
 
     ds: mc.HighRewardDataset
@@ -471,6 +478,7 @@ class CoverageAux:
     counts: Array
     reward_ema: Array
     inside_ema: Array
+    eps: Array
 
 
 def scan_chunk(rows: int, dim: int) -> int:
@@ -481,7 +489,7 @@ def scan_chunk(rows: int, dim: int) -> int:
     return max(1, min(256, (1 << 24) // max(1, rows * dim)))
 
 
-def coverage_step(aux: CoverageAux, sa: Array, done: Array, eps: float,
+def coverage_step(aux: CoverageAux, sa: Array, done: Array, eps: float | Array,
                   power: float) -> tuple[Array, CoverageAux]:
     """:func:`metajax.mesa_core.coverage_step` (Eq. 6) on the carried state of ``N`` games:
     ``sa [N, D]`` visited pairs, ``done [N]`` episode ends after this step. Returns
@@ -505,11 +513,12 @@ def coverage_hooks(cfg: MESAConfig, n_envs: int, capacity: int, dim: int) -> Rol
         return CoverageAux(
             ds=mc.dataset_init(capacity, dim), centers=jnp.zeros((k, dim)),
             global_counts=jnp.zeros((k,), jnp.int32), counts=jnp.zeros((n_envs, k), jnp.int32),
-            reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()))
+            reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()),
+            eps=jnp.asarray(cfg.eps, jnp.float32))
 
     def reward(aux: CoverageAux, obs: Observation, action: Array, ts: Any):
         sa = jax.vmap(functools.partial(features, cfg))(obs, action)
-        r, aux = coverage_step(aux, sa, ts.done, cfg.eps, cfg.decay_power)
+        r, aux = coverage_step(aux, sa, ts.done, aux.eps, cfg.decay_power)
         return r[:, None] * obs.agent_mask.astype(jnp.float32), aux
 
     def metrics(aux: CoverageAux) -> dict:
@@ -861,12 +870,13 @@ def _test_coverage(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callab
     ``coverage_episodes`` random episodes of a test task meet, how many lie within ``eps`` of
     ``M_*`` (does the meta-trained subspace contain the test task's high-reward pairs?)."""
 
-    def cover(ds: mc.HighRewardDataset, task: Any, key: Array) -> tuple[Array, Array]:
+    def cover(ds: mc.HighRewardDataset, task: Any, key: Array,
+              eps: Array) -> tuple[Array, Array]:
         st = jax.vmap(play, (None, None, 0, None))(
             None, task, jax.random.split(key, cfg.coverage_episodes), False)
         sa = st.sa.reshape(-1, st.sa.shape[-1])
         high = ((st.reward >= cfg.threshold) & st.alive).reshape(-1)
-        near = mc.min_distance(ds, sa, scan_chunk(*sa.shape)) < cfg.eps
+        near = mc.min_distance(ds, sa, scan_chunk(*sa.shape)) < eps
         return jnp.sum(high & near), jnp.sum(high)
 
     return cover
@@ -937,6 +947,7 @@ def run_mesa(
         _resumed_time(results, "collect_s", meta)
         if "size_per_task" in meta:
             results["dataset_size_per_task"] = meta["size_per_task"]
+        eps_list = meta.get("eps", [cfg.eps] * S)
         lg.say(f"resumed: high-reward subspace ({meta.get('size')} pairs per seed)")
     elif need_explorers:
         t0 = time.perf_counter()
@@ -960,6 +971,7 @@ def run_mesa(
                            collector.env_steps_per_update)
         ds = jax.vmap(mc.dataset_merge)(state.aux.ds)
         per_task = np.asarray(jnp.sum(state.aux.ds.mask, -1)).tolist()  # [S, B]
+        per_task_ds = state.aux.ds  # [S, B] datasets, for eps_quantile
         del state
         fit = jax.jit(jax.vmap(lambda k, d: fit_kmeans(k, d.data, cfg.num_clusters, d.mask,
                                                        cfg.kmeans_iters, 4).centers),
@@ -967,14 +979,29 @@ def run_mesa(
         centers = fit(stage_keys(2), ds)
         sub = {"ds": ds, "centers": centers}
         sizes = np.asarray(jnp.sum(ds.mask, -1))
+        eps_list = [cfg.eps] * S
+        if cfg.eps_quantile is not None:  # from the training tasks' M_* alone
+            radius = jax.jit(jax.vmap(lambda d: mc.radius_from_training(
+                d, cfg.eps_quantile, scan_chunk(cfg.dataset_capacity, dim))),
+                compiler_options=ONCE)
+            # a seed where no pair has a neighbour in another task keeps cfg.eps
+            eps_list = [e if math.isfinite(e) else cfg.eps
+                        for e in np.asarray(radius(per_task_ds)).tolist()]
+        del per_task_ds
         results["timing"]["collect_s"] = round(time.perf_counter() - t0, 1)
         stages.save("subspace", sub, {"size": sizes.tolist(), "size_per_task": per_task,
+                                      "eps": eps_list,
                                       "seconds": results["timing"]["collect_s"]})
         results["dataset_size_per_task"] = per_task
         lg.say(f"M_*: {sizes.tolist()} pairs per seed (capacity {cap_total}); "
                f"k-means with {cfg.num_clusters} clusters")
     if need_explorers:
         results["dataset_size"] = np.asarray(jnp.sum(sub["ds"].mask, -1)).tolist()
+        results["eps_per_seed"] = eps_list
+        eps_seed = jnp.asarray(eps_list, jnp.float32)  # [S]
+        if cfg.eps_quantile is not None:
+            lg.say(f"eps from the training tasks (quantile {cfg.eps_quantile}): "
+                   f"{[round(e, 3) for e in eps_list]}")
 
     # ---- stage 2: exploration policies ------------------------------------------------------
     ecfg = cfg.explorer_config
@@ -997,7 +1024,8 @@ def run_mesa(
         counts_after: list = []  # N_hat after each exploration policy [E][S][K]
 
         @functools.partial(jax.jit, compiler_options=ONCE)
-        def visits(params: Any, sub: dict, gcounts: Array, tasks: Any, key: Array) -> Array:
+        def visits(params: Any, sub: dict, gcounts: Array, tasks: Any, key: Array,
+                   eps: Array) -> Array:
             """``[K]`` visits (within eps unless count_outside) of one explorer over
             ``count_episodes`` episodes of every training task."""
             def per_task(task, k):
@@ -1008,7 +1036,7 @@ def run_mesa(
             sa = st.sa.reshape(-1, dim)
             alive = st.alive.reshape(-1)
             dist = mc.min_distance(sub["ds"], sa, scan_chunk(*sa.shape))
-            ok = alive & ((dist < cfg.eps) | cfg.count_outside)
+            ok = alive & ((dist < eps) | cfg.count_outside)
             return mc.update_global(gcounts, mc.visit_counts(
                 assign(sub["centers"], sa), cfg.num_clusters, ok))
 
@@ -1029,7 +1057,8 @@ def run_mesa(
             state = state.replace(aux=state.aux.replace(
                 ds=jax.tree.map(jnp.copy, sub["ds"]), centers=jnp.copy(sub["centers"]),
                 global_counts=jnp.copy(global_counts),
-                counts=jnp.broadcast_to(global_counts[:, None, :], state.aux.counts.shape)))
+                counts=jnp.broadcast_to(global_counts[:, None, :], state.aux.counts.shape),
+                eps=jnp.copy(eps_seed)))
             if e_chunk is None:
                 e_chunk = _chunk_fn(explorer.update, min(cfg.chunk_updates, n_up), 1,
                                     cfg.xla_fast)
@@ -1038,7 +1067,7 @@ def run_mesa(
             p = state.params.actor
             ex_params = jax.tree.map(lambda s, x, i=i: s.at[:, i].set(x), ex_params, p)
             global_counts = jax.vmap(visits)(p, sub, global_counts, train,
-                                             stage_keys(100 + i))
+                                             stage_keys(100 + i), eps_seed)
             counts_after.append(np.asarray(global_counts).tolist())
             seconds = round(time.perf_counter() - t0, 1)
             explorer_s += seconds
@@ -1064,8 +1093,9 @@ def run_mesa(
                                          (None, 0, 0)), compiler_options=ONCE)
             per, ex_ret = np.moveaxis(np.asarray(hits(ex_params, test, tk)), -1, 0)  # [S, E, K]
             covered = jax.jit(jax.vmap(jax.vmap(
-                _test_coverage(rand_play, cfg), (None, 0, 0)), (0, 0, 0)), compiler_options=ONCE)
-            inside, total = (np.asarray(x) for x in covered(sub["ds"], test, tk))  # [S, K]
+                _test_coverage(rand_play, cfg), (None, 0, 0, None)), (0, 0, 0, 0)),
+                compiler_options=ONCE)
+            inside, total = (np.asarray(x) for x in covered(sub["ds"], test, tk, eps_seed))
             rand_per, rand_ret = np.moveaxis(np.asarray(rand_hits(None, test, tk)), -1, 0)
             zero_shot = {"explorers": per.mean((0, 2)).tolist(),
                          "random": float(np.mean(rand_per)),

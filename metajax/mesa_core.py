@@ -237,6 +237,41 @@ def dataset_add(
 # --- Eq. 6: coverage reward -----------------------------------------------------------------
 
 
+def leave_one_task_out(datasets: HighRewardDataset, chunk: int | None = None) -> Array:
+    """For a stack of ``[B]`` per-task datasets (capacity ``C`` each), the distance of every
+    stored pair of task ``b`` to the nearest stored pair of the *other* tasks: ``[B, C]``
+    float32, ``inf`` for empty rows (and when no other task stored anything).
+
+    A coverage radius chosen from these uses training tasks only: how far one task's valuable
+    pairs lie from those of the rest is what an unseen task's pairs would be, if it is drawn
+    from the same distribution."""
+    b, c, d = datasets.data.shape
+
+    def one(i: Array) -> Array:
+        others = HighRewardDataset(data=datasets.data.reshape(b * c, d),
+                                   mask=(datasets.mask & (jnp.arange(b) != i)[:, None]
+                                         ).reshape(b * c),
+                                   count=jnp.zeros((), jnp.int32),
+                                   value=datasets.value.reshape(b * c))
+        dist = min_distance(others, datasets.data[i], chunk)
+        return jnp.where(datasets.mask[i], dist, jnp.inf)
+
+    return jax.lax.map(one, jnp.arange(b))
+
+
+def radius_from_training(datasets: HighRewardDataset, quantile: float,
+                         chunk: int | None = None) -> Array:
+    """``[]`` float32: the ``quantile`` of :func:`leave_one_task_out` over every stored pair
+    (a radius within which that share of a task's valuable pairs have a neighbour from another
+    training task); ``inf`` when no pair has one."""
+    d = leave_one_task_out(datasets, chunk).reshape(-1)
+    finite = jnp.isfinite(d)
+    n = jnp.sum(finite)
+    srt = jnp.sort(jnp.where(finite, d, jnp.inf))
+    idx = jnp.clip(jnp.ceil(quantile * n).astype(jnp.int32) - 1, 0, d.shape[0] - 1)
+    return jnp.where(n > 0, srt[idx], jnp.inf)
+
+
 def min_distance(ds: HighRewardDataset, x: Array, chunk: int | None = None) -> Array:
     """``min_{d in M_*} ||x_i - d||_2`` for each row of ``x [B, D]``: ``[B]`` float32.
 

@@ -229,3 +229,20 @@ def test_anneal_values():
     assert float(lin(100, 1.0, 0.0, 100, kind="exponential")) == pytest.approx(0.0, abs=1e-7)
     with pytest.raises(ValueError):
         mc.anneal(0, 1.0, 0.0, 100, kind="cosine")
+
+
+def test_leave_one_task_out_radius_by_hand():
+    # three tasks on a line: task 0 stores 0 and 1, task 1 stores 3, task 2 stores nothing
+    ds = jax.vmap(lambda _: mc.dataset_init(2, 1))(jnp.arange(3))
+    ds = ds.replace(data=jnp.array([[[0.0], [1.0]], [[3.0], [0.0]], [[0.0], [0.0]]]),
+                    mask=jnp.array([[True, True], [True, False], [False, False]]))
+    d = np.asarray(mc.leave_one_task_out(ds))
+    # 0 -> nearest other-task pair 3 (3); 1 -> 3 (2); 3 -> 1 (2); empty rows inf
+    np.testing.assert_allclose(d, [[3.0, 2.0], [2.0, np.inf], [np.inf, np.inf]])
+    # quantiles of the finite values {2, 2, 3}: 1/3 -> 2, 1/2 -> 2, 1 -> 3
+    assert float(mc.radius_from_training(ds, 1 / 3)) == 2.0
+    assert float(mc.radius_from_training(ds, 0.5)) == 2.0
+    assert float(mc.radius_from_training(ds, 1.0)) == 3.0
+    # a single task has no other task: inf (the pipeline then keeps its eps)
+    one = jax.tree.map(lambda x: x[:1], ds)
+    assert np.isinf(float(mc.radius_from_training(one, 0.5)))
