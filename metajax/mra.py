@@ -650,6 +650,10 @@ def build_mra(
     if opt_cfg.phi != "option" and not latent:
         raise ValueError("phi variants need a latent")
     use_mi = latent and opt_cfg.mi_coef > 0 and not adapt
+    # phi's policy gradient: when adapting (Eq. 10), and in every arm without a latent (Reptile,
+    # single-game), where phi is part of the policy and no Eq. 11 step trains it; in MRA itself
+    # phi is trained by Eq. 11 only
+    phi_by_policy = adapt or not latent
     use_ce = opt_cfg.latent == "prior" and opt_cfg.game_ce and not adapt
 
     actor_mod, actor_agent = actor_functions(cfg, opt_cfg, n_act)
@@ -727,7 +731,7 @@ def build_mra(
         return optax.chain(optax.clip_by_global_norm(clip or cfg.grad_clip), base)
 
     theta_opt = adam(cfg.actor_lr)
-    phi_opt = adam(cfg.actor_lr if adapt else opt_cfg.phi_lr)
+    phi_opt = adam(cfg.actor_lr if phi_by_policy else opt_cfg.phi_lr)
     critic_opt = adam(cfg.critic_lr)
     prior_opt = adam(opt_cfg.prior_lr)
     replay = make_replay(cfg.buffer_size, cfg.batch_size)
@@ -811,8 +815,9 @@ def build_mra(
         return jax.vmap(actor_game, (None, 0, 0))(actor, obs, z)
 
     def grad_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array):
-        """One step of Eq. 8 for the critic ``zeta`` and Eq. 9 for ``theta`` (Eq. 10 for
-        ``omega = (theta, phi)`` when adapting), from one forward pass of actor and critic:
+        """One step of Eq. 8 for the critic ``zeta`` and Eq. 9 for ``theta`` (for ``omega =
+        (theta, phi)`` when adapting, Eq. 10, and in the arms without a latent, whose ``phi``
+        no Eq. 11 step trains), from one forward pass of actor and critic:
 
         * critic: ``(Q(o, a, g) - r - gamma E_{a' ~ pi_bar} Q_bar(o', a', g'))^2`` with ``g``
           the actor's graph (detached) and ``g'`` the target actor's graph at ``o'``;
@@ -848,7 +853,7 @@ def build_mra(
         upd, t_opt = theta_opt.update(g_t, opt.theta, theta)
         theta = optax.apply_updates(theta, upd)
         opt = opt.replace(critic=c_opt, theta=t_opt)
-        if adapt:
+        if phi_by_policy:
             upd, p_opt = phi_opt.update(g_p, opt.phi, phi)
             phi = optax.apply_updates(phi, upd)
             opt = opt.replace(phi=p_opt)
@@ -949,10 +954,12 @@ def build_mra(
         alpha = opt_cfg.alpha if alpha is None else alpha
         k_in, k_mi = jax.random.split(key)
         buf = _take(state.buffer, m)
-        theta0, _ = split_actor(state.params.actor)
+        theta0, phi0 = split_actor(state.params.actor)
         params, opt, metrics = inner_steps(state.params, state.opt, buf, k_in)
         theta_k, phi = split_actor(params.actor)
         if not adapt:
+            if not latent:  # phi was trained with theta in the inner loop: interpolate both
+                phi = reptile_step(phi0, phi, alpha)
             params = params.replace(
                 actor=merge_actor(reptile_step(theta0, theta_k, alpha), phi))
         bufs = jax.tree.map(lambda x: x[None], buf)
@@ -966,12 +973,13 @@ def build_mra(
         states are the games' averages; MI and CE steps on a batch of every game."""
         alpha = opt_cfg.alpha if alpha is None else alpha
         k_in, k_mi = jax.random.split(key)
-        theta0, _ = split_actor(state.params.actor)
+        theta0, phi0 = split_actor(state.params.actor)
         params_g, opt_g, metrics = jax.vmap(inner_steps, (None, None, 0, 0))(
             state.params, state.opt, state.buffer, jax.random.split(k_in, n_games))
         theta_ks, phi_g = split_actor(params_g.actor)
         theta = reptile_batched(theta0, theta_ks, alpha)
-        params = _mean0(params_g).replace(actor=merge_actor(theta, _mean0(phi_g)),
+        phi = reptile_batched(phi0, phi_g, alpha) if not latent else _mean0(phi_g)
+        params = _mean0(params_g).replace(actor=merge_actor(theta, phi),
                                           prior=state.params.prior,
                                           inference=state.params.inference)
         opt = _mean0(opt_g)
