@@ -55,6 +55,8 @@ def export(run_dir: str | Path, command: str = "") -> dict:
     """The committed form of a finished run: config, tasks, and per (seed, test task) values of
     every metric of every method; no curves, checkpoints or buffers."""
     run_dir = Path(run_dir)
+    if not (run_dir / "results.json").is_file() or not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} is not a finished MESA run (no results.json / config.json)")
     res = json.loads((run_dir / "results.json").read_text())
     cfg = json.loads((run_dir / "config.json").read_text())["algo_config"]
     out = {
@@ -210,7 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.src:
         data = json.loads(Path(a.src).read_text())
     elif a.run_dir:
-        data = export(a.run_dir, a.command)
+        try:
+            data = export(a.run_dir, a.command)
+        except ValueError as e:
+            ap.error(str(e))
         if a.distances:
             data["distances"] = subspace_distances(a.run_dir)
         if a.out:

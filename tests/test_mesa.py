@@ -394,3 +394,11 @@ def test_one_step_default_split_is_the_papers():
     k2 = configure(exp, ["k2_only"])
     _, test2 = mesa.seed_task_sets(env, k2)
     assert np.all(np.asarray(test2.k) == 2)
+
+
+def test_mesa_report_refuses_an_unfinished_run(tmp_path, capsys):
+    from metajax import mesa_report
+
+    with pytest.raises(SystemExit):
+        mesa_report.main([str(tmp_path)])
+    assert "not a finished MESA run" in capsys.readouterr().err

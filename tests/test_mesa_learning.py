@@ -176,3 +176,16 @@ def test_a_deleted_stage_is_recomputed_equal_to_the_uninterrupted_run(run, tmp_p
     for m in METHODS:
         for k, v in res.results["methods"][m].items():
             assert again["methods"][m][k] == json.loads(json.dumps(v)), (m, k)
+
+
+def test_report_from_the_committed_export_equals_the_report_from_the_run(run, tmp_path):
+    from metajax import mesa_report
+
+    out, res = run
+    data = mesa_report.export(out, "cmd")
+    assert set(data["methods"]) == set(METHODS)
+    assert np.asarray(data["methods"]["mesa"]["greedy_return"]).shape == (4, 2)
+    text = mesa_report.report(data)
+    again = json.loads(json.dumps(data))  # what a committed JSON gives back
+    assert mesa_report.report(again) == text
+    assert "| mesa |" in text and "holds" in text and "uniformly random policy" in text
