@@ -149,7 +149,8 @@ def test_coverage_step_hand_values():
     centers = jnp.array([[0.0, 0.0], [5.0, 0.0]])
     aux = mesa.CoverageAux(ds=ds, centers=centers, global_counts=jnp.array([1, 0], jnp.int32),
                            counts=jnp.array([[1, 0], [1, 0]], jnp.int32),
-                           reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()))
+                           reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()),
+                           eps=jnp.float32(0.5))
     # game 0 near pair 0 (cluster 0, N_hat = 1), game 1 near pair 1 (cluster 1, unseen)
     sa = jnp.array([[0.1, 0.0], [5.0, 0.2]])
     r, aux = mesa.coverage_step(aux, sa, jnp.array([False, False]), eps=0.5, power=5.0)
@@ -319,7 +320,8 @@ def test_pipeline_coverage_step_scanned_over_games_matches_brute_force():
     done = rng.uniform(size=(t, g)) < 0.15
     aux = mesa.CoverageAux(ds=ds, centers=jnp.asarray(centers), global_counts=jnp.asarray(gc),
                            counts=jnp.broadcast_to(jnp.asarray(gc), (g, k)),
-                           reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()))
+                           reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()),
+                           eps=jnp.float32(eps))
 
     def body(aux, inp):
         r, aux = mesa.coverage_step(aux, inp[0], inp[1], eps, 5.0)
