@@ -489,13 +489,13 @@ def scan_chunk(rows: int, dim: int) -> int:
     return max(1, min(256, (1 << 24) // max(1, rows * dim)))
 
 
-def coverage_step(aux: CoverageAux, sa: Array, done: Array, eps: float | Array,
+def coverage_step(aux: CoverageAux, sa: Array, done: Array,
                   power: float) -> tuple[Array, CoverageAux]:
-    """:func:`metajax.mesa_core.coverage_step` (Eq. 6) on the carried state of ``N`` games:
-    ``sa [N, D]`` visited pairs, ``done [N]`` episode ends after this step. Returns
-    ``(reward [N], aux)`` with the counts advanced and the running metrics updated."""
+    """:func:`metajax.mesa_core.coverage_step` (Eq. 6, radius ``aux.eps``) on the carried state
+    of ``N`` games: ``sa [N, D]`` visited pairs, ``done [N]`` episode ends after this step.
+    Returns ``(reward [N], aux)`` with the counts advanced and the running metrics updated."""
     r, inside, counts = mc.coverage_step(aux.ds, aux.centers, aux.counts, aux.global_counts,
-                                         sa, done, eps, power, scan_chunk(*sa.shape))
+                                         sa, done, aux.eps, power, scan_chunk(*sa.shape))
     rate = 0.01
     return r, aux.replace(
         counts=counts,
@@ -518,7 +518,7 @@ def coverage_hooks(cfg: MESAConfig, n_envs: int, capacity: int, dim: int) -> Rol
 
     def reward(aux: CoverageAux, obs: Observation, action: Array, ts: Any):
         sa = jax.vmap(functools.partial(features, cfg))(obs, action)
-        r, aux = coverage_step(aux, sa, ts.done, aux.eps, cfg.decay_power)
+        r, aux = coverage_step(aux, sa, ts.done, cfg.decay_power)
         return r[:, None] * obs.agent_mask.astype(jnp.float32), aux
 
     def metrics(aux: CoverageAux) -> dict:
@@ -882,6 +882,21 @@ def _test_coverage(play: Callable[..., EpisodeStats], cfg: MESAConfig) -> Callab
     return cover
 
 
+def feature_dim(cfg: MESAConfig, env: MultiAgentEnv, task: Any) -> int:
+    """``D``, the size of :func:`features` of ``env`` (one unbatched ``task``)."""
+    obs = jax.eval_shape(lambda k: env.reset_to(k, task)[1].observation, jax.random.PRNGKey(0))
+    act = jax.ShapeDtypeStruct((env.max_agents, ActionSpace.of(env).dim), jnp.float32)
+    return int(jax.eval_shape(functools.partial(features, cfg), obs, act).shape[0])
+
+
+def subspace_like(cfg: MESAConfig, dim: int) -> dict:
+    """The structure of the ``subspace`` stage checkpoint: ``{"ds": M_* [S] (capacity
+    n_train * dataset_capacity), "centers": [S, K, D]}`` (to restore it)."""
+    cap = cfg.n_train * cfg.dataset_capacity
+    return {"ds": jax.vmap(lambda _: mc.dataset_init(cap, dim))(jnp.arange(cfg.seeds)),
+            "centers": jnp.zeros((cfg.seeds, cfg.num_clusters, dim))}
+
+
 def _updates(steps: int, learner: Learner) -> int:
     return max(1, math.ceil(steps / learner.env_steps_per_update))
 
@@ -929,19 +944,12 @@ def run_mesa(
     def stage_keys(tag: int) -> Array:
         return jax.vmap(lambda k: jax.random.fold_in(k, tag))(seed_keys)
 
-    # example joint feature size
-    obs_like = jax.eval_shape(lambda k: env.reset_to(k, _take(_take(train, 0), 0))[1].observation,
-                              jax.random.PRNGKey(0))
-    act_like = jax.ShapeDtypeStruct((n_agents, space.dim), jnp.float32)
-    dim = int(jax.eval_shape(functools.partial(features, cfg), obs_like, act_like).shape[0])
+    dim = feature_dim(cfg, env, _take(_take(train, 0), 0))
     need_explorers = "mesa" in cfg.methods
 
     # ---- stage 1: high-reward dataset -------------------------------------------------------
     cap_total = B * cfg.dataset_capacity
-    like_sub = {
-        "ds": jax.vmap(lambda _: mc.dataset_init(cap_total, dim))(jnp.arange(S)),
-        "centers": jnp.zeros((S, cfg.num_clusters, dim)),
-    }
+    like_sub = subspace_like(cfg, dim)
     if need_explorers and resume and stages.has("subspace"):
         sub, meta = stages.load("subspace", like_sub)
         _resumed_time(results, "collect_s", meta)

@@ -148,7 +148,6 @@ def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -
     ``{"eps" (mean over seeds), "pairs", "within_eps", "quantiles":
     {q: distance}}`` (quantiles 0.1, 0.5, 0.9 over all seeds' pairs)."""
     import jax
-    import jax.numpy as jnp
 
     import envs
     from metajax import mesa_core as mc
@@ -164,12 +163,7 @@ def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -
     n_envs = cfg.explorer_config.num_envs
     learner = make_maddpg(cfg.explorer_config, env, mesa._tile(first, n_envs))
     play = mesa.make_player(env, learner, cfg, random_policy=True)
-    obs = jax.eval_shape(lambda k: env.reset_to(k, first)[1].observation, jax.random.PRNGKey(0))
-    act = jax.ShapeDtypeStruct((env.max_agents, mesa.ActionSpace.of(env).dim), jnp.float32)
-    dim = int(jax.eval_shape(lambda o, a: mesa.features(cfg, o, a), obs, act).shape[0])
-    cap = cfg.n_train * cfg.dataset_capacity
-    like = {"ds": jax.vmap(lambda _: mc.dataset_init(cap, dim))(jnp.arange(cfg.seeds)),
-            "centers": jnp.zeros((cfg.seeds, cfg.num_clusters, dim))}
+    like = mesa.subspace_like(cfg, mesa.feature_dim(cfg, env, first))
     sub, _ = mesa._Stages(run_dir, json.loads((run_dir / "config.json").read_text())).load(
         "subspace", like)
 

@@ -153,16 +153,16 @@ def test_coverage_step_hand_values():
                            eps=jnp.float32(0.5))
     # game 0 near pair 0 (cluster 0, N_hat = 1), game 1 near pair 1 (cluster 1, unseen)
     sa = jnp.array([[0.1, 0.0], [5.0, 0.2]])
-    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, False]), eps=0.5, power=5.0)
+    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, False]), power=5.0)
     np.testing.assert_allclose(r, [1.0 / 2**5, 0.25], rtol=1e-6)
     np.testing.assert_array_equal(aux.counts, [[2, 0], [1, 1]])
     # repeat: counts grow; game 1 ends its episode and restarts from N_hat
-    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, True]), eps=0.5, power=5.0)
+    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, True]), power=5.0)
     np.testing.assert_allclose(r, [1.0 / 3**5, 0.25 / 2**5], rtol=1e-6)
     np.testing.assert_array_equal(aux.counts, [[3, 0], [1, 0]])
     # outside eps: no reward, but the visit is counted
     r, aux = mesa.coverage_step(aux, jnp.array([[2.0, 0.0], [9.0, 9.0]]),
-                                jnp.array([False, False]), eps=0.5, power=5.0)
+                                jnp.array([False, False]), power=5.0)
     np.testing.assert_array_equal(r, [0.0, 0.0])
 
 
@@ -324,7 +324,7 @@ def test_pipeline_coverage_step_scanned_over_games_matches_brute_force():
                            eps=jnp.float32(eps))
 
     def body(aux, inp):
-        r, aux = mesa.coverage_step(aux, inp[0], inp[1], eps, 5.0)
+        r, aux = mesa.coverage_step(aux, inp[0], inp[1], 5.0)
         return aux, (r, aux.counts)
 
     _, (r, counts) = jax.jit(lambda a, x, d: jax.lax.scan(body, a, (x, d)),

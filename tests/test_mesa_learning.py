@@ -19,13 +19,12 @@ import shutil
 import types
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import background_job, background_result
 
 import envs
-from metajax import mesa_core as mc
+from metajax import mesa
 from metajax.checkpoint import Checkpointer, CheckpointError
 from metajax.maddpg import ORIGINAL
 from metajax.mesa import METHODS, MESAConfig, run_mesa
@@ -102,11 +101,11 @@ def test_every_baseline_and_the_zero_shot_stage_ran(run):
 def _subspace(out, cfg: MESAConfig) -> dict:
     """The stored ``M_*`` and k-means centers of a run (its ``stages/subspace`` checkpoint)."""
     env = envs.make(cfg.env, **cfg.env_config)
+    dim = mesa.feature_dim(cfg, env, env.make_task(k=2, u=0))
+    # the layout the test reads: every agent's observation, then its one-hot action
     obs = env.reset_to(jax.random.PRNGKey(0), env.make_task(k=2, u=0))[1].observation
-    dim = env.max_agents * (obs.flat.shape[-1] + cfg.env_config["num_actions"])
-    cap = cfg.n_train * cfg.dataset_capacity
-    like = {"ds": jax.vmap(lambda _: mc.dataset_init(cap, dim))(jnp.arange(cfg.seeds)),
-            "centers": jnp.zeros((cfg.seeds, cfg.num_clusters, dim))}
+    assert dim == env.max_agents * (obs.flat.shape[-1] + cfg.env_config["num_actions"])
+    like = mesa.subspace_like(cfg, dim)
     ck = Checkpointer(out / "stages" / "subspace", max_to_keep=1)
     try:
         tree, _, _ = ck.restore(like)
