@@ -188,36 +188,49 @@ def make_chunk(
 
 
 def make_evaluator(
-    learner: Learner, env: MultiAgentEnv, episodes: int
-) -> Callable[[Any, Any, Array, bool], Array]:
+    learner: Learner, env: MultiAgentEnv, episodes: int, stats: bool = False
+) -> Callable[[Any, Any, Array, bool], Any]:
     """``evaluate(params [S], tasks [K], key, greedy) -> returns [S, K, episodes, A]``.
 
     ``greedy`` is traced: greedy and stochastic evaluation share one compilation.
 
     Plays whole episodes (no auto-reset): per-agent undiscounted returns, accumulated until
     the episode ends; padded agents return 0.
-    """
 
-    def episode(params: Any, task: Any, key: Array, greedy: bool) -> Array:
+    ``stats=True``: ``evaluate`` returns ``(returns, stats)`` with ``stats`` a dict of
+    ``[S, K, episodes]`` float32 arrays from the same episodes: ``"length"``, the number of steps
+    until the episode ended (``env.episode_length`` if it never did), and, for every scalar
+    float entry of the timestep ``extras`` that ``env.step`` returns (e.g. Pac-Man's ``caught``
+    and ``eaten``), its sum over the steps of the episode (non-scalar extras are skipped).
+    """
+    extra_keys = _scalar_extras(env) if stats else ()
+
+    def episode(params: Any, task: Any, key: Array, greedy: bool) -> Any:
         k_reset, k_run = jax.random.split(key)
         state, ts = env.reset_to(k_reset, task)
 
         def step(c, k):
-            state, obs, carry, ret, alive = c
+            state, obs, carry, ret, alive, acc = c
             act, carry = learner.policy(params, obs, carry, k, greedy)
             state, ts = env.step(state, act)
             ret = ret + jnp.where(alive, ts.reward, 0.0)
+            if stats:
+                live = alive.astype(jnp.float32)
+                acc = {"length": acc["length"] + live,
+                       **{n: acc[n] + live * ts.extras[n].astype(jnp.float32)
+                          for n in extra_keys}}
             alive = alive & ~ts.done
-            return (state, ts.observation, carry, ret, alive), None
+            return (state, ts.observation, carry, ret, alive, acc), None
 
         a = env.max_agents
+        acc0 = {n: jnp.zeros((), jnp.float32) for n in ("length", *extra_keys)} if stats else {}
         init = (state, ts.observation, learner.initial_carry(), jnp.zeros((a,)),
-                jnp.asarray(True))
-        (_, _, _, ret, _), _ = jax.lax.scan(
+                jnp.asarray(True), acc0)
+        (_, _, _, ret, _, acc), _ = jax.lax.scan(
             step, init, jax.random.split(k_run, env.episode_length))
-        return ret
+        return (ret, acc) if stats else ret
 
-    def evaluate(params: Any, tasks: Any, key: Array, greedy: bool) -> Array:
+    def evaluate(params: Any, tasks: Any, key: Array, greedy: bool) -> Any:
         n_seeds = jax.tree.leaves(params)[0].shape[0]
         n_tasks = jax.tree.leaves(tasks)[0].shape[0]
         keys = jax.random.split(key, n_seeds * n_tasks * episodes).reshape(
@@ -228,6 +241,22 @@ def make_evaluator(
         return f(params, tasks, keys, greedy)
 
     return jax.jit(evaluate, compiler_options=ONCE)
+
+
+def _scalar_extras(env: MultiAgentEnv) -> tuple[str, ...]:
+    """Names of the scalar float entries of the ``extras`` that ``env.step`` returns (found
+    from shapes only, with :func:`jax.eval_shape`), sorted."""
+
+    def extras(key: Array) -> dict:
+        state, _ = env.reset(key)
+        _, ts = env.step(state, env.action_spec().generate_value())
+        return ts.extras
+
+    shapes = jax.eval_shape(extras, jax.random.PRNGKey(0))
+    return tuple(sorted(
+        n for n, v in shapes.items()
+        if isinstance(v, jax.ShapeDtypeStruct) and v.shape == ()
+        and jnp.issubdtype(v.dtype, jnp.floating)))
 
 
 def summarize_returns(returns: np.ndarray, tasks: Any, env: MultiAgentEnv) -> list[dict]:
