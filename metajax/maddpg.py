@@ -361,29 +361,41 @@ def make_maddpg(
         y = gumbel_softmax(key, out, cfg.gumbel_temperature)
         return straight_through(y) if space.kind == "discrete" else y
 
-    def q_with(p: Any, obs: Observation, actions: Array, i: Array) -> tuple[Array, Array]:
-        """``Q_i(o, a)`` ``[]`` with one parameter set ``p`` and the mean squared attention
-        logit ``[]`` (0 for the MLP critic)."""
-        if cfg.critic == "mlp":
-            return critic_mod.apply(p, obs, actions, i), jnp.zeros(())
-        qv, logits = critic_mod.apply(p, obs, actions, i)
-        return qv, jnp.mean(logits**2)
+    def critic_q(params: Any, obs: Observation, actions: Array,
+                 own_actions: Array | None = None) -> tuple[Array, Array]:
+        """``Q_i`` for every agent ``i`` of one sample, each with its own critic (parameters
+        ``[T, ...]``): agent ``i``'s critic sees the joint action ``actions [A, dim]`` with its
+        own action replaced by ``own_actions[i]`` (``own_actions [A, dim]``; ``None``: the
+        joint action itself, as in the TD loss). Returns ``[A]`` values and ``[A]``
+        regularisers (mean squared attention logit; 0 for the MLP critic).
 
-    def q_each(params: Any, obs: Observation, actions: Array) -> tuple[Array, Array]:
-        """``Q_i(o, actions[i])`` for every agent ``i`` of one sample, each with its own
-        critic (team parameters ``[T, ...]``): ``actions [A, A, dim]`` is the joint action
-        seen by agent ``i``'s critic. Returns ``[A]`` values and ``[A]`` regularisers."""
+        The attention critic encodes every agent once per call (``A`` encodings per sample;
+        ``T * A`` with ``T`` teams of shared parameters); with per-agent parameters it is
+        :func:`~metajax.networks.attention_critic_per_agent` (MAAC's per-agent encoders and
+        shared attention). The MLP critic reads one joint action per agent."""
         idx = jnp.arange(n_agents)
-        if cfg.param_sharing == "agent":
-            return jax.vmap(lambda p, i, a: q_with(p, obs, a, i))(
-                nets.team_slice(params, idx), idx, actions)
-        return nets.per_team(
-            lambda p: jax.vmap(lambda i, a: q_with(p, obs, a, i))(idx, actions),
-            params, obs.team)
+        if cfg.critic == "mlp":
+            joint = jnp.broadcast_to(actions, (n_agents, *actions.shape))  # [A (critic), A, dim]
+            if own_actions is not None:
+                own = jnp.eye(n_agents, dtype=bool)[:, :, None]
+                joint = jnp.where(own, own_actions[None], joint)
 
-    def q_all(params: Any, obs: Observation, actions: Array) -> tuple[Array, Array]:
-        """``Q_i(o, a)`` for every agent ``i`` of one sample: ``[A]`` values, ``[A]`` reg."""
-        return q_each(params, obs, jnp.broadcast_to(actions, (n_agents, *actions.shape)))
+            def one(p, i, a):
+                return critic_mod.apply(p, obs, a, i)
+
+            if cfg.param_sharing == "agent":
+                q = jax.vmap(one)(nets.team_slice(params, idx), idx, joint)
+            else:
+                q = nets.per_team(lambda p: jax.vmap(one, (None, 0, 0))(p, idx, joint),
+                                  params, obs.team)
+            return q, jnp.zeros_like(q)
+        if cfg.param_sharing == "agent":
+            q, logits = nets.attention_critic_per_agent(
+                critic_mod, params, obs, actions, own_actions)
+        else:
+            q, logits = nets.per_team(
+                lambda p: critic_mod.apply(p, obs, actions, own_actions), params, obs.team)
+        return q, jnp.mean(logits**2, axis=(-2, -1))
 
     def act(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
         out, carry = actor_all(params, obs, carry)
@@ -408,7 +420,9 @@ def make_maddpg(
         return actor_mod.init(k, obs0)
 
     def init_critic(k: Array) -> Any:
-        return critic_mod.init(k, example_obs, act0, jnp.asarray(0))
+        if cfg.critic == "mlp":
+            return critic_mod.init(k, example_obs, act0, jnp.asarray(0))
+        return critic_mod.init(k, example_obs, act0)
 
     def make_opt(lr: float) -> optax.GradientTransformation:
         opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else (
@@ -515,11 +529,11 @@ def make_maddpg(
             return behaviour_target(out, k)
 
         a_next = jax.vmap(next_action)(batch.next_obs, batch.next_carry, keys_next)
-        q_next, _ = jax.vmap(q_all, (None, 0, 0))(params.target_critic, batch.next_obs, a_next)
+        q_next, _ = jax.vmap(critic_q, (None, 0, 0))(params.target_critic, batch.next_obs, a_next)
         y = td_target(batch.reward, batch.discount, q_next, cfg.gamma)
 
         def c_loss(cp):
-            q, att = jax.vmap(q_all, (None, 0, 0))(cp, batch.obs, batch.action)
+            q, att = jax.vmap(critic_q, (None, 0, 0))(cp, batch.obs, batch.action)
             loss = critic_loss(q, y, mask)
             return loss + cfg.attention_reg * masked_mean(att, mask), (loss, q)
 
@@ -535,8 +549,7 @@ def make_maddpg(
             new = train_action(out, k)  # [A, dim]
 
             # agent i's critic sees its own new action and the others' replayed ones
-            own = jnp.eye(n_agents, dtype=bool)[:, :, None]
-            return q_each(cp, obs, jnp.where(own, new[None], action[None]))[0], out
+            return critic_q(cp, obs, action, new)[0], out
 
         q_new, out = jax.vmap(per_sample)(batch.obs, batch.action, batch.carry, keys)
         return actor_loss(q_new, out, mask, cfg.logit_reg)

@@ -220,16 +220,63 @@ class MLPCritic(nn.Module):
         return MLP(self.hidden, 1)(x)[0]
 
 
+@struct.dataclass
+class CriticEncoding:
+    """Per-agent encodings of :class:`AttentionCritic` (:meth:`AttentionCritic.encode`).
+
+    For one agent ``j`` (a leading ``[A]`` axis when computed for every agent of a game):
+
+    * ``sa_own``: ``[hidden]`` state-action encoding ``f([emb(o_j), own_a_j])`` with the agent's
+      own (possibly new, differentiable) action: the input of agent ``j``'s Q head;
+    * ``query``: ``[H, D]`` ``W_q s_j``, ``s_j = f(emb(o_j))``: agent ``j``'s attention query;
+    * ``key``, ``value``: ``[H, D]`` ``W_k sa_j`` and ``leaky_relu(W_v sa_j)`` of the
+      state-action encoding ``sa_j = f([emb(o_j), a_j])`` with the joint (batch) action: what
+      the other agents attend to.
+    """
+
+    sa_own: Array
+    query: Array
+    key: Array
+    value: Array
+
+
+def attend_agents(enc: CriticEncoding, agent_mask: Array) -> tuple[Array, Array]:
+    """MAAC's shared attention over the agents of one game.
+
+    ``enc`` holds every agent's encodings (``[A, ...]``), ``agent_mask [A]``. Agent ``i``'s
+    query attends to the keys/values of the agents ``j != i`` with ``agent_mask[j]``, ``H``
+    heads. Returns ``(attended [A, H*D], logits [A, H, A])`` (logits exactly 0 where masked,
+    for the ``mean(logits^2)`` regulariser). No parameters: each agent's encodings carry them.
+    """
+    n, h, d = enc.query.shape
+    mask = agent_mask[None, :] & ~jnp.eye(n, dtype=bool)  # [i, j]
+    logits = jnp.einsum("ihd,jhd->ihj", enc.query, enc.key) / jnp.sqrt(d)
+    w = masked_softmax(logits, mask[:, None, :])
+    att = jnp.einsum("ihj,jhd->ihd", w, enc.value).reshape(n, h * d)
+    return att, jnp.where(mask[:, None, :], logits, 0.0)
+
+
 class AttentionCritic(nn.Module):
     """Centralized attention critic in the style of MAAC (Iqbal & Sha 2019), MRA App. E.1.
 
-    For agent ``i``: state-action encodings ``sa_j = f([emb(o_j), a_j])`` for every agent,
-    state encoding ``s_i = f(emb(o_i))``; ``H`` heads of ``D`` dims: query ``W_q s_i``, keys
-    ``W_k sa_j``, values ``leaky_relu(W_v sa_j)``, attention over the other agents of the game
-    (``j != i``, ``agent_mask[j]``); ``Q_i = MLP([sa_i, attended])``. ``emb`` is a
-    :class:`RelationalEncoder` when ``relational`` (population invariant) else a Dense on the
-    flat observation. An optional latent ``z [H]`` (MRA) selects the heads of the observation
-    encoder (the same relational graph as the actor). Returns ``(q [], logits [H, A])``.
+    Every agent ``j`` of a game is encoded once (:meth:`encode`): ``emb_j`` (a
+    :class:`RelationalEncoder` of ``o_j`` when ``relational``, population invariant, else the
+    flat observation), state-action encodings ``sa_j = f([emb_j, a_j])`` with the joint action
+    and ``sa_own_j = f([emb_j, own_a_j])`` with the agent's own action, state encoding
+    ``s_j = f(emb_j)``; ``H`` heads of ``D`` dims: query ``W_q s_j``, key ``W_k sa_j``, value
+    ``leaky_relu(W_v sa_j)``. The attention is shared (:func:`attend_agents`): agent ``i``
+    attends over the other agents of the game (``j != i``, ``agent_mask[j]``), and
+    ``Q_i = MLP([sa_own_i, attended_i])`` (:meth:`head`). Computing every agent's ``Q`` costs
+    ``A`` encodings per sample (not ``A^2``).
+
+    ``Q_i`` is the value of the joint action with agent ``i``'s action replaced by
+    ``own_actions[i]`` and the others' from ``actions`` (TD loss: ``own_actions = actions``;
+    actor loss: ``own_actions`` = the actors' new actions). An optional latent ``z [H]`` (MRA)
+    selects the heads of the observation encoder (the same relational graph as the actor), for
+    every agent.
+
+    One parameter set for all agents: ``__call__``. One parameter set per agent (MAAC's
+    per-agent encoders): :func:`attention_critic_per_agent`.
     """
 
     hidden: int = 128
@@ -237,29 +284,99 @@ class AttentionCritic(nn.Module):
     head_dim: int = 32
     relational: bool = True
 
-    @nn.compact
-    def __call__(
-        self, obs: Observation, actions: Array, i: Array, z: Array | None = None
-    ) -> tuple[Array, Array]:
+    def setup(self) -> None:
+        h, d = self.num_heads, self.head_dim
+        # attribute names = parameter names (those of the former compact module)
+        if self.relational:
+            self.RelationalEncoder_0 = RelationalEncoder(h, d, self.hidden)
+        self.sa_enc = nn.Dense(self.hidden)
+        self.s_enc = nn.Dense(self.hidden)
+        self.query = nn.Dense(h * d, use_bias=False)
+        self.key = nn.Dense(h * d, use_bias=False)
+        self.value = nn.Dense(h * d)
+        self.MLP_0 = MLP((self.hidden,), 1, activation=nn.leaky_relu)
+
+    def encode(
+        self,
+        obs: Observation,
+        action: Array,
+        own_action: Array | None = None,
+        z: Array | None = None,
+    ) -> CriticEncoding:
+        """Encodings of **one** agent ``j``: ``obs`` its view (:func:`agent_view`), ``action``
+        ``[d]`` its action in the joint action, ``own_action`` ``[d]`` its own action for its
+        Q head (``None``: ``action``, encoded once). Returns a :class:`CriticEncoding`
+        (``[hidden]`` and ``[H, D]`` fields)."""
         act = nn.leaky_relu
         if self.relational:
-            enc = RelationalEncoder(self.num_heads, self.head_dim, self.hidden)
-            emb = jax.vmap(lambda o: combine_heads(enc(o), z))(obs)  # [A, *]
+            emb = combine_heads(self.RelationalEncoder_0(obs), z)
         else:
-            emb = jax.vmap(_flat_one)(obs)
-        sa = act(nn.Dense(self.hidden, name="sa_enc")(jnp.concatenate([emb, actions], -1)))
-        s_i = act(nn.Dense(self.hidden, name="s_enc")(emb[i]))
+            emb = _flat_one(obs)
+        if own_action is None:
+            sa = sa_own = act(self.sa_enc(jnp.concatenate([emb, action])))
+        else:
+            x = jnp.stack([jnp.concatenate([emb, action]), jnp.concatenate([emb, own_action])])
+            sa, sa_own = act(self.sa_enc(x))
+        s = act(self.s_enc(emb))
         h, d = self.num_heads, self.head_dim
-        q = nn.Dense(h * d, use_bias=False, name="query")(s_i).reshape(h, d)
-        k = nn.Dense(h * d, use_bias=False, name="key")(sa).reshape(-1, h, d)
-        v = act(nn.Dense(h * d, name="value")(sa)).reshape(-1, h, d)
-        n = obs.agent_mask.shape[0]
-        mask = obs.agent_mask & (jnp.arange(n) != i)
-        logits = jnp.einsum("hd,nhd->hn", q, k) / jnp.sqrt(d)
-        w = masked_softmax(logits, mask[None, :])
-        att = jnp.einsum("hn,nhd->hd", w, v).reshape(-1)
-        qv = MLP((self.hidden,), 1, activation=act)(jnp.concatenate([sa[i], att]))[0]
-        return qv, jnp.where(mask[None, :], logits, 0.0)
+        return CriticEncoding(
+            sa_own=sa_own,
+            query=self.query(s).reshape(h, d),
+            key=self.key(sa).reshape(h, d),
+            value=act(self.value(sa)).reshape(h, d),
+        )
+
+    def head(self, sa_own: Array, attended: Array) -> Array:
+        """``Q = MLP([sa_own, attended])``: ``sa_own [..., hidden]``, ``attended [..., H*D]``
+        -> ``[...]``."""
+        return self.MLP_0(jnp.concatenate([sa_own, attended], -1))[..., 0]
+
+    def __call__(
+        self,
+        obs: Observation,
+        actions: Array,
+        own_actions: Array | None = None,
+        z: Array | None = None,
+    ) -> tuple[Array, Array]:
+        """Every agent's ``Q_i`` for one game: ``obs [A, ...]``, ``actions [A, d]`` the joint
+        action, ``own_actions [A, d]`` (default ``actions``). Returns ``(q [A], logits
+        [A, H, A])``."""
+        own_axis = None if own_actions is None else 0
+        enc = jax.vmap(self.encode, (0, 0, own_axis, None))(obs, actions, own_actions, z)
+        att, logits = attend_agents(enc, obs.agent_mask)
+        return self.head(enc.sa_own, att), logits
+
+
+def attention_critic_per_agent(
+    critic: AttentionCritic,
+    params: Any,
+    obs: Observation,
+    actions: Array,
+    own_actions: Array | None = None,
+    z: Array | None = None,
+) -> tuple[Array, Array]:
+    """:class:`AttentionCritic` with one parameter set per agent (``params [A, ...]``), O(A).
+
+    MAAC's per-agent encoders with a shared attention: agent ``j``'s encodings (``sa_j``,
+    ``sa_own_j``, its key, value and query) are computed once, with agent ``j``'s parameters;
+    agent ``i``'s query attends to every other agent's keys/values (each made with that
+    agent's parameters) and agent ``i``'s Q head (its parameters) reads the result. So agent
+    ``j``'s encoder receives gradients from every agent's loss. With identical parameters for
+    all agents this equals ``critic.apply(params[0], ...)``; with different ones it differs
+    from the former per-agent critic, which re-encoded every agent with agent ``i``'s own
+    parameters (``A^2`` encodings). Shapes as :meth:`AttentionCritic.__call__`:
+    ``(q [A], logits [A, H, A])``.
+    """
+
+    def encode(p, o, a, oa):
+        return critic.apply(p, o, a, oa, z, method=AttentionCritic.encode)
+
+    enc = jax.vmap(encode, (0, 0, 0, None if own_actions is None else 0))(
+        params, obs, actions, own_actions)
+    att, logits = attend_agents(enc, obs.agent_mask)
+    q = jax.vmap(lambda p, s, x: critic.apply(p, s, x, method=AttentionCritic.head))(
+        params, enc.sa_own, att)
+    return q, logits
 
 
 # --- per-team parameters ----------------------------------------------------------------------

@@ -24,6 +24,12 @@ VARIANTS = {
         dict(n_pacman=2, n_ghosts=1, n_food=2),
         dict(actor="relational", critic="attention", param_sharing="team"),
     ),
+    # MAAC-style per-agent critics: each agent encoded once with its own parameters
+    "treasure-relational-attention-agent": (
+        "treasure", dict(max_agents=3, max_objects=2, episode_length=4, action_type="relaxed"),
+        dict(n_agents=2, n_treasures=2),
+        dict(actor="relational", critic="attention", param_sharing="agent"),
+    ),
     # MESA-style: GRU actor on the multi-stage climb game (integer actions)
     "multistage-gru": (
         "climb_multistage", dict(max_agents=2, num_stages=2, num_actions=3),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,11 +153,138 @@ def test_attention_critic_ignores_padded_agents():
     obs = jax.vmap(lambda k: _obs(k, n_active=3))(jax.random.split(key, A))
     obs = obs.replace(agent_mask=jnp.arange(A) < 3)
     acts = jax.random.normal(jax.random.PRNGKey(1), (A, 5))
-    params = jax.jit(crit.init)(key, obs, acts, jnp.asarray(0))
+    params = jax.jit(crit.init)(key, obs, acts)
     apply = jax.jit(crit.apply)  # one compilation for the three calls (eager is slow)
-    q, logits = apply(params, obs, acts, jnp.asarray(1))
-    q2, _ = apply(params, obs, acts.at[3].set(40.0), jnp.asarray(1))  # padded agent
-    q3, _ = apply(params, obs, acts.at[2].set(40.0), jnp.asarray(1))  # real agent
-    assert float(q) == pytest.approx(float(q2), rel=1e-6)
-    assert abs(float(q3) - float(q)) > 1e-4
-    assert logits.shape == (2, A) and float(jnp.abs(logits[:, 1]).sum()) == 0.0  # no self
+    q, logits = apply(params, obs, acts)
+    q2, _ = apply(params, obs, acts.at[3].set(40.0))  # padded agent
+    q3, _ = apply(params, obs, acts.at[2].set(40.0))  # real agent
+    q_own, _ = apply(params, obs, acts, acts)  # own actions given: the same values
+    np.testing.assert_allclose(np.asarray(q_own), np.asarray(q), rtol=1e-6)
+    assert q.shape == (A,)
+    assert float(q[1]) == pytest.approx(float(q2[1]), rel=1e-6)
+    assert abs(float(q3[1]) - float(q[1])) > 1e-4
+    assert logits.shape == (A, 2, A)
+    assert float(jnp.abs(logits[1][:, 1]).sum()) == 0.0  # no self
+    assert float(jnp.abs(logits[:, :, 3]).sum()) == 0.0  # no padded agent
+
+
+class _PerAgentAttentionCritic(nn.Module):
+    """Reference: the former O(A^2) critic, ``Q_i`` of ONE agent ``i`` re-encoding every agent
+    of the game with ``actions`` the joint action seen by agent ``i`` (the formula of
+    ``AttentionCritic.__call__(obs, actions, i)`` before it computed every agent at once),
+    written with the same parameter names. Returns ``(q [], logits [H, A])``."""
+
+    hidden: int = 128
+    num_heads: int = 4
+    head_dim: int = 32
+    relational: bool = True
+
+    @nn.compact
+    def __call__(self, obs, actions, i, z=None):
+        act = nn.leaky_relu
+        if self.relational:
+            enc = nets.RelationalEncoder(self.num_heads, self.head_dim, self.hidden)
+            emb = jax.vmap(lambda o: nets.combine_heads(enc(o), z))(obs)
+        else:
+            emb = jax.vmap(nets._flat_one)(obs)
+        sa = act(nn.Dense(self.hidden, name="sa_enc")(jnp.concatenate([emb, actions], -1)))
+        s_i = act(nn.Dense(self.hidden, name="s_enc")(emb[i]))
+        h, d = self.num_heads, self.head_dim
+        q = nn.Dense(h * d, use_bias=False, name="query")(s_i).reshape(h, d)
+        k = nn.Dense(h * d, use_bias=False, name="key")(sa).reshape(-1, h, d)
+        v = act(nn.Dense(h * d, name="value")(sa)).reshape(-1, h, d)
+        n = obs.agent_mask.shape[0]
+        mask = obs.agent_mask & (jnp.arange(n) != i)
+        logits = jnp.einsum("hd,nhd->hn", q, k) / jnp.sqrt(d)
+        w = nets.masked_softmax(logits, mask[None, :])
+        att = jnp.einsum("hn,nhd->hd", w, v).reshape(-1)
+        qv = nets.MLP((self.hidden,), 1, activation=act)(jnp.concatenate([sa[i], att]))[0]
+        return qv, jnp.where(mask[None, :], logits, 0.0)
+
+
+def _critic_batch(b=3, d=5):
+    """``b`` games ``[B, A, ...]`` (agent 3 padded in the second), joint and own actions."""
+    keys = jax.random.split(jax.random.PRNGKey(7), b * A).reshape(b, A, 2)
+    obs = jax.vmap(jax.vmap(lambda k: _obs(k, n_active=3)))(keys)
+    agent_mask = jnp.ones((b, A), bool).at[1, 3].set(False)
+    obs = obs.replace(agent_mask=agent_mask)
+    acts = jax.random.normal(jax.random.PRNGKey(8), (b, A, d))
+    own = jax.random.normal(jax.random.PRNGKey(9), (b, A, d))
+    return obs, acts, own
+
+
+@pytest.mark.parametrize("relational,use_z", [(True, False), (True, True), (False, False)])
+def test_attention_critic_equals_the_per_agent_formula(relational, use_z):
+    """Every agent at once (each encoded once, shared attention) gives, for every ``i``, the
+    former per-agent critic's ``Q_i`` and logits on the joint action with row ``i`` replaced by
+    ``own_a_i``; same parameters (names and shapes), same gradients."""
+    crit = nets.AttentionCritic(hidden=16, num_heads=2, head_dim=4, relational=relational)
+    ref = _PerAgentAttentionCritic(hidden=16, num_heads=2, head_dim=4, relational=relational)
+    obs, acts, own = _critic_batch()
+    z = jax.nn.one_hot(1, 2) if use_z else None
+    params = crit.init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[0], obs), acts[0],
+                       own[0], z)
+    ref_params = ref.init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[0], obs), acts[0],
+                          jnp.asarray(0), z)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref_params)
+
+    def new(p, own):
+        return jax.vmap(lambda o, a, oa: crit.apply(p, o, a, oa, z))(obs, acts, own)
+
+    def old(p, own):
+        def game(o, a, oa):
+            def agent(i):
+                joint = jnp.where((jnp.arange(A) == i)[:, None], oa, a)
+                return ref.apply(p, o, joint, i, z)
+            return jax.vmap(agent)(jnp.arange(A))
+        return jax.vmap(game)(obs, acts, own)
+
+    q, logits = jax.jit(new)(params, own)
+    q_ref, logits_ref = jax.jit(old)(params, own)
+    assert q.shape == (3, A) and logits.shape == (3, A, 2, A)
+    np.testing.assert_allclose(np.asarray(q), np.asarray(q_ref), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(logits_ref), rtol=1e-5,
+                               atol=1e-6)
+
+    def loss(f):
+        def fn(p, own):
+            qv, lg = f(p, own)
+            return jnp.sum(jnp.sin(qv) * obs.agent_mask) + jnp.mean(lg**2)
+        return jax.jit(jax.grad(fn, argnums=(0, 1)))
+
+    g_new, g_ref = loss(new)(params, own), loss(old)(params, own)
+    for a, b in zip(jax.tree.leaves(g_new), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_attention_critic_with_parameters_per_agent():
+    """MAAC's per-agent encoders + shared attention: identical parameters give the shared
+    critic; with different ones agent ``j``'s parameters make its keys/values (so they move
+    every other agent's Q) and a padded agent's parameters change nothing."""
+    crit = nets.AttentionCritic(hidden=16, num_heads=2, head_dim=4)
+    obs, acts, own = _critic_batch()
+    obs, acts, own = jax.tree.map(lambda x: x[1], (obs, acts, own))  # agent 3 padded
+    init = jax.jit(lambda k: crit.init(k, obs, acts, own))
+    per_agent = jax.jit(lambda p: nets.attention_critic_per_agent(crit, p, obs, acts, own))
+    shared = jax.jit(lambda p: crit.apply(p, obs, acts, own))
+
+    one = init(jax.random.PRNGKey(0))
+    same = jax.tree.map(lambda x: jnp.broadcast_to(x, (A, *x.shape)), one)
+    for a, b in zip(per_agent(same), shared(one), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+    params = nets.init_team_params(init, jax.random.PRNGKey(1), A)  # [A, ...]
+    q, logits = per_agent(params)
+    assert q.shape == (A,) and logits.shape == (A, 2, A)
+    q0, _ = shared(jax.tree.map(lambda x: x[0], params))
+    # every agent attends to the others' keys/values made with their own parameters
+    assert np.all(np.abs(np.asarray(q - q0)[:3]) > 1e-4)
+
+    def bump(j):
+        return jax.tree.map(lambda x: x.at[j].multiply(1.5), params)
+
+    q2, _ = per_agent(bump(2))  # agent 2's encoder feeds agents 0 and 1's attention
+    assert np.all(np.abs(np.asarray(q2 - q)[:3]) > 1e-6)
+    q3, lg3 = per_agent(bump(3))  # padded agent
+    np.testing.assert_allclose(np.asarray(q3)[:3], np.asarray(q)[:3], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(lg3)[:3], np.asarray(logits)[:3], rtol=1e-6)
