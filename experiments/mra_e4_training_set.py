@@ -6,14 +6,20 @@ MRA trained on 2, 3 or 4 resource-occupation games (paper: {6, 12}, {6, 9, 12},
 representation is clear.
 
 Default (2-core CPU): 3 resources, sets {3, 6}, {3, 4, 6}, {3, 4, 6, 8} (max 8 agents), evaluated
-on {3, 4, 6}, 40k env steps per seed and arm, 2 seeds. ``--preset paper``: 6 resources, the
+on {3, 4, 6}, 40k env steps per seed and arm, 4 seeds. ``--preset paper``: 6 resources, the
 paper's sets, App. E.1 learner, 1.6M env steps, 4 seeds.
 
     metajax run experiments/mra_e4_training_set.py
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+)
 
 PIPELINE = "mra_compare"
 
@@ -37,13 +43,14 @@ CONFIG = CompareConfig(
         tasks=tuple(_games(SETS[1], 3)),
         eval_tasks=tuple(_games(SETS[1], 3)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms=_arms(SETS, 3),
-    seeds=2,
+    seeds=4,
     report_tasks=tuple(_games(SETS[1], 3)),
     expected_order=("4_games", "2_games"),
 )
@@ -54,6 +61,7 @@ PRESETS = {
         "base.tasks": _games(PAPER_SETS[1], 6),
         "base.eval_tasks": _games(PAPER_SETS[1], 6),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": _arms(PAPER_SETS, 6),

@@ -5,7 +5,7 @@ One MRA run on four resource-occupation games; ``extra_curves.png`` shows Eq. 11
 and Eq. 13's cross-entropy of the inference network ``xi`` (``game_ce``) against env steps.
 Paper: resource occupation with {3, 6, 12, 24} agents; the MI rises, the loss falls.
 
-Default (2-core CPU): {2, 3, 4, 6} agents, 3 resources, 40k env steps, 2 seeds.
+Default (2-core CPU): {2, 3, 4, 6} agents, 3 resources, 40k env steps, 4 seeds.
 ``--preset paper``: {3, 6, 12, 24} agents, 6 resources (max 24), App. E.1 learner, 1.6M env steps,
 4 seeds.
 
@@ -13,7 +13,13 @@ Default (2-core CPU): {2, 3, 4, 6} agents, 3 resources, 40k env steps, 2 seeds.
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+)
 
 PIPELINE = "mra_compare"
 
@@ -29,13 +35,14 @@ CONFIG = CompareConfig(
         env_config=dict(max_agents=6, max_objects=3, episode_length=20),
         tasks=tuple(_games((2, 3, 4, 6), 3)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms={"mra": {}},
-    seeds=2,
+    seeds=4,
     curve_metrics=("mi", "game_ce", "entropy"),
 )
 
@@ -44,6 +51,7 @@ PRESETS = {
         "base.env_config": dict(max_agents=24, max_objects=6, episode_length=20),
         "base.tasks": _games((3, 6, 12, 24), 6),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "seeds": 4,

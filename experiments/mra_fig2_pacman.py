@@ -9,14 +9,21 @@ target game; each team's mean return per agent, also normalized to [0, 1] per ta
 normalizes its scores; its exact normalization is not given).
 
 Default (2-core CPU): target (4 Pac-Man, 2 ghosts, 6 food), MRA/Reptile games
-{(2, 1), (3, 2), (4, 2)}, 40k env steps per seed and arm, 2 seeds. ``--preset paper``: target
+{(2, 1), (3, 2), (4, 2)}, 40k env steps per seed and arm, 4 seeds. ``--preset paper``: target
 (8, 4, 20 food), games {(4, 2), (6, 3), (8, 4)}, App. E.1 learner, 1.6M env steps, 4 seeds.
 
     metajax run experiments/mra_fig2_pacman.py
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig, baseline_arms
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+    baseline_arms,
+)
 
 PIPELINE = "mra_compare"
 
@@ -35,13 +42,14 @@ CONFIG = CompareConfig(
         env_config=dict(max_pacman=4, max_ghosts=2, max_objects=6, episode_length=20),
         tasks=tuple(_games(((2, 1), (3, 2), (4, 2)), 6)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms={"mra": {}, "reptile": {"mra.latent": "none"}, **baseline_arms(TARGET)},
-    seeds=2,
+    seeds=4,
     report_tasks=(TARGET,),
     expected_best="mra",
     cross=("baseline", "mra"),
@@ -54,6 +62,7 @@ PRESETS = {
         "base.env_config": dict(max_pacman=8, max_ghosts=4, max_objects=20, episode_length=20),
         "base.tasks": _games(((4, 2), (6, 3), (8, 4)), 20),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": {"mra": {}, "reptile": {"mra.latent": "none"},

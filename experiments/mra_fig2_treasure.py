@@ -8,14 +8,21 @@ parameters shared by homogeneous agents; every arm spends the same env steps per
 game are |M| times fewer, as in the paper).
 
 Default (2-core CPU): target 6 collectors and 6 treasures, MRA/Reptile games {2, 4, 6}, 40k
-env steps per seed and arm, 2 seeds. ``--preset paper``: target (6, 20 treasures), games
+env steps per seed and arm, 4 seeds. ``--preset paper``: target (6, 20 treasures), games
 {3, 6, 12, 24} (max 24 agents), App. E.1 learner, 1.6M env steps per arm, 4 seeds.
 
     metajax run experiments/mra_fig2_treasure.py
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig, baseline_arms
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+    baseline_arms,
+)
 
 PIPELINE = "mra_compare"
 
@@ -34,13 +41,14 @@ CONFIG = CompareConfig(
         env_config=dict(max_agents=6, max_objects=6, episode_length=20),
         tasks=tuple(_games((2, 4, 6), 6)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms={"mra": {}, "reptile": {"mra.latent": "none"}, **baseline_arms(TARGET)},
-    seeds=2,
+    seeds=4,
     report_tasks=(TARGET,),
     expected_best="mra",
     expected_order=("mra", "reptile"),
@@ -51,6 +59,7 @@ PRESETS = {
         "base.env_config": dict(max_agents=24, max_objects=20, episode_length=20),
         "base.tasks": _games((3, 6, 12, 24), 20),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": {"mra": {}, "reptile": {"mra.latent": "none"},

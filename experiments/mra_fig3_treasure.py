@@ -7,7 +7,7 @@ one game only; one arm per game, each with as many env steps as MRA spends on al
 paper's protocol). EPC and RL^2 of the paper's Fig. 3 are not implemented.
 
 Default (2-core CPU): games with {2, 4, 6} collectors (6 treasures, max 6 agents), 40k env steps
-per seed and arm, 2 seeds, small networks. ``--preset paper``: the paper's games {3, 6, 12, 24}
+per seed and arm, 4 seeds, small networks. ``--preset paper``: the paper's games {3, 6, 12, 24}
 with 20 treasures (max 24 agents), App. E.1's networks and optimizer (|Z| = 6 heads, batch 1024,
 K = 10, Adam 3e-4), 12 parallel rollouts split over the games, episode length 20,
 80k episodes (1.6M env steps) per arm, 4 seeds; meant for an accelerator.
@@ -17,7 +17,14 @@ K = 10, Adam 3e-4), 12 parallel rollouts split over the games, episode length 20
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig, single_game_arm
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+    single_game_arm,
+)
 
 PIPELINE = "mra_compare"
 
@@ -47,13 +54,14 @@ CONFIG = CompareConfig(
         env_config=dict(max_agents=6, max_objects=6, episode_length=20),
         tasks=_games(GAMES, 6),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms=_arms(_games(GAMES, 6)),
-    seeds=2,
+    seeds=4,
     expected_order=("mra", "reptile"),
     expected_best="mra",
     curve_metrics=("mi", "game_ce"),
@@ -66,6 +74,7 @@ PRESETS = {
         "base.env_config": dict(max_agents=24, max_objects=20, episode_length=20),
         "base.tasks": list(_games(PAPER_GAMES, 20)),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": _arms(_games(PAPER_GAMES, 20)),

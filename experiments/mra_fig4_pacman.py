@@ -8,7 +8,7 @@ critic by default, attention critic in the paper preset) and the MAAC-style lear
 scratch on the unseen game.
 
 Default (2-core CPU): pre-training on {(2, 1), (3, 2), (4, 2)} with 6 food (40k env steps per
-seed), unseen game (1 Pac-Man, 4 ghosts), 20k env steps per arm, 2 seeds. ``--preset paper``:
+seed), unseen game (1 Pac-Man, 4 ghosts), 20k env steps per arm, 4 seeds. ``--preset paper``:
 pre-training on {(4, 2), (6, 3), (8, 4)} with 20 food, unseen (2, 8), App. E.1 learner, 1.6M env
 steps of pre-training, 400k per arm, 4 seeds.
 
@@ -16,7 +16,14 @@ steps of pre-training, 400k per arm, 4 seeds.
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig, single_game_arm
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+    single_game_arm,
+)
 
 PIPELINE = "mra_compare"
 
@@ -48,13 +55,14 @@ CONFIG = CompareConfig(
         env_config=dict(max_pacman=4, max_ghosts=4, max_objects=6, episode_length=20),
         tasks=tuple(_games(((2, 1), (3, 2), (4, 2)), 6)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms=_arms(TARGET, 20_000),
-    seeds=2,
+    seeds=4,
     report_tasks=(TARGET,),
     expected_order=("mra", "maac", "maddpg"),
     aux_arms=("pretrain",),
@@ -65,6 +73,7 @@ PRESETS = {
         "base.env_config": dict(max_pacman=8, max_ghosts=8, max_objects=20, episode_length=20),
         "base.tasks": _games(((4, 2), (6, 3), (8, 4)), 20),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": _arms(PAPER_TARGET, 400_000, critic="attention"),

@@ -12,7 +12,7 @@ RL^2 are not implemented. Curves: training return on each unseen game against it
 
 Default (2-core CPU): pre-training on {2, 4, 6} collectors (6 treasures, 40k env steps per
 seed); unseen games: sparse with 4 collectors, and 12 collectors (max 12 agents); 20k env steps
-of adaptation or training per arm; 2 seeds. ``--preset paper``: pre-training on
+of adaptation or training per arm; 4 seeds. ``--preset paper``: pre-training on
 {3, 6, 12, 24} with 20 treasures, unseen: sparse 6-collector game and 48 collectors, App. E.1
 learner, 1.6M env steps of pre-training and 400k per adaptation arm, 4 seeds.
 
@@ -20,7 +20,14 @@ learner, 1.6M env steps of pre-training and 400k per adaptation arm, 4 seeds.
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig, single_game_arm
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+    single_game_arm,
+)
 
 PIPELINE = "mra_compare"
 
@@ -56,13 +63,14 @@ CONFIG = CompareConfig(
         env_config=dict(max_agents=6, max_objects=6, episode_length=20),
         tasks=tuple(_games((2, 4, 6), 6)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms=_arms(SPARSE, LARGE, dict(max_agents=12, max_objects=6, episode_length=20), 20_000),
-    seeds=2,
+    seeds=4,
     report_tasks=(SPARSE, LARGE),
     expected_order=("mra_sparse", "maac_sparse", "maddpg_sparse", "mra_large", "maac_large",
                     "maddpg_large"),
@@ -74,6 +82,7 @@ PRESETS = {
         "base.env_config": dict(max_agents=24, max_objects=20, episode_length=20),
         "base.tasks": _games((3, 6, 12, 24), 20),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "arms": _arms(PAPER_SPARSE, PAPER_LARGE,

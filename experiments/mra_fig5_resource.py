@@ -7,7 +7,7 @@ game's description); the summary also gives best-of-``z`` (every agent on the be
 "enumerated trial-and-error" of Sec. 7.3). EPC and RL^2 are not implemented.
 
 Default (2-core CPU): training populations {3, 4, 6} with 3 resources, unseen {2, 5, 7} (max 7
-agents), 40k env steps per seed and arm, 2 seeds. ``--preset paper``: training {6, 9, 12, 15}
+agents), 40k env steps per seed and arm, 4 seeds. ``--preset paper``: training {6, 9, 12, 15}
 with 6 resources, unseen {3, 5, 18, 21} (max 21 agents), App. E.1 learner, 1.6M env steps, 4
 seeds.
 
@@ -15,7 +15,13 @@ seeds.
 """
 
 from metajax.mra import MRAConfig
-from metajax.mra_experiments import MRA_CPU, MRA_PAPER_SCALE, CompareConfig
+from metajax.mra_experiments import (
+    MRA_CPU,
+    MRA_CPU_OPTIONS,
+    MRA_PAPER_OPTIONS,
+    MRA_PAPER_SCALE,
+    CompareConfig,
+)
 
 PIPELINE = "mra_compare"
 
@@ -35,13 +41,14 @@ CONFIG = CompareConfig(
         tasks=tuple(_games(TRAIN, 3)),
         eval_tasks=tuple(_games(TRAIN + UNSEEN, 3)),
         maddpg=MRA_CPU,
+        mra=MRA_CPU_OPTIONS,
         total_env_steps=40_000,
         chunk_updates=25,
         eval_episodes=20,
         checkpoint_every=0,
     ),
     arms={"mra": {}, "uni_mra": {"mra.latent": "uniform"}, "reptile": {"mra.latent": "none"}},
-    seeds=2,
+    seeds=4,
     report_tasks=tuple(_games(TRAIN + UNSEEN, 3)),
     expected_best="mra",
     zero_shot=True,
@@ -53,6 +60,7 @@ PRESETS = {
         "base.tasks": _games(PAPER_TRAIN, 6),
         "base.eval_tasks": _games(PAPER_TRAIN + PAPER_UNSEEN, 6),
         "base.maddpg": MRA_PAPER_SCALE,
+        "base.mra": MRA_PAPER_OPTIONS,
         "base.total_env_steps": 1_600_000,
         "base.chunk_updates": 100,
         "report_tasks": _games(PAPER_TRAIN + PAPER_UNSEEN, 6),

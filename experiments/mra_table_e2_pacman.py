@@ -9,7 +9,7 @@ runs, and normalized"; the normalization is not specified). Same runs as the Fig
 experiment (``mra_fig2_pacman.py``, which also reports this table): the two arms only.
 
 Default (2-core CPU): target (4 Pac-Man, 2 ghosts, 6 food), MRA games {(2, 1), (3, 2), (4, 2)},
-40k env steps per seed and arm, 2 seeds, 40 evaluation episodes per pairing and seed.
+40k env steps per seed and arm, 4 seeds, 40 evaluation episodes per pairing and seed.
 ``--preset paper``: target (8, 4, 20 food), games {(4, 2), (6, 3), (8, 4)}, App. E.1 learner,
 1.6M env steps, 4 seeds.
 

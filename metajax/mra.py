@@ -39,9 +39,9 @@ latent-variable policy ``a ~ pi_theta(. | o, g)``, ``g = phi(o, z)``, ``z ~ p_ps
   run (``init_from``), fine-tunes ``theta`` *and* ``phi`` by the policy gradient (plus the
   critic), keeps ``psi`` and ``xi`` fixed, no Reptile interpolation and no MI terms; by default
   each agent's ``z`` is drawn once and kept (Alg. 5).
-* **zero-shot evaluation**: :func:`make_latent_evaluator` plays episodes with ``z`` drawn from
-  the prior (expectation over ``z``) or with every agent on one fixed head (best-of-``z`` =
-  the maximum over heads).
+* **zero-shot evaluation**: :func:`latent_returns` plays episodes with ``z`` drawn from
+  the prior (expectation over ``z``) or with every agent on one fixed head (best-of-``z``:
+  the head that did best on selection episodes, scored on other episodes).
 
 Everything is vmapped over the training games (padded to the env's ``max_agents``: one
 compile serves every population) and, by the runner, over seeds.
@@ -96,6 +96,7 @@ LATENTS = ("prior", "uniform", "none")
 PHI_VARIANTS = ("option", "concat", "bilinear")
 REPTILE_MODES = ("sequential", "batched")
 MODES = ("train", "adapt")
+XI_INPUTS = ("graph", "pooled")
 #: Parameter names of the actor's relational encoder that make the graph (``phi``).
 PHI_NAMES = ("query", "key")
 
@@ -114,9 +115,19 @@ class MRAOptions:
       deltas); ``alpha``: outer step size (paper: 1);
     * ``mi_samples``: ``n`` latents resampled for ``p(a|o)`` in Eq. 11 (authors' code: 5);
       ``mi_coef``: weight of the Eq. 11 step for ``phi`` (0 = off); ``phi_lr``;
-    * ``game_ce``: run the Eq. 13 step for ``psi`` and ``xi``; ``prior_lr``;
-      ``prior_hidden`` / ``prior_temperature``: ``p_psi`` is ``log_softmax(MLP(m) / T)``
-      (authors' code: one hidden layer of 3, ``T = 4``); ``inference_hidden``: ``xi``'s MLP;
+    * ``game_ce``: run the Eq. 13 step for ``psi`` and ``xi``; ``prior_lr`` (App. E.1: one
+      learning rate, 3e-4, for every network);
+      ``prior_hidden`` / ``prior_temperature``: ``p_psi`` is ``log_softmax(MLP(m) / T)``.
+      The temperature is ours (the paper gives none): ``T = 1``. With ``T = 4`` the prior
+      started within 0.02 of uniform per head in every game and, at ``prior_lr = 3e-4``, had not
+      moved after our CPU budgets, so MRA was uni-MRA by construction;
+    * ``xi_input``: what the inference network ``xi`` of Eq. 13 sees. ``graph`` (default): the
+      agent's observation only as embedded along its graph ``g = phi(o, z)``
+      (``[s_i, sum_j g_j V(o_j)]``); ``pooled``: also a sum-pool of the present entities (so
+      ``xi`` can count the population and read the game off ``o`` alone, whatever ``g`` says).
+      Eq. 12 rewrites ``I(m; g | o)`` as ``E log p(m | o, g) + log |M|``, i.e. it takes
+      ``H(m | o) = log |M|``: ``o`` alone must not reveal the game, which ``pooled`` violates
+      (see :class:`InferenceNet`); ``inference_hidden``: ``xi``'s MLP;
     * ``entropy_coef``: entropy bonus of the policy (MAAC-style; 0 = Eq. 9 alone);
     * ``latent_per_episode``: draw a new ``z`` at every episode start (Alg. 4) or once per
       parallel game for the whole run (Alg. 5); ``None`` = per episode when training, once
@@ -135,7 +146,8 @@ class MRAOptions:
     game_ce: bool = True
     prior_lr: float = 3e-4
     prior_hidden: tuple[int, ...] = (8,)
-    prior_temperature: float = 4.0
+    prior_temperature: float = 1.0
+    xi_input: str = "graph"
     inference_hidden: tuple[int, ...] = (64,)
     entropy_coef: float = 0.01
     latent_per_episode: bool | None = None
@@ -144,10 +156,13 @@ class MRAOptions:
 
     def __post_init__(self) -> None:
         for field, allowed in (("latent", LATENTS), ("phi", PHI_VARIANTS),
-                               ("reptile", REPTILE_MODES), ("mode", MODES)):
+                               ("reptile", REPTILE_MODES), ("mode", MODES),
+                               ("xi_input", XI_INPUTS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(
                     f"mra.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+        if self.prior_temperature <= 0:
+            raise ValueError(f"mra.prior_temperature must be > 0, got {self.prior_temperature}")
         if self.mi_samples < 1:
             raise ValueError(f"mra.mi_samples must be >= 1, got {self.mi_samples}")
         if not 0.0 < self.alpha <= 1.0:
@@ -290,6 +305,36 @@ def game_cross_entropy(logits: Array, game: Array, mask: Array) -> Array:
     return masked_mean(nll, mask)
 
 
+def prior_separation(log_probs: Array) -> dict[str, Array]:
+    """How far the latent priors of the games are apart, from ``log p(z | m_g, team t)``
+    ``[G, T, H]`` (every training game ``g``, every team ``t``):
+
+    * ``entropy [G]``: entropy of each game's prior (nats, mean over teams; uniform =
+      ``log H``);
+    * ``js []``: mean over game pairs ``g < g'`` and teams of the Jensen-Shannon divergence
+      (nats, ``<= log 2``); ``tv []``: the same mean of the total-variation distance
+      (``[0, 1]``: the probability mass that moves); both 0 for one game;
+    * ``argmax_differs []``: 1.0 if the most likely head differs between at least two games.
+    """
+    lp = log_probs
+    p = jnp.exp(lp)
+    entropy = jnp.mean(-jnp.sum(p * lp, -1), axis=-1)
+    g = lp.shape[0]
+    if g < 2:
+        zero = jnp.zeros(())
+        return {"entropy": entropy, "js": zero, "tv": zero, "argmax_differs": zero}
+    i, j = np.triu_indices(g, 1)
+    pa, pb, la, lb = p[i], p[j], lp[i], lp[j]
+    mix = 0.5 * (pa + pb)
+    lm = jnp.log(jnp.maximum(mix, 1e-30))
+    js = 0.5 * jnp.sum(pa * (la - lm), -1) + 0.5 * jnp.sum(pb * (lb - lm), -1)  # [pairs, T]
+    tv = 0.5 * jnp.sum(jnp.abs(pa - pb), -1)
+    top = jnp.argmax(lp, -1)  # [G, T]
+    differs = jnp.any(top != top[:1]).astype(jnp.float32)
+    return {"entropy": entropy, "js": jnp.mean(js), "tv": jnp.mean(tv),
+            "argmax_differs": differs}
+
+
 def policy_gradient_loss(
     logits: Array, q_all: Array, mask: Array, entropy_coef: float, logit_reg: float
 ) -> tuple[Array, Array]:
@@ -356,7 +401,7 @@ class LatentPrior(nn.Module):
 
     num_latents: int
     hidden: tuple[int, ...] = (8,)
-    temperature: float = 4.0
+    temperature: float = 1.0
 
     @nn.compact
     def __call__(self, desc: Array) -> Array:
@@ -425,27 +470,31 @@ class MRACritic(nn.Module):
 
 class InferenceNet(nn.Module):
     """Auxiliary inference network ``xi``: ``p(x | o, g)`` over the ``num_games`` training games
-    (Eq. 13). Input: one agent's observation ``o`` (its entities encoded and sum-pooled over the
-    present ones, divided by 10, so the pooled code sees how many there are) and the same
-    observation embedded along its graph ``g`` (:class:`GraphEmbed`). Returns logits
-    ``[..., num_games]``."""
+    (Eq. 13). Input: one agent's observation embedded along its graph ``g``
+    (:class:`GraphEmbed`: ``[s_i, sum_j g_j V(o_j)]``, a convex combination of the entities'
+    values, which does not count them). With ``pooled`` it also sees the present entities
+    encoded and sum-pooled (divided by 10), which grows with the population, so the game can be
+    read off ``o`` whatever ``g`` is (:attr:`MRAOptions.xi_input`). ``obs`` with leading axes
+    ``[...]``, ``graph [..., N]``; returns logits ``[..., num_games]``."""
 
     num_games: int
     hidden: tuple[int, ...] = (64,)
     embed_dim: int = 32
     value_dim: int = 16
+    pooled: bool = False
 
     @nn.compact
     def __call__(self, obs: Observation, graph: Array) -> Array:
         act = nn.leaky_relu
-        e = GraphEmbed(self.embed_dim, self.value_dim)(obs, graph)
-        ag = act(nn.Dense(self.value_dim, name="agent_pool")(obs.agents))
-        ob = act(nn.Dense(self.value_dim, name="object_pool")(obs.objects))
-        pooled = jnp.concatenate([
-            jnp.sum(ag * obs.agents_mask[..., None], axis=-2),
-            jnp.sum(ob * obs.objects_mask[..., None], axis=-2)], axis=-1) / 10.0
-        return nets.MLP(self.hidden, self.num_games, activation=act)(
-            jnp.concatenate([e, pooled], axis=-1))
+        x = GraphEmbed(self.embed_dim, self.value_dim)(obs, graph)
+        if self.pooled:
+            ag = act(nn.Dense(self.value_dim, name="agent_pool")(obs.agents))
+            ob = act(nn.Dense(self.value_dim, name="object_pool")(obs.objects))
+            pooled = jnp.concatenate([
+                jnp.sum(ag * obs.agents_mask[..., None], axis=-2),
+                jnp.sum(ob * obs.objects_mask[..., None], axis=-2)], axis=-1) / 10.0
+            x = jnp.concatenate([x, pooled], axis=-1)
+        return nets.MLP(self.hidden, self.num_games, activation=act)(x)
 
 
 # --- state ------------------------------------------------------------------------------------
@@ -660,7 +709,8 @@ def build_mra(
     critic_mod = MRACritic(n_act, cfg.critic_hidden, max(1, min(4, H)), cfg.head_dim,
                            cfg.embed_dim)
     prior_mod = LatentPrior(max(H, 1), opt_cfg.prior_hidden, opt_cfg.prior_temperature)
-    infer_mod = InferenceNet(n_games, opt_cfg.inference_hidden, cfg.embed_dim, cfg.head_dim)
+    infer_mod = InferenceNet(n_games, opt_cfg.inference_hidden, cfg.embed_dim, cfg.head_dim,
+                             pooled=opt_cfg.xi_input == "pooled")
 
     # ---- forward passes (one game: obs [A, ...]) -------------------------------------------
     def actor_game(params: Any, obs: Observation, z: Array) -> tuple[Array, Array]:
@@ -993,6 +1043,23 @@ def build_mra(
     def skip_metrics() -> dict:
         return {k: jnp.zeros(()) for k in metric_keys}
 
+    def game_priors(prior: Any, slots: Slots) -> Array:
+        """``log p_psi(z | m_g, t)`` ``[G, T, H]`` of every training game and team (``m_g``
+        read off the game's first parallel observation)."""
+        obs0 = jax.tree.map(lambda x: x[:, 0], slots.obs)  # [G, A, ...]
+        desc = jax.vmap(lambda o: population_descriptor(o, T))(obs0)  # [G, T + 1]
+        return jax.vmap(lambda d: jax.vmap(lambda p: prior_mod.apply(p, d))(prior))(desc)
+
+    def prior_metrics(state: MRAState) -> dict:
+        """The prior's entropy per game and its separation between games
+        (:func:`prior_separation`); empty without a learned prior."""
+        if opt_cfg.latent != "prior":
+            return {}
+        sep = prior_separation(game_priors(state.params.prior, state.slots))
+        return {**{f"prior_entropy_g{g}": sep["entropy"][g] for g in range(n_games)},
+                "prior_js": sep["js"], "prior_tv": sep["tv"],
+                "prior_argmax_differs": sep["argmax_differs"]}
+
     spu_game = cfg.rollout_steps * P
     first_ready = max(cfg.learning_starts, cfg.batch_size)
 
@@ -1050,6 +1117,7 @@ def build_mra(
             "game": m,
             **lm,
             **{f"return_g{g}": state.last_return[g] for g in range(n_games)},
+            **prior_metrics(state),
         }
         return state, metrics
 
@@ -1133,44 +1201,6 @@ if "mra" not in PIPELINES:
 # --- evaluation with chosen latents ---------------------------------------------------------------
 
 
-def make_latent_evaluator(
-    learner: Learner, env: MultiAgentEnv, episodes: int
-) -> Callable[..., Array]:
-    """``evaluate(params [S], tasks [K], key, greedy, carry0 [A, c]) -> returns [S, K, E, A]``.
-
-    Like :func:`metajax.runner.make_evaluator`, with the latent carry at the episode start
-    given: zeros draw ``z`` from the prior (expectation over ``z``); :func:`fixed_latent_carry`
-    puts every agent on one head (best-of-``z`` enumerates them).
-    """
-
-    def episode(params: Any, task: Any, key: Array, greedy: Any, carry0: Array) -> Array:
-        k_reset, k_run = jax.random.split(key)
-        state, ts = env.reset_to(k_reset, task)
-
-        def step(c, k):
-            state, obs, carry, ret, alive = c
-            a, carry = learner.policy(params, obs, carry, k, greedy)
-            state, ts = env.step(state, a)
-            ret = ret + jnp.where(alive, ts.reward, 0.0)
-            return (state, ts.observation, carry, ret, alive & ~ts.done), None
-
-        init = (state, ts.observation, carry0, jnp.zeros((env.max_agents,)), jnp.asarray(True))
-        (_, _, _, ret, _), _ = jax.lax.scan(step, init,
-                                            jax.random.split(k_run, env.episode_length))
-        return ret
-
-    def evaluate(params: Any, tasks: Any, key: Array, greedy: Any, carry0: Array) -> Array:
-        n_s = jax.tree.leaves(params)[0].shape[0]
-        n_k = jax.tree.leaves(tasks)[0].shape[0]
-        keys = jax.random.split(key, n_s * n_k * episodes).reshape(n_s, n_k, episodes, -1)
-        f = jax.vmap(episode, (None, None, 0, None, None))
-        f = jax.vmap(f, (None, 0, 0, None, None))
-        f = jax.vmap(f, (0, None, 0, None, None))
-        return f(params, tasks, keys, greedy, carry0)
-
-    return jax.jit(evaluate)
-
-
 def fixed_latent_carry(num_agents: int, num_latents: int, h: int) -> Array:
     """Carry ``[A, 1 + H]`` that puts every agent on head ``h`` from the first step."""
     z = jax.nn.one_hot(jnp.full((num_agents,), h), num_latents)
@@ -1181,14 +1211,19 @@ def latent_returns(
     learner: Learner, env: MultiAgentEnv, params: Any, tasks: Any, key: Array,
     episodes: int = 20, greedy: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Per-agent mean returns ``[S, K]`` (over active agents and episodes) on ``tasks``:
+    """Per-agent mean returns ``[S, K]`` (over active agents and episodes) on ``tasks``, each
+    agent's ``z`` drawn (or set) once at the episode start and kept for the episode (Alg. 5):
 
-    * ``expectation``: ``z`` drawn from the prior per agent and episode (MRA Fig. 5);
-    * ``per_head``: ``[S, K, H]`` every agent on head ``h``; ``best_of_z``: its max over heads
-      (enumerated trial-and-error, Sec. 7.3).
+    * ``expectation``: ``z ~ p_psi(. | m)`` per agent and episode (MRA Fig. 5);
+    * ``per_head`` ``[S, K, H]``: every agent on head ``h``, on scoring episodes;
+    * ``best_head`` ``[S, K]``: the head with the best return on *selection* episodes (other
+      keys than the scoring ones), and ``best_of_z``: that head's return on the scoring
+      episodes (enumerated trial-and-error, Sec. 7.3, without selection bias: picking and
+      scoring the maximum on the same episodes would overstate it).
+
     Learners without a latent give ``expectation`` only.
     """
-    evaluate = make_latent_evaluator(learner, env, episodes)
+    evaluate = runner.make_evaluator(learner, env, episodes)
     width = learner.initial_carry().shape[-1]
     a = env.max_agents
     mask = np.asarray(jax.vmap(lambda t: env.reset_to(jax.random.PRNGKey(0), t)[1]
@@ -1198,14 +1233,20 @@ def latent_returns(
         r = np.asarray(r)  # [S, K, E, A]
         return (r * mask[None, :, None]).sum(-1).mean(-1) / mask.sum(-1)[None]
 
-    out = {"expectation": mean_ret(evaluate(params, tasks, key, greedy,
+    k_score, k_select = jax.random.split(key)
+    out = {"expectation": mean_ret(evaluate(params, tasks, k_score, greedy,
                                             jnp.zeros((a, width))))}
     n_heads = width - 1
     if n_heads > 0:
-        per = [mean_ret(evaluate(params, tasks, key, greedy, fixed_latent_carry(a, n_heads, h)))
-               for h in range(n_heads)]
-        out["per_head"] = np.stack(per, axis=-1)
-        out["best_of_z"] = out["per_head"].max(-1)
+        def per_head(k: Array) -> np.ndarray:
+            return np.stack([mean_ret(evaluate(params, tasks, k, greedy,
+                                               fixed_latent_carry(a, n_heads, h)))
+                             for h in range(n_heads)], axis=-1)  # [S, K, H]
+
+        out["per_head"] = per_head(k_score)
+        out["best_head"] = per_head(k_select).argmax(-1)
+        out["best_of_z"] = np.take_along_axis(out["per_head"], out["best_head"][..., None],
+                                              -1)[..., 0]
     return out
 
 

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metajax import experiment as xp
-from metajax import mra, runner
+from metajax import mra, reference, runner, stats
 from metajax.config import override, to_dict
 
 ARM_PREFIX = "arm:"
@@ -46,6 +47,22 @@ ARM_PREFIX = "arm:"
 MRA_CPU = dataclasses.replace(
     mra.MRA_SMALL, batch_size=64, updates_per_rollout=4, actor_lr=3e-3, critic_lr=3e-3,
     reward_scale=10.0)
+
+#: CPU-scale MRA options: the Eq. 11 (``phi``) and Eq. 13 (``psi``, ``xi``) steps at MRA_CPU's
+#: learning rate, 3e-3, as App. E.1 uses one learning rate (3e-4) for every network. At 3e-4
+#: the prior had not moved after our 40k-step budgets (MRA was uni-MRA by construction); on the
+#: learning test's treasure config, 400 updates at 3e-3 took the game-index loss from log 2 to
+#: 0.47 and the prior's mean total-variation distance between the two games to 0.27.
+MRA_CPU_OPTIONS = mra.MRAOptions(phi_lr=3e-3, prior_lr=3e-3)
+
+#: A learner small enough for end-to-end tests of the comparison pipeline (not for results).
+TINY_TEST_LEARNER = dataclasses.replace(
+    mra.MRA_SMALL, batch_size=16, buffer_size=1000, learning_starts=32, rollout_steps=8,
+    num_envs=2, updates_per_rollout=1, hidden=(16,), num_heads=2, head_dim=4, embed_dim=8,
+    critic_hidden=16)
+
+#: Paper-scale MRA options (App. E.1: learning rate 3e-4).
+MRA_PAPER_OPTIONS = mra.MRAOptions()
 
 #: Paper-scale learner settings (App. E.1): MRA_PAPER with the rewards scaled by 30 as in the
 #: authors' code.
@@ -92,7 +109,14 @@ class CompareConfig:
       pre-training of an adaptation);
     * ``reuse``: ``{arm: run directory}`` arms already trained elsewhere with the same config
       (e.g. by another experiment that shares them); they are read, not trained, after a check
-      that their ``config.json`` matches the arm's config up to its name.
+      that their ``config.json`` matches the arm's config up to its name;
+    * ``references``: reference policies (:mod:`metajax.reference`: ``random``, ``scripted``)
+      played on every report task with the same evaluator, seeds and episodes as the arms;
+      an arm whose stochastic return does not beat the scripted row on a task is reported as
+      not having learned that game;
+    * ``episode_stats``: per arm (and reference) and task, each team's return, the step
+      extras summed over the episode (Pac-Man: ``caught``, ``eaten``) and the episode length,
+      per seed (:func:`episode_stats`; multi-team games such as Pac-Man).
     """
 
     name: str = "mra_compare"
@@ -112,6 +136,8 @@ class CompareConfig:
     gif_task: dict = dataclasses.field(default_factory=dict)
     aux_arms: tuple[str, ...] = ()
     reuse: dict = dataclasses.field(default_factory=dict)
+    references: tuple[str, ...] = ("random", "scripted")
+    episode_stats: bool = False
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -246,15 +272,27 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
         for i, spec in enumerate(res["tasks"]):
             entry["eval"][_spec_key(spec)] = {
                 m: {"mean": res[m][i]["mean"], "std": res[m][i]["std"],
+                    "ci": stats.interval(res[m][i]["per_seed"]),
                     "per_seed": res[m][i]["per_seed"],
                     **{k: v for k, v in res[m][i].items() if k.startswith("team")}}
                 for m in ("greedy", "stochastic")}
         if cfg.zero_shot and arm_cfg.algo == "mra":
             entry["zero_shot"] = zero_shot(arm_dir, res["tasks"], cfg.zero_shot_episodes)
+        prior = prior_summary(arm_dir)
+        if prior:
+            entry["prior"] = prior
+        if cfg.episode_stats:
+            run = xp.load_run(arm_dir)
+            entry["episode_stats"] = episode_stats(
+                run.learner, run.env, run.params(), res["tasks"], arm_cfg.eval_episodes,
+                _eval_key(arm_cfg, res))
         out["arms"][name] = entry
         if not report:
             report.extend(s for s in res["tasks"] if s not in report)
     out["report_tasks"] = report
+    if cfg.references:
+        out["reference"] = reference_rows(cfg, run_dir, report)
+    out["comparisons"] = comparisons(cfg, out, report)
     for spec in report:
         key = _spec_key(spec)
         vals = {n: e["eval"][key]["stochastic"]["mean"] for n, e in out["arms"].items()
@@ -300,6 +338,111 @@ def zero_shot(arm_dir: Path, specs: list[dict], episodes: int) -> dict:
     out = {}
     for i, spec in enumerate(specs):
         out[_spec_key(spec)] = {k: np.asarray(v)[:, i].tolist() for k, v in res.items()}
+    return out
+
+
+def _eval_key(arm_cfg: mra.MRAConfig, res: dict) -> jax.Array:
+    """The key of the runner's final evaluation of a run (so references and statistics are
+    played on the same episodes' starts)."""
+    return jax.random.PRNGKey(arm_cfg.seed + 10_007 * int(res.get("chunk", 0)))
+
+
+def episode_stats(learner: Any, env: Any, params: Any, specs: list[dict], episodes: int,
+                  key: jax.Array) -> dict:
+    """Per task: each team's mean per-agent return ``team<t>`` ``[S]``, the per-episode sum of
+    every scalar step extra (e.g. ``caught``, ``eaten``) and ``length`` ``[S]`` (means over
+    episodes), stochastic actions, from :func:`metajax.runner.make_evaluator` with
+    ``stats=True``. ``params`` ``[S, ...]``."""
+    tasks = runner.build_tasks(env, tuple(specs))
+    ret, st = runner.make_evaluator(learner, env, episodes, stats=True)(params, tasks, key,
+                                                                         False)
+    summ = runner.summarize_returns(np.asarray(ret), tasks, env)
+    out = {}
+    for i, spec in enumerate(specs):
+        e = {k: v for k, v in summ[i].items() if k.startswith("team") and k.endswith("per_seed")}
+        e = {k[: -len("_per_seed")]: v for k, v in e.items()}
+        e.update({k: np.asarray(v)[:, i].mean(-1).tolist() for k, v in st.items()})
+        out[_spec_key(spec)] = e
+    return out
+
+
+def reference_rows(cfg: CompareConfig, run_dir: Path, report: list[dict]) -> dict:
+    """The reference policies of ``cfg.references`` on the report tasks, with the arms'
+    evaluator: ``{kind: {task: {"stochastic": {mean, std, ci, per_seed, team...},
+    "episode_stats"?}}}`` (``cfg.seeds`` x ``base.eval_episodes`` episodes, the key of the
+    first arm's final evaluation)."""
+    first = next(n for n in cfg.arms if n not in cfg.aux_arms)
+    arm_dir = cfg.arm_dir(first, run_dir)
+    res = json.loads((arm_dir / "results.json").read_text())
+    arm_cfg = cfg.arm_config(first, run_dir)
+    env = runner.build_env(arm_cfg)
+    tasks = runner.build_tasks(env, tuple(report))
+    key = _eval_key(arm_cfg, res)
+    out: dict[str, dict] = {}
+    for kind in cfg.references:
+        r = np.asarray(reference.reference_returns(env, tasks, kind, arm_cfg.eval_episodes, key,
+                                                   seeds=cfg.seeds))
+        summ = runner.summarize_returns(r, tasks, env)
+        rows = {}
+        for i, spec in enumerate(report):
+            rows[_spec_key(spec)] = {"stochastic": {**summ[i],
+                                                    "ci": stats.interval(summ[i]["per_seed"])}}
+        if cfg.episode_stats:
+            per = episode_stats(reference.reference_learner(env, kind), env,
+                                jnp.tile(reference.kind_codes(env, kind)[None],
+                                         (cfg.seeds, 1)), report, arm_cfg.eval_episodes, key)
+            for k, v in per.items():
+                rows[k]["episode_stats"] = v
+        out[kind] = rows
+    return out
+
+
+def comparisons(cfg: CompareConfig, summary: dict, report: list[dict]) -> dict:
+    """Paired-by-seed comparisons (stochastic returns, every arm on the same seeds) on each
+    report task: ``expected_best`` against every other arm (:func:`metajax.stats.paired` and
+    :func:`metajax.stats.verdict`), and, per arm, whether it beats the scripted reference
+    (the lower end of its CI above the scripted mean): ``learned``."""
+    out: dict[str, dict] = {}
+    ref = summary.get("reference", {}).get("scripted", {})
+    for spec in report:
+        key = _spec_key(spec)
+        arms = {n: e["eval"][key]["stochastic"] for n, e in summary["arms"].items()
+                if key in e["eval"] and n not in cfg.aux_arms}
+        task: dict[str, Any] = {"pairs": {}, "learned": {}}
+        best = cfg.expected_best
+        if best in arms:
+            for n, v in arms.items():
+                if n == best or len(v["per_seed"]) != len(arms[best]["per_seed"]):
+                    continue
+                a, b = arms[best]["per_seed"], v["per_seed"]
+                task["pairs"][f"{best} - {n}"] = {**stats.paired(a, b),
+                                                   "verdict": stats.verdict(a, b)}
+        if key in ref:
+            bar = ref[key]["stochastic"]["mean"]
+            task["learned"] = {n: bool(v["ci"]["lo"] > bar) for n, v in arms.items()}
+        out[key] = task
+    return out
+
+
+def prior_summary(arm_dir: Path) -> dict:
+    """The latent prior at the end of a run, from the last chunk of ``metrics.jsonl``, per
+    seed: ``tv``, ``js``, ``argmax_differs``, ``entropy`` ``{game: [S]}`` and, as a verdict,
+    ``separates``: the number of seeds whose mean pairwise total-variation distance between
+    the games' priors is >= 0.1. Empty for arms without a learned prior."""
+    path = Path(arm_dir) / "metrics.jsonl"
+    rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    if not rows or "prior_tv" not in rows[-1]:
+        return {}
+    last = rows[-1]
+    tv = np.asarray(last["prior_tv"], np.float64).reshape(-1)
+    out = {"tv": tv.tolist(),
+           "js": np.asarray(last["prior_js"]).reshape(-1).tolist(),
+           "argmax_differs": np.asarray(last["prior_argmax_differs"]).reshape(-1).tolist(),
+           "entropy": {k[len("prior_entropy_"):]: np.asarray(v).reshape(-1).tolist()
+                       for k, v in last.items() if k.startswith("prior_entropy_")},
+           "separates": int(np.sum(tv >= 0.1)), "seeds": int(tv.size)}
+    if "game_ce" in last:
+        out["game_ce"] = np.asarray(last["game_ce"]).reshape(-1).tolist()
     return out
 
 
@@ -463,38 +606,98 @@ def plot_metrics(cfg: CompareConfig, run_dir: Path, metrics: tuple[str, ...], ou
 # --- the summary table ---------------------------------------------------------------------------
 
 
+def _cell(v: dict) -> str:
+    ci = v.get("ci") or stats.interval(v["per_seed"])
+    return stats.fmt(ci)
+
+
 def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
-    """Markdown tables: stochastic (greedy) eval return per arm and report task, with
-    wall-clock and env steps; zero-shot, ordering and cross-play sections when present."""
+    """Markdown tables (re-derivable from ``summary.json`` alone): per arm and report task the
+    stochastic-policy return with its 95 % bootstrap CI over seeds (greedy mean in
+    parentheses), the reference rows, which arms beat the scripted reference, the paired
+    comparisons, the prior's separation, zero-shot, episode statistics and cross-play."""
     report = summary.get("report_tasks", [])
+    keys = [_spec_key(s) for s in report]
     lines = [f"### {cfg.name}", "",
              "| arm | algo | latent | games | env steps/seed | seeds | wall-clock | "
-             + " | ".join(_spec_key(s) for s in report) + " |",
+             + " | ".join(keys) + " |",
              "|" + " --- |" * (7 + len(report))]
     for name, e in summary["arms"].items():
         if name in cfg.aux_arms:
             continue
         cells = []
-        for s in report:
-            ev = e["eval"].get(_spec_key(s))
+        for k in keys:
+            ev = e["eval"].get(k)
             cells.append("-" if ev is None else
-                         f"{ev['stochastic']['mean']:.3f} ± {ev['stochastic']['std']:.3f} "
-                         f"({ev['greedy']['mean']:.3f})")
+                         f"{_cell(ev['stochastic'])} ({ev['greedy']['mean']:.3f})")
         games = "; ".join(_spec_key(g) for g in e["games"])
         lines.append(f"| {name} | {e['algo']} | {e['latent']} | {games} | {e['env_steps']:,} | "
                      f"{e['seeds']} | {e['wall_clock_s']:.0f} s | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: stochastic-policy return per agent, mean ± std over seeds (greedy "
-              "in parentheses)."]
+    for kind, rows in summary.get("reference", {}).items():
+        cells = [_cell(rows[k]["stochastic"]) if k in rows else "-" for k in keys]
+        lines.append(f"| *{kind} policy* (reference) | - | - | - | - | {cfg.seeds} | - | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Cells: stochastic-policy return per agent, mean [95 % stratified bootstrap "
+              "CI] over seeds (greedy mean in parentheses); reference rows played with the "
+              "same evaluator, seeds and episodes."]
+    comp = summary.get("comparisons", {})
+    learned = {k: v["learned"] for k, v in comp.items() if v.get("learned")}
+    if learned:
+        lines += ["", "| task | arms above the scripted reference (CI lower end > its mean) | "
+                  "arms not shown to have learned the game |", "| --- | --- | --- |"]
+        for k, v in learned.items():
+            yes = [n for n, b in v.items() if b]
+            no = [n for n, b in v.items() if not b]
+            lines.append(f"| {k} | {', '.join(yes) or '-'} | {', '.join(no) or '-'} |")
+    pairs = [(k, n, p) for k, v in comp.items() for n, p in v.get("pairs", {}).items()]
+    if pairs:
+        lines += ["", "| task | paired by seed | difference [95 % CI] | sign-flip p | "
+                  "P(better) | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+        for k, n, p in pairs:
+            lines.append(f"| {k} | {n} | {stats.fmt(p['diff'])} | {p['p_value']:.3f} | "
+                         f"{p['prob_improvement']:.2f} | {p['verdict']} |")
+    priors = {n: e["prior"] for n, e in summary["arms"].items() if "prior" in e}
+    if priors:
+        lines += ["", "| arm | prior TV between games (per seed) | JS (nats) | entropy per game "
+                  "(mean over seeds) | game-index loss | separates (TV >= 0.1) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for n, p in priors.items():
+            ent = ", ".join(f"{g} {np.mean(v):.2f}" for g, v in p["entropy"].items())
+            ce = f"{np.mean(p['game_ce']):.3f}" if "game_ce" in p else "-"
+            lines.append(f"| {n} | {', '.join(f'{x:.3f}' for x in p['tv'])} | "
+                         f"{np.mean(p['js']):.4f} | {ent} | {ce} | "
+                         f"{p['separates']} of {p['seeds']} seeds |")
     zs = {n: e["zero_shot"] for n, e in summary["arms"].items() if "zero_shot" in e}
     if zs:
-        lines += ["", "| arm | task | expectation over z | best-of-z |",
-                  "| --- | --- | --- | --- |"]
+        lines += ["", "| arm | task | expectation over z | best-of-z (head chosen on separate "
+                  "episodes) |", "| --- | --- | --- | --- |"]
         for n, per in zs.items():
             for task, v in per.items():
-                best = (f"{np.mean(v['best_of_z']):.3f}" if "best_of_z" in v else "-")
-                lines.append(f"| {n} | {task} | {np.mean(v['expectation']):.3f} | {best} |")
+                best = stats.fmt(stats.interval(v["best_of_z"])) if "best_of_z" in v else "-"
+                lines.append(f"| {n} | {task} | {stats.fmt(stats.interval(v['expectation']))} "
+                             f"| {best} |")
+        lines += ["", "z protocol (Alg. 5): each agent's z is drawn from p_psi(z | m) of the "
+                  "game (expectation) or set to one head for every agent (best-of-z) at the "
+                  "episode start and kept for the episode; the best head is picked on other "
+                  "episodes than those that score it."]
+    st = {n: e["episode_stats"] for n, e in summary["arms"].items() if "episode_stats" in e}
+    for kind, rows in summary.get("reference", {}).items():
+        ref_st = {k: v["episode_stats"] for k, v in rows.items() if "episode_stats" in v}
+        if ref_st:
+            st[f"*{kind} policy*"] = ref_st
+    if st:
+        names = sorted({f for per in st.values() for v in per.values() for f in v})
+        lines += ["", "| arm | task | " + " | ".join(names) + " |",
+                  "|" + " --- |" * (2 + len(names))]
+        for n, per in st.items():
+            for task, v in per.items():
+                lines.append(f"| {n} | {task} | " + " | ".join(
+                    f"{np.mean(v[f]):.2f}" if f in v else "-" for f in names) + " |")
+        lines += ["", "Per episode, mean over seeds and episodes (stochastic actions): team<t> "
+                  "the mean per-agent return of team t, the step extras summed over the "
+                  "episode, length in steps."]
     if summary.get("order"):
-        lines += ["", "| report task | paper's claim | observed (best first) | holds |",
+        lines += ["", "| report task | paper's claim | observed (best first) | means order |",
                   "| --- | --- | --- | --- |"]
         for task, o in summary["order"].items():
             claim = []
@@ -504,6 +707,8 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
                 claim.append(f"{o['best']} best")
             lines.append(f"| {task} | {'; '.join(claim)} | {' > '.join(o['observed'])} | "
                          f"{'yes' if o['holds'] else 'no'} |")
+        lines += ["", "'means order' compares means only; a claim holds where the paired "
+                  "comparison above says so."]
     if summary.get("cross"):
         lines += ["", "| pairing | team 0 return (norm.) | team 1 return (norm.) |",
                   "| --- | --- | --- |"]

@@ -219,28 +219,3 @@ def reference_returns(
     shares one compiled evaluator per ``(env, episodes, stats)`` (cached)."""
     params = jnp.tile(kind_codes(env, kind)[None], (seeds, 1))
     return _evaluator(env, int(episodes), bool(stats))(params, tasks, key, True)
-
-
-def team_returns(returns: Any, team: Any, mask: Any) -> dict[int, np.ndarray]:
-    """Mean return per agent of each team.
-
-    Args:
-      returns: ``[..., A]`` per-agent returns (e.g. ``[S, K, E, A]`` from the evaluator).
-      team: ``[A]`` int team of each slot (``obs.team``).
-      mask: ``[A]`` bool (or broadcastable to ``returns``, e.g. ``[K, 1, A]``), agents in the
-        game.
-
-    Returns:
-      ``{t: [...]}`` for every team with an agent in ``mask``: the mean of ``returns`` over
-      that team's agents in the game (NaN where a row has none); ``[]`` for ``[A]`` returns.
-    """
-    r = np.asarray(returns, np.float64)
-    team = np.asarray(team)
-    mask = np.broadcast_to(np.asarray(mask, bool), r.shape)
-    out = {}
-    for t in np.unique(team[mask.reshape(-1, r.shape[-1]).any(0)]):
-        sel = mask & (team == t)
-        n = sel.sum(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[int(t)] = np.where(sel, r, 0.0).sum(-1) / n
-    return out

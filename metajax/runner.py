@@ -190,9 +190,13 @@ def make_chunk(
 def make_evaluator(
     learner: Learner, env: MultiAgentEnv, episodes: int, stats: bool = False
 ) -> Callable[[Any, Any, Array, bool], Any]:
-    """``evaluate(params [S], tasks [K], key, greedy) -> returns [S, K, episodes, A]``.
+    """``evaluate(params [S], tasks [K], key, greedy, carry0=None) -> returns
+    [S, K, episodes, A]``.
 
-    ``greedy`` is traced: greedy and stochastic evaluation share one compilation.
+    ``greedy`` is traced: greedy and stochastic evaluation share one compilation. ``carry0``
+    (optional, ``[A, h]``): the policy's carry at every episode start instead of
+    ``learner.initial_carry()`` (e.g. MRA's latent carry that fixes every agent's ``z``,
+    :func:`metajax.mra.fixed_latent_carry`).
 
     Plays whole episodes (no auto-reset): per-agent undiscounted returns, accumulated until
     the episode ends; padded agents return 0.
@@ -205,7 +209,7 @@ def make_evaluator(
     """
     extra_keys = _scalar_extras(env) if stats else ()
 
-    def episode(params: Any, task: Any, key: Array, greedy: bool) -> Any:
+    def episode(params: Any, task: Any, key: Array, greedy: bool, carry0: Array) -> Any:
         k_reset, k_run = jax.random.split(key)
         state, ts = env.reset_to(k_reset, task)
 
@@ -224,21 +228,22 @@ def make_evaluator(
 
         a = env.max_agents
         acc0 = {n: jnp.zeros((), jnp.float32) for n in ("length", *extra_keys)} if stats else {}
-        init = (state, ts.observation, learner.initial_carry(), jnp.zeros((a,)),
-                jnp.asarray(True), acc0)
+        init = (state, ts.observation, carry0, jnp.zeros((a,)), jnp.asarray(True), acc0)
         (_, _, _, ret, _, acc), _ = jax.lax.scan(
             step, init, jax.random.split(k_run, env.episode_length))
         return (ret, acc) if stats else ret
 
-    def evaluate(params: Any, tasks: Any, key: Array, greedy: bool) -> Any:
+    def evaluate(params: Any, tasks: Any, key: Array, greedy: bool,
+                 carry0: Array | None = None) -> Any:
         n_seeds = jax.tree.leaves(params)[0].shape[0]
         n_tasks = jax.tree.leaves(tasks)[0].shape[0]
         keys = jax.random.split(key, n_seeds * n_tasks * episodes).reshape(
             n_seeds, n_tasks, episodes, -1)
-        f = jax.vmap(episode, (None, None, 0, None))  # episodes
-        f = jax.vmap(f, (None, 0, 0, None))  # tasks
-        f = jax.vmap(f, (0, None, 0, None))  # seeds
-        return f(params, tasks, keys, greedy)
+        carry0 = learner.initial_carry() if carry0 is None else carry0
+        f = jax.vmap(episode, (None, None, 0, None, None))  # episodes
+        f = jax.vmap(f, (None, 0, 0, None, None))  # tasks
+        f = jax.vmap(f, (0, None, 0, None, None))  # seeds
+        return f(params, tasks, keys, greedy, carry0)
 
     return jax.jit(evaluate, compiler_options=ONCE)
 
@@ -259,6 +264,31 @@ def _scalar_extras(env: MultiAgentEnv) -> tuple[str, ...]:
         and jnp.issubdtype(v.dtype, jnp.floating)))
 
 
+def team_returns(returns: Any, team: Any, mask: Any) -> dict[int, np.ndarray]:
+    """Mean return per agent of each team.
+
+    Args:
+      returns: ``[..., A]`` per-agent returns (e.g. ``[S, K, E, A]`` from the evaluator).
+      team: ``[A]`` int team of each slot (``obs.team``).
+      mask: ``[A]`` bool (or broadcastable to ``returns``, e.g. ``[K, 1, A]``), agents in the
+        game.
+
+    Returns:
+      ``{t: [...]}`` for every team with an agent in ``mask``: the mean of ``returns`` over
+      that team's agents in the game (NaN where a row has none); ``[]`` for ``[A]`` returns.
+    """
+    r = np.asarray(returns, np.float64)
+    team = np.asarray(team)
+    mask = np.broadcast_to(np.asarray(mask, bool), r.shape)
+    out = {}
+    for t in np.unique(team[mask.reshape(-1, r.shape[-1]).any(0)]):
+        sel = mask & (team == t)
+        n = sel.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[int(t)] = np.where(sel, r, 0.0).sum(-1) / n
+    return out
+
+
 def summarize_returns(returns: np.ndarray, tasks: Any, env: MultiAgentEnv) -> list[dict]:
     """Per task: mean return over active agents per seed, and per team (multi-team games)."""
     mask = np.asarray(jax.vmap(_agent_mask_of(env))(tasks))  # [K, A]
@@ -271,10 +301,10 @@ def summarize_returns(returns: np.ndarray, tasks: Any, env: MultiAgentEnv) -> li
         entry = {"mean": float(per_seed.mean()), "std": float(per_seed.std()),
                  "per_seed": per_seed.tolist()}
         if env.num_teams > 1:
-            for t in range(env.num_teams):
-                sel = m & (team == t)
-                if sel.any():
-                    entry[f"team{t}"] = float(r[..., sel].mean())
+            for t, per_ep in team_returns(r, team, m).items():  # [S, E]
+                team_seed = per_ep.mean(-1)
+                entry[f"team{t}"] = float(team_seed.mean())
+                entry[f"team{t}_per_seed"] = team_seed.tolist()
         out.append(entry)
     return out
 

@@ -154,11 +154,52 @@ def test_condition_obs_variants():
         mra.condition_obs(obs, z, "sum")
 
 
+def test_prior_separation_matches_hand_computation():
+    """Two games, one team, two heads: p = (0.2, 0.8) and (0.9, 0.1)."""
+    p = np.array([[[0.2, 0.8]], [[0.9, 0.1]]])
+    sep = mra.prior_separation(jnp.log(jnp.asarray(p)))
+    h = [-(0.2 * math.log(0.2) + 0.8 * math.log(0.8)), -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))]
+    np.testing.assert_allclose(np.asarray(sep["entropy"]), h, rtol=1e-5)
+    m = (0.55, 0.45)
+    js = 0.5 * (0.2 * math.log(0.2 / m[0]) + 0.8 * math.log(0.8 / m[1])) + 0.5 * (
+        0.9 * math.log(0.9 / m[0]) + 0.1 * math.log(0.1 / m[1]))
+    assert float(sep["js"]) == pytest.approx(js, rel=1e-5)
+    assert float(sep["tv"]) == pytest.approx(0.7, rel=1e-5)
+    assert float(sep["argmax_differs"]) == 1.0
+    same = mra.prior_separation(jnp.log(jnp.asarray(np.stack([p[0], p[0], p[0]]))))
+    assert float(same["js"]) == pytest.approx(0.0, abs=1e-7)
+    assert float(same["tv"]) == 0.0 and float(same["argmax_differs"]) == 0.0
+
+
+def test_inference_net_counts_the_population_only_when_pooled():
+    """``xi_input="graph"``: xi sees o only along g, a convex combination of the entities'
+    values, so a population of 1 and of 3 identical other agents (uniform graph) look the same;
+    ``pooled`` adds a sum-pool, which tells them apart."""
+    def obs(n):
+        ag = jnp.zeros((4, 3)).at[:n].set(jnp.array([0.3, -0.2, 1.0]))
+        return Observation(self=jnp.ones(2), agents=ag, agents_mask=jnp.arange(4) < n,
+                           objects=jnp.zeros((1, 2)), objects_mask=jnp.zeros(1, bool),
+                           team=jnp.zeros((), jnp.int32), agent_mask=jnp.ones((), bool))
+
+    def graph(n):
+        return jnp.concatenate([(jnp.arange(4) < n) / n, jnp.zeros(1)])
+
+    for pooled, same in ((False, True), (True, False)):
+        net = mra.InferenceNet(3, (8,), 8, 4, pooled=pooled)
+        p = net.init(jax.random.PRNGKey(0), obs(1), graph(1))
+        a, b = net.apply(p, obs(1), graph(1)), net.apply(p, obs(3), graph(3))
+        assert np.allclose(a, b, atol=1e-6) == same, (pooled, a, b)
+
+
 def test_clear_errors():
     with pytest.raises(ValueError, match=r"mra\.phi"):
         mra.MRAOptions(phi="outer")
     with pytest.raises(ValueError, match="init_from"):
         mra.MRAOptions(mode="adapt")
+    with pytest.raises(ValueError, match=r"mra\.xi_input"):
+        mra.MRAOptions(xi_input="count")
+    with pytest.raises(ValueError, match="prior_temperature"):
+        mra.MRAOptions(prior_temperature=0.0)
     with pytest.raises(ValueError, match="needs a latent"):
         mra.MRAOptions(latent="none", phi="concat")
     with pytest.raises(ValueError, match="param_sharing"):
@@ -178,6 +219,8 @@ TINY = dataclasses.replace(
     mra.MRA_SMALL, batch_size=64, buffer_size=4000, learning_starts=200, rollout_steps=10,
     num_envs=4, updates_per_rollout=8, hidden=(32,), num_heads=2, head_dim=8, embed_dim=16,
     critic_hidden=32, actor_lr=5e-3, critic_lr=5e-3, reward_scale=10.0)
+#: The CPU-scale learning rates of Eq. 11 and Eq. 13 (metajax.mra_experiments.MRA_CPU_OPTIONS).
+OPTS = mra.MRAOptions(phi_lr=3e-3, prior_lr=3e-3)
 UPDATES = 260  # 10.4k env steps, every game visited 130 times
 SEEDS = 1
 
@@ -185,7 +228,7 @@ SEEDS = 1
 def _build() -> tuple:
     env = envs.make("treasure", **ENV_CFG)
     games = build_tasks(env, TRAIN)
-    parts = mra.build_mra(TINY, mra.MRAOptions(), env, games)
+    parts = mra.build_mra(TINY, OPTS, env, games)
     keys = jax.random.split(jax.random.PRNGKey(0), SEEDS)
     update = jax.jit(jax.vmap(parts.learner.update, (0, None, None)))
     return env, games, parts, keys, update
@@ -269,8 +312,33 @@ def test_mra_beats_random_on_an_unseen_population(trained):
         assert np.isfinite(np.asarray(metrics[k])).all(), k
     # the games were visited in turn (Alg. 4) and the MI / CE steps ran
     np.testing.assert_array_equal(np.asarray(metrics["game"][0, :4]), [0, 1, 0, 1])
-    assert np.all(np.asarray(metrics["game_ce"][:, -10:]) > 0)
-    print("unseen population returns", mra_ret, "random", rand)
+    # Eq. 11's bound is non-zero (the heads give different actions) and Eq. 13 learned to tell
+    # the two games apart from (o, g): below log 2, what guessing scores
+    mi = np.asarray(metrics["mi"][:, -40:])
+    ce = np.asarray(metrics["game_ce"][:, -40:])
+    assert np.all(np.abs(mi).mean(-1) > 1e-3), mi.mean(-1)
+    assert np.all(ce.mean(-1) < math.log(2) - 0.05), ce.mean(-1)
+    # the prior is logged per game, and its entropy is that of a distribution over the heads
+    ent = np.asarray(metrics["prior_entropy_g0"])
+    assert np.all((ent > 0) & (ent <= math.log(TINY.num_heads) + 1e-6))
+    assert np.all(np.asarray(metrics["prior_tv"]) >= 0)
+    print("unseen population returns", mra_ret, "random", rand, "mi", mi.mean(), "ce",
+          ce.mean(), "prior tv", np.asarray(metrics["prior_tv"])[:, [0, -1]])
+
+
+def test_sequential_update_touches_only_the_visited_games_buffer(trained):
+    """Alg. 4: update ``t`` rolls out game ``t mod G`` only: its buffer gains the rollout, the
+    other game's buffer is bit-for-bit unchanged."""
+    _, _, _, update, state, _ = trained
+    for t, m in ((UPDATES, 0), (UPDATES + 1, 1)):
+        new, _ = update(state, jnp.int32(t), 1.0)
+        for a, b in zip(jax.tree.leaves(state.buffer), jax.tree.leaves(new.buffer),
+                        strict=True):
+            a, b = np.asarray(a), np.asarray(b)  # [S, G, ...]
+            np.testing.assert_array_equal(a[:, 1 - m], b[:, 1 - m])
+        changed = [not np.array_equal(np.asarray(a)[:, m], np.asarray(b)[:, m]) for a, b in
+                   zip(jax.tree.leaves(state.buffer), jax.tree.leaves(new.buffer), strict=True)]
+        assert any(changed)
 
 
 def test_learner_reptile_step_is_the_interpolation(trained):
@@ -354,3 +422,39 @@ def test_phi_trains_through_the_policy_gradient_without_a_latent():
     ph0, ph1 = (mra.split_actor(s.params.actor)[1] for s in (before, state))
     ch = _leaf_changes(ph0, ph1)
     assert len(ch) >= 2 and all(c > 0 for c in ch), ch
+
+
+@pytest.mark.parametrize("env_name, opts", [
+    ("treasure", {"reptile": "batched", "phi": "concat"}),
+    ("pacman", {"phi": "bilinear"}),
+])
+def test_learner_variants_run_and_learn(env_name, opts):
+    """Batched Reptile, App. E.3's concat / bilinear phi inside the learner, and a two-team
+    game (Pac-Man: team parameters [2, ...]): two learning updates run, every loss is finite,
+    and theta, the critic and (Eq. 11) phi move."""
+    if env_name == "pacman":
+        env = envs.make("pacman", max_pacman=2, max_ghosts=2, max_objects=2, episode_length=10)
+        games = build_tasks(env, ({"n_pacman": 1, "n_ghosts": 1, "n_food": 2},
+                                  {"n_pacman": 2, "n_ghosts": 2, "n_food": 2}))
+    else:
+        env = envs.make("treasure", **ENV_CFG)
+        games = build_tasks(env, TRAIN)
+    cfg = dataclasses.replace(TINY, learning_starts=64, updates_per_rollout=2)
+    parts = mra.build_mra(cfg, mra.MRAOptions(**opts), env, games)
+    update = jax.jit(parts.learner.update, compiler_options=FAST)
+    state = jax.jit(parts.learner.init, compiler_options=FAST)(jax.random.PRNGKey(0))
+    assert jax.tree.leaves(state.params.actor)[0].shape[0] == max(env.num_teams, 1)
+    first = None
+    for t in range(8):
+        state, m = update(state, jnp.int32(t), 1.0)
+        if float(m["critic_loss"]) != 0.0:
+            if first is None:
+                first = state
+            for k in ("critic_loss", "actor_loss", "mi", "game_ce", "prior_tv"):
+                assert np.isfinite(float(m[k])), (k, m[k])
+    assert first is not None, "no learning update in 8 updates"
+    state, _ = update(state, jnp.int32(8), 1.0)
+    th0, ph0 = mra.split_actor(first.params.actor)
+    th1, ph1 = mra.split_actor(state.params.actor)
+    assert max(_leaf_changes(th0, th1)) > 0 and max(_leaf_changes(ph0, ph1)) > 0
+    assert max(_leaf_changes(first.params.critic, state.params.critic)) > 0

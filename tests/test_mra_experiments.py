@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metajax import experiment as xp
-from metajax import mra
-from metajax.mra_experiments import CompareConfig, summary_markdown
+from metajax import mra, stats
+from metajax.mra_experiments import CompareConfig, comparisons, summary_markdown
 
 FILES = sorted(Path(__file__).parents[1].glob("experiments/mra_*.py"))
 
@@ -54,21 +55,98 @@ def test_compare_config_errors():
     assert cfg.arm_config("ad", Path("/x")).mra.init_from == "/x/pre"
 
 
-def test_summary_markdown_reports_order_and_cross():
-    cfg = CompareConfig(arms={"mra": {}, "reptile": {}}, expected_best="mra")
+def _summary(cfg, per_seed: dict, scripted: list) -> dict:
     task = {"n_agents": 3}
-    ev = {"n_agents=3": {"greedy": {"mean": 0.1, "std": 0.0}, "stochastic": {"mean": 0.5,
-                                                                            "std": 0.1}}}
-    summary = {
+    key = "n_agents=3"
+
+    def ev(ps):
+        return {key: {"greedy": {"mean": 0.1, "std": 0.0, "per_seed": [0.1] * len(ps)},
+                      "stochastic": {"mean": float(np.mean(ps)), "std": float(np.std(ps)),
+                                     "per_seed": ps}}}
+
+    return {
         "report_tasks": [task],
         "arms": {n: {"algo": "mra", "latent": "prior", "games": [task], "env_steps": 10,
-                     "seeds": 1, "wall_clock_s": 3.0, "eval": ev} for n in cfg.arms},
-        "order": {"n_agents=3": {"expected": [], "best": "mra", "best_holds": True,
-                                 "holds": True, "observed": ["mra", "reptile"]}},
+                     "seeds": len(ps), "wall_clock_s": 3.0, "eval": ev(ps)}
+                 for n, ps in per_seed.items()},
+        "reference": {"scripted": {key: {"stochastic": {
+            "mean": float(np.mean(scripted)), "std": 0.0, "per_seed": scripted}}}},
+        "order": {key: {"expected": [], "best": "mra", "best_holds": True,
+                        "holds": True, "observed": list(per_seed)}},
         "cross": {"team0=a team1=b": {"team0": 1.0, "team1": 2.0, "team0_normalized": 1.0,
                                       "team1_normalized": 0.0}},
     }
+
+
+def test_comparisons_pair_by_seed_and_flag_arms_below_the_scripted_reference():
+    """mra (10..13) against reptile (0..3) over 4 shared seeds: the CIs separate, so the claim
+    holds; the exact sign-flip p cannot go below 2/16 with 4 seeds. Scripted scores 5: mra
+    learned the game, reptile did not."""
+    cfg = CompareConfig(arms={"mra": {}, "reptile": {}}, expected_best="mra")
+    summary = _summary(cfg, {"mra": [10.0, 11.0, 12.0, 13.0], "reptile": [0.0, 1.0, 2.0, 3.0]},
+                       [5.0] * 4)
+    for e in summary["arms"].values():
+        for m in e["eval"].values():
+            m["stochastic"]["ci"] = stats.interval(m["stochastic"]["per_seed"])
+    comp = comparisons(cfg, summary, summary["report_tasks"])["n_agents=3"]
+    pair = comp["pairs"]["mra - reptile"]
+    assert pair["diff"]["point"] == pytest.approx(10.0)
+    assert pair["p_value"] == pytest.approx(0.125)
+    assert pair["verdict"] == "holds"
+    assert comp["learned"] == {"mra": True, "reptile": False}
+    # the same differences with overlapping intervals: not established
+    close = _summary(cfg, {"mra": [1.0, 2.0, 3.0, 4.0], "reptile": [0.0, 1.0, 2.0, 3.0]},
+                     [0.0] * 4)
+    for e in close["arms"].values():
+        for m in e["eval"].values():
+            m["stochastic"]["ci"] = stats.interval(m["stochastic"]["per_seed"])
+    pair = comparisons(cfg, close, close["report_tasks"])["n_agents=3"]["pairs"]["mra - reptile"]
+    assert pair["verdict"] == "not established"
+    summary["comparisons"] = {"n_agents=3": comp}
     md = summary_markdown(cfg, summary)
-    assert "0.500 ± 0.100 (0.100)" in md
+    assert "| mra - reptile | 10.000 [10.000, 10.000] | 0.125 |" in md
+    assert "| n_agents=3 | mra | reptile |" in md
+    assert "| *scripted policy* (reference) |" in md
     assert "| n_agents=3 | mra best | mra > reptile | yes |" in md
     assert "team0=a team1=b" in md
+
+
+@pytest.mark.slow
+def test_compare_run_reports_references_episode_stats_and_prior(tmp_path):
+    """A tiny two-team comparison end to end (Pac-Man, one MRA arm, 2 seeds): the summary has
+    the random and scripted reference rows on the same seeds, per-team episode statistics
+    (returns, catches, food, length) for the arm and the references, the prior's separation,
+    and best-of-z scored on other episodes than those that chose the head."""
+    import json
+
+    from metajax.mra_experiments import TINY_TEST_LEARNER, run_compare
+
+    games = ({"n_pacman": 1, "n_ghosts": 1, "n_food": 2}, {"n_pacman": 2, "n_ghosts": 1,
+                                                           "n_food": 2})
+    cfg = CompareConfig(
+        name="tiny", seeds=2, zero_shot=True, zero_shot_episodes=4, episode_stats=True,
+        base=mra.MRAConfig(env="pacman", env_config=dict(max_pacman=2, max_ghosts=1,
+                                                         max_objects=2, episode_length=8),
+                           tasks=games, maddpg=TINY_TEST_LEARNER, total_env_steps=640,
+                           chunk_updates=4, eval_episodes=4, checkpoint_every=0),
+        arms={"mra": {}})
+    summary = run_compare(cfg, tmp_path, log=lambda *a: None, progress=False).summary
+    assert json.loads((tmp_path / "summary.json").read_text())["arms"]["mra"]
+    for kind in ("random", "scripted"):
+        rows = summary["reference"][kind]
+        assert set(rows) == {" ".join(f"{k}={v}" for k, v in sorted(g.items())) for g in games}
+        for row in rows.values():
+            assert len(row["stochastic"]["per_seed"]) == 2
+            st = row["episode_stats"]
+            assert {"team0", "team1", "caught", "eaten", "length"} <= set(st)
+            assert all(0 < x <= 8 for x in st["length"])
+    arm = summary["arms"]["mra"]
+    for st in arm["episode_stats"].values():
+        assert {"team0", "team1", "caught", "eaten", "length"} <= set(st)
+    assert arm["prior"]["seeds"] == 2 and len(arm["prior"]["tv"]) == 2
+    for z in arm["zero_shot"].values():
+        per, best = np.asarray(z["per_head"]), np.asarray(z["best_head"])
+        np.testing.assert_allclose(z["best_of_z"], np.take_along_axis(
+            per, best[..., None], -1)[..., 0])
+    md = (tmp_path / "summary.md").read_text()
+    assert "*scripted policy*" in md and "caught" in md and "separates" in md

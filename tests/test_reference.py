@@ -149,7 +149,7 @@ def test_scripted_teams_beat_random_on_pacman():
                                            stats=True)
         out[name] = {k: float(v.mean()) for k, v in s.items()}
         per_team[name] = {t: float(v.mean()) for t, v in
-                          reference.team_returns(np.asarray(r)[:, 0], team, mask).items()}
+                          runner.team_returns(np.asarray(r)[:, 0], team, mask).items()}
     # measured (caught / eaten per episode; team returns per agent):
     #   random: 0.25 / 1.1, Pac-Man -0.70, ghosts -0.73
     #   chasing ghosts (random Pac-Man): 2.0 / 0.88, Pac-Man -2.9, ghosts 3.9
@@ -170,17 +170,17 @@ def test_team_returns_by_hand():
     mask = np.array([True, True, False, True, True])
     r = np.array([[1.0, 3.0, 99.0, -2.0, 4.0],
                   [0.0, -1.0, 99.0, 6.0, 0.0]])
-    out = reference.team_returns(r, team, mask)
+    out = runner.team_returns(r, team, mask)
     assert set(out) == {0, 1}
     np.testing.assert_allclose(out[0], [2.0, -0.5])
     np.testing.assert_allclose(out[1], [1.0, 3.0])
-    one = reference.team_returns(r[0], team, mask)
+    one = runner.team_returns(r[0], team, mask)
     assert one[0].shape == () and float(one[0]) == 2.0 and float(one[1]) == 1.0
     # Per-task masks broadcast against [K, E, A] returns: task 1 has no ghost G4.
     masks = np.array([[True, True, False, True, True],
                       [True, False, False, True, False]])[:, None]
-    out = reference.team_returns(np.stack([r, r]), team, masks)
+    out = runner.team_returns(np.stack([r, r]), team, masks)
     np.testing.assert_allclose(out[0], [[2.0, -0.5], [1.0, 0.0]])
     np.testing.assert_allclose(out[1], [[1.0, 3.0], [-2.0, 6.0]])
     # A team with no agent in the game is left out.
-    assert set(reference.team_returns(r, team, team == 0)) == {0}
+    assert set(runner.team_returns(r, team, team == 0)) == {0}
