@@ -53,6 +53,7 @@ CONFIG = CompareConfig(
     report_tasks=(TARGET,),
     expected_best="mra",
     cross=("baseline", "mra"),
+    episode_stats=True,
     cross_task=TARGET,
     gifs=("mra",),
 )

@@ -63,6 +63,7 @@ CONFIG = CompareConfig(
     ),
     arms=_arms(TARGET, 20_000),
     seeds=4,
+    episode_stats=True,
     report_tasks=(TARGET,),
     expected_order=("mra", "maac", "maddpg"),
     aux_arms=("pretrain",),

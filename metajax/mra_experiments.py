@@ -470,8 +470,17 @@ def cross_play(cfg: CompareConfig, run_dir: Path) -> dict:
         for t1 in (a, b):
             params = splice_teams(runs[t0].params(), runs[t1].params())
             r = np.asarray(evaluate(params, tasks, jax.random.PRNGKey(7), False))[:, 0]
+            per = runner.team_returns(r, team, mask)  # {k: [S, E]}
             table[f"team0={t0} team1={t1}"] = {
-                f"team{k}": float(r[..., mask & (team == k)].mean()) for k in (0, 1)}
+                **{f"team{k}": float(per[k].mean()) for k in (0, 1)},
+                **{f"team{k}_per_seed": per[k].mean(-1).tolist() for k in (0, 1)}}
+    return normalize_cross(table)
+
+
+def normalize_cross(table: dict) -> dict:
+    """Add ``team<k>_normalized`` to every pairing of a cross-play table: ``(x - min) /
+    (max - min)`` over the table's entries of team ``k`` (1.0 when they are all equal), as
+    App. E.2's Tables 1-2 normalize each team's column."""
     for k in (0, 1):
         vals = [v[f"team{k}"] for v in table.values()]
         lo, hi = min(vals), max(vals)

@@ -150,3 +150,21 @@ def test_compare_run_reports_references_episode_stats_and_prior(tmp_path):
             per, best[..., None], -1)[..., 0])
     md = (tmp_path / "summary.md").read_text()
     assert "*scripted policy*" in md and "caught" in md and "separates" in md
+
+
+def test_cross_play_splices_teams_and_normalizes_by_hand():
+    """Team 0 (Pac-Man) of one run with team 1 (ghosts) of another: ``[S, T, ...]`` team
+    stacks; each team's column normalized to [0, 1] over the pairings."""
+    import jax.numpy as jnp
+
+    from metajax.mra_experiments import normalize_cross, splice_teams
+
+    p0 = {"w": jnp.array([[[1.0], [2.0]], [[3.0], [4.0]]])}  # [S=2, T=2, 1]
+    p1 = {"w": jnp.array([[[10.0], [20.0]], [[30.0], [40.0]]])}
+    got = splice_teams(p0, p1)["w"]
+    np.testing.assert_array_equal(got[:, 0, 0], [1.0, 3.0])  # team 0 from p0
+    np.testing.assert_array_equal(got[:, 1, 0], [20.0, 40.0])  # team 1 from p1
+    table = normalize_cross({"a": {"team0": 1.0, "team1": -2.0}, "b": {"team0": 3.0, "team1": -2.0},
+                             "c": {"team0": 2.0, "team1": -2.0}})
+    assert [table[k]["team0_normalized"] for k in "abc"] == [0.0, 1.0, 0.5]
+    assert all(table[k]["team1_normalized"] == 1.0 for k in "abc")  # all equal
