@@ -42,6 +42,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -216,6 +217,13 @@ def render(res: dict[str, Any]) -> str:
         "parameters, so they agree to float tolerance; `agent`: the O(A) critic is MAAC's "
         "(agent j's keys/values made with agent j's parameters), a different function, so "
         "they differ.",
+        "- Why `team` gains less than `agent`: in the former critic, vmapped over the agent `i` "
+        "whose Q it computes, the observation encoder (the relational encoder of every `o_j`) "
+        "does not depend on `i` when all agents share the parameters, so `vmap` left it "
+        "unbatched (once per sample); only the state-action encodings, keys, values and Q "
+        "heads were `A^2`. With one parameter set per agent, the parameters depend on `i`, so "
+        "the encoder ran `A^2` times too. The rest of the update (rollout, relational actors, "
+        "Adam) is the same in both versions.",
         "",
         END,
     ]
@@ -271,8 +279,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 
     res: dict[str, Any] = {
         "machine": info, "jax": jax.__version__, "before": before, "after": after,
-        "command": "python benchmarks/attention_critic.py " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        "command": shlex.join(["python", "benchmarks/attention_critic.py",
+                               *(sys.argv[1:] if argv is None else argv)]),
         "updates": args.updates, "sharings": sharings, "note": args.note, "rows": {},
     }
     log(f"{info['cpu']}, {info['cores']} cores, load {info['load_start']}; "
