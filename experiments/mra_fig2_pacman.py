@@ -2,7 +2,8 @@
 
 Fig. 2c: the target game (paper: 8 Pac-Man, 4 ghosts, 20 food) compared across MRA and Reptile
 trained on several (Pac-Man, ghosts) games, the single-game baseline, MADDPG (relational actor,
-per-agent parameters; MLP critic by default, attention critic in the paper preset) and MADDPG
+per-agent parameters; MAAC-style
+attention critic as in App. E.1) and MADDPG
 with shared parameters. App. E.2 (cross-comparison): the
 Pac-Man team of MRA or of the single-game baseline against the ghost team of either, on the
 target game; each team's mean return per agent, also normalized to [0, 1] per table (the paper

@@ -1,8 +1,8 @@
 """MRA Fig. 2b: benefit of game-common knowledge in resource occupation.
 
 Target game (paper: 12 agents, 6 resources) compared across MRA and Reptile trained on several
-populations, the single-game baseline, MADDPG (relational actor, per-agent parameters; MLP
-critic by default, attention critic in the paper preset) and MADDPG with shared parameters; same
+populations, the single-game baseline, MADDPG (relational actor, per-agent parameters; MAAC-style
+attention critic as in App. E.1) and MADDPG with shared parameters; same
 env steps per seed for every arm.
 
 Default (2-core CPU): target 6 agents and 3 resources (sizes 0.1, 0.2, 0.3), MRA/Reptile games

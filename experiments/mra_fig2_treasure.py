@@ -3,7 +3,8 @@
 The target game (paper: 6 collectors, 20 treasures) is compared across MRA and Reptile trained on
 several games of different populations (the target among them), the single-game baseline (MRA's
 architecture trained on the target only), MADDPG with the relational actor (per-agent
-parameters; MLP critic by default, attention critic in the paper preset) and MADDPG with
+parameters; MAAC-style
+attention critic as in App. E.1) and MADDPG with
 parameters shared by homogeneous agents; every arm spends the same env steps per seed (MRA's per
 game are |M| times fewer, as in the paper).
 

@@ -3,8 +3,8 @@
 MRA is pre-trained on several (Pac-Man, ghosts) games with more Pac-Man than ghosts, then
 adapted (Alg. 5) to a game where ghosts dominate (paper: 2 Pac-Man vs 8 ghosts), where the
 random-exploration bottleneck stops learners from scratch (the Pac-Man are caught quickly and
-the episodes end early). Compared with MADDPG (relational actor, per-agent parameters; MLP
-critic by default, attention critic in the paper preset) and the MAAC-style learner, both from
+the episodes end early). Compared with MADDPG (relational actor, per-agent parameters; MAAC-style
+attention critic as in App. E.1) and the MAAC-style learner, both from
 scratch on the unseen game.
 
 Default (2-core CPU): pre-training on {(2, 1), (3, 2), (4, 2)} with 6 food (40k env steps per
@@ -32,7 +32,7 @@ def _games(pairs, food):
     return [{"n_pacman": p, "n_ghosts": g, "n_food": food} for p, g in pairs]
 
 
-def _arms(target, steps, critic="mlp"):
+def _arms(target, steps, critic="attention"):
     more = {"total_env_steps": steps}
     return {
         "pretrain": {},

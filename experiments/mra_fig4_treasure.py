@@ -4,8 +4,8 @@ MRA is trained on several dense-reward treasure games (``pretrain``), then adapt
 Eq. 10: ``theta`` and ``phi`` fine-tuned, ``psi`` fixed, each agent's ``z`` drawn once) to
 (a) the sparse-reward game (no distance shaping) and (b) a game with many more agents than any
 training game (paper: 48). The comparison learners start from scratch on each unseen game:
-MADDPG (relational actor, per-agent parameters; MLP critic by default, attention critic in the
-paper preset: per agent it re-encodes every agent, too slow for 12 agents on a CPU) and a
+MADDPG (relational actor, per-agent parameters; MAAC-style attention critic as
+in App. E.1, every agent encoded once) and a
 MAAC-style learner (the
 same actor-critic as MRA without latent, i.e. attention critic and soft policy gradient). EPC and
 RL^2 are not implemented. Curves: training return on each unseen game against its env steps.
@@ -36,7 +36,7 @@ def _games(ns, treasures):
     return [{"n_agents": n, "n_treasures": treasures} for n in ns]
 
 
-def _arms(sparse, large, large_env, steps, critic="mlp"):
+def _arms(sparse, large, large_env, steps, critic="attention"):
     arms = {"pretrain": {}}
     for tag, task, env in (("sparse", sparse, None), ("large", large, large_env)):
         more = {"total_env_steps": steps}

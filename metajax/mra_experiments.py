@@ -74,12 +74,13 @@ def single_game_arm(task: dict, **more: Any) -> dict:
     return {"tasks": [dict(task)], "eval_tasks": [dict(task)], **more}
 
 
-def baseline_arms(target: dict, critic: str = "mlp") -> dict:
+def baseline_arms(target: dict, critic: str = "attention") -> dict:
     """MRA Fig. 2's baselines on the ``target`` game: the single-game baseline (MRA's
     architecture), MADDPG with the relational actor (one set of parameters per agent) and the
     same MADDPG with parameters shared by homogeneous agents. ``critic``: MADDPG's centralized
-    critic, ``mlp`` (the original MADDPG's; the CPU defaults) or ``attention`` (MAAC-style, the
-    paper presets; per agent it re-encodes every agent, about 7x slower on a CPU)."""
+    critic, ``attention`` (MAAC-style, App. E.1: "the critic also adopts a self-attention
+    network in a similar way with MAAC"; every agent encoded once,
+    :class:`metajax.networks.AttentionCritic`) or ``mlp`` (the original MADDPG's)."""
     c = {"maddpg.critic": critic}
     return {
         "baseline": single_game_arm(target),
