@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
 import envs
 from metajax.maddpg import ActionSpace, MADDPGConfig, make_maddpg
@@ -63,6 +64,11 @@ def test_variant_updates(name):
     moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state0.params.actor,
                          state.params.actor)
     assert max(jax.tree.leaves(moved)) > 0, "actor parameters did not change"
+    if cfg.actor == "relational":
+        # the relational graph's query/key (MRA's phi) learn through the actor loss, too
+        flat = traverse_util.flatten_dict(moved)
+        phi = {k: v for k, v in flat.items() if any(n in ("query", "key") for n in k)}
+        assert len(phi) >= 2 and all(v > 0 for v in phi.values()), phi
     n_teams = jax.tree.leaves(state.params.actor)[0].shape[0]
     expected = env.num_teams if cfg.param_sharing == "team" else env.max_agents
     assert n_teams == expected
