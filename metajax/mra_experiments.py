@@ -420,7 +420,8 @@ def comparisons(cfg: CompareConfig, summary: dict, report: list[dict]) -> dict:
                                                    "verdict": stats.verdict(a, b)}
         if key in ref:
             bar = ref[key]["stochastic"]["mean"]
-            task["learned"] = {n: bool(v["ci"]["lo"] > bar) for n, v in arms.items()}
+            task["learned"] = {n: bool((v.get("ci") or stats.interval(v["per_seed"]))["lo"] > bar)
+                               for n, v in arms.items()}
         out[key] = task
     return out
 
@@ -736,3 +737,58 @@ def _load_compare(run_dir: Path, cfg: CompareConfig, step: int | None = None):
 
 if "mra_compare" not in xp.PIPELINES:
     xp.register_pipeline("mra_compare", xp.Pipeline(run_compare, CompareConfig, _load_compare))
+
+
+# --- committed raw results -----------------------------------------------------------------------
+
+
+def export_summary(run_dir: str | Path, out: str | Path, command: str = "") -> dict:
+    """Write ``run_dir/summary.json`` (every arm's per-seed results) to ``out`` with what
+    :func:`summary_markdown` needs to re-derive the tables from that file alone: the
+    experiment's name, arm order, ``aux_arms``, ``expected_best``, seeds, and the command."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    saved = json.loads((run_dir / "config.json").read_text())["algo_config"]
+    summary["meta"] = {"name": saved["name"], "arms": list(saved["arms"]),
+                       "aux_arms": list(saved.get("aux_arms", ())),
+                       "expected_best": saved.get("expected_best", ""),
+                       "seeds": saved["seeds"], "command": command}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def markdown_from_export(path: str | Path) -> str:
+    """The tables of :func:`summary_markdown` from a file :func:`export_summary` wrote."""
+    summary = json.loads(Path(path).read_text())
+    meta = summary["meta"]
+    cfg = CompareConfig(name=meta["name"], arms={n: {} for n in meta["arms"]},
+                        aux_arms=tuple(meta["aux_arms"]), expected_best=meta["expected_best"],
+                        seeds=meta["seeds"])
+    return summary_markdown(cfg, summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m metajax.mra_experiments RUN --out X.json [--command "..."]`` exports a
+    comparison's raw results; ``python -m metajax.mra_experiments --from X.json`` prints its
+    tables from the exported file."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m metajax.mra_experiments",
+                                description=main.__doc__)
+    p.add_argument("run", nargs="?", help="an mra_compare run directory")
+    p.add_argument("--out", help="where to write the raw results (JSON)")
+    p.add_argument("--command", default="", help="the command that produced the run")
+    p.add_argument("--from", dest="src", help="print the tables of an exported file")
+    a = p.parse_args(argv)
+    if a.src:
+        print(markdown_from_export(a.src))
+        return
+    if not a.run or not a.out:
+        p.error("give RUN and --out, or --from FILE")
+    export_summary(a.run, a.out, a.command)
+    print(markdown_from_export(a.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -168,3 +168,22 @@ def test_cross_play_splices_teams_and_normalizes_by_hand():
                              "c": {"team0": 2.0, "team1": -2.0}})
     assert [table[k]["team0_normalized"] for k in "abc"] == [0.0, 1.0, 0.5]
     assert all(table[k]["team1_normalized"] == 1.0 for k in "abc")  # all equal
+
+
+def test_exported_results_rederive_the_tables(tmp_path):
+    """``export_summary`` + ``markdown_from_export``: the committed JSON alone gives the same
+    tables as the run's own summary."""
+    import json
+
+    from metajax.config import to_dict
+    from metajax.mra_experiments import export_summary, markdown_from_export
+
+    cfg = CompareConfig(name="x", arms={"mra": {}, "reptile": {}}, expected_best="mra")
+    summary = _summary(cfg, {"mra": [10.0, 11.0, 12.0, 13.0], "reptile": [0.0, 1.0, 2.0, 3.0]},
+                       [5.0] * 4)
+    summary["comparisons"] = comparisons(cfg, summary, summary["report_tasks"])
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "config.json").write_text(json.dumps({"algo_config": to_dict(cfg)}))
+    export_summary(tmp_path, tmp_path / "out.json", "metajax run x.py")
+    assert json.loads((tmp_path / "out.json").read_text())["meta"]["command"] == "metajax run x.py"
+    assert markdown_from_export(tmp_path / "out.json") == summary_markdown(cfg, summary)
