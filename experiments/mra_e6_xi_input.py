@@ -17,49 +17,24 @@ steps, 4 seeds.
     metajax run experiments/mra_e6_xi_input.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
-    MRA_CPU,
-    MRA_CPU_OPTIONS,
-    MRA_PAPER_OPTIONS,
-    MRA_PAPER_SCALE,
-    CompareConfig,
-)
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "mra_e5_for_e6", Path(__file__).with_name("mra_e5_mi_curves.py"))
+_e5 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e5)
 
 PIPELINE = "mra_compare"
 
-
-def _games(ns, resources):
-    return [{"n_agents": n, "n_resources": resources} for n in ns]
-
-
-CONFIG = CompareConfig(
+# the games, learner and budgets of App. E.5's file (mra_e5_mi_curves.py), two arms
+CONFIG = dataclasses.replace(
+    _e5.CONFIG,
     name="mra_e6_xi_input",
-    base=MRAConfig(
-        env="resource",
-        env_config=dict(max_agents=6, max_objects=3, episode_length=20),
-        tasks=tuple(_games((2, 3, 4, 6), 3)),
-        maddpg=MRA_CPU,
-        mra=MRA_CPU_OPTIONS,
-        total_env_steps=40_000,
-        chunk_updates=25,
-        eval_episodes=20,
-        checkpoint_every=0,
-    ),
     arms={"xi_graph": {}, "xi_pooled": {"mra.xi_input": "pooled"}},
-    seeds=4,
     expected_best="xi_graph",
     curve_metrics=("game_ce", "prior_tv", "mi"),
 )
 
-PRESETS = {
-    "paper": {
-        "base.env_config": dict(max_agents=24, max_objects=6, episode_length=20),
-        "base.tasks": _games((3, 6, 12, 24), 6),
-        "base.maddpg": MRA_PAPER_SCALE,
-        "base.mra": MRA_PAPER_OPTIONS,
-        "base.total_env_steps": 1_600_000,
-        "base.chunk_updates": 100,
-        "seeds": 4,
-    },
-}
+PRESETS = _e5.PRESETS
