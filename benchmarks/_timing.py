@@ -92,3 +92,58 @@ def time_python_loop(
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     return _summary(times, cpus, done, 0.0)
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on: CPU model, cores (total and usable), Python, jax and
+    jaxlib versions, backend and device kind, date (UTC) and the load average at the start."""
+    import datetime as dt
+    import os
+    import platform
+    from pathlib import Path
+
+    import jaxlib
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "jax_backend": jax.default_backend(),
+        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_start": [round(x, 2) for x in load],
+    }
+
+
+def write_section(path: Any, section: str, begin: str, end: str) -> None:
+    """Replace the text between the markers ``begin`` and ``end`` in the file ``path`` by
+    ``section`` (which carries the markers), or append it (creating the file if needed)."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start, stop = text.find(begin), text.find(end)
+    if start != -1 and stop != -1 and stop > start:
+        text = text[:start] + section.rstrip("\n") + text[stop + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text if text.endswith("\n") else text + "\n")

@@ -38,10 +38,8 @@ The script rewrites only its own section of ``benchmarks/RESULTS.md`` (between t
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -50,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _timing import machine_info, write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -159,18 +159,6 @@ def run_worker(root: Path, sharing: str, args: argparse.Namespace) -> dict[str, 
     return json.loads(lines[-1][len(MARKER) + 1:])
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "load_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def render(res: dict[str, Any]) -> str:
@@ -230,15 +218,6 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the markers in ``path`` (or insert the section after the title)."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = text.find(BEGIN), text.find(END)
-    if start != -1 and end != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -314,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         Path(args.json).write_text(json.dumps(res, indent=1))
     write = (not args.quick) if args.write is None else args.write
     if write:
-        write_section(Path(args.results), section)
+        write_section(Path(args.results), section, BEGIN, END)
         log(f"wrote the attention_critic section of {args.results}")
     return res
 

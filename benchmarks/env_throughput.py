@@ -27,10 +27,7 @@ The script rewrites only its own section of ``benchmarks/RESULTS.md`` (between t
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _timing import steps_for, time_jitted  # noqa: E402
+from _timing import machine_info, steps_for, time_jitted, write_section  # noqa: E402
 from jumanji import specs  # noqa: E402
 
 import envs  # noqa: E402
@@ -169,30 +166,6 @@ def run_peers(args, batches: list[int]) -> dict[str, Any]:
 
 
 # --- report ------------------------------------------------------------------------------------
-def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    import jaxlib
-
-    return {
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} ({usable} usable)",
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "backend": f"{jax.default_backend()} ({jax.devices()[0].device_kind})",
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
 
 
 def fmt_rate(x: float | None) -> str:
@@ -327,16 +300,6 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between :data:`BEGIN` and :data:`END` in ``path`` (or append it)."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + section + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    path.write_text(new)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -444,7 +407,7 @@ def main(argv=None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.write:
-        write_section(Path(args.results), text)
+        write_section(Path(args.results), text, BEGIN, END)
         log(f"wrote {args.results}")
 
 

@@ -47,10 +47,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -65,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import machine_info, write_section  # noqa: E402
 
 import envs  # noqa: E402
 from metajax.maddpg import ORIGINAL, MADDPGConfig, make_maddpg  # noqa: E402
@@ -250,28 +249,6 @@ def bench_peer(python: Path, num_envs: int, steps: int, warmup: int, threads: in
 # --- report ----------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "load_start": [round(x, 2) for x in load],
-    }
 
 
 def _fmt(x: float | None, digits: int = 0) -> str:
@@ -363,15 +340,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the markers in ``path`` (create it, or append the section)."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = text.find(BEGIN), text.find(END)
-    if start != -1 and end != -1 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text if text.endswith("\n") else text + "\n")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -478,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if write:
-        write_section(Path(args.results), section)
+        write_section(Path(args.results), section, BEGIN, END)
         log(f"wrote the train_throughput section of {args.results}")
     return results
 
