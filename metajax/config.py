@@ -122,6 +122,31 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c": 2} -> {"a.b": 1, "c": 2}`` (an empty section stays ``{}``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+#: What :func:`flat_diff` reports for a key one side lacks.
+UNSET = "<unset>"
+
+
+def flat_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (value in a, value in b)}`` for every key whose value differs between the
+    nested dicts ``a`` and ``b`` (e.g. two :func:`to_dict` configs), sorted by key; a key one
+    side lacks has :data:`UNSET` there."""
+    fa, fb = flatten(a), flatten(b)
+    return {k: (fa.get(k, UNSET), fb.get(k, UNSET))
+            for k in sorted(set(fa) | set(fb)) if fa.get(k, UNSET) != fb.get(k, UNSET)}
+
+
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a (nested) dataclass config from :func:`to_dict` output."""
     types_ = _field_types(cls)
