@@ -35,6 +35,7 @@ from jumanji import specs
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
 from metajax import networks as nets
+from metajax.config import ConfigError
 from metajax.replay import Transition, make_replay
 
 Array = jax.Array
@@ -84,9 +85,25 @@ class MADDPGConfig:
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field} must be one of {allowed}, got {getattr(self, field)!r}")
-        for field in ("batch_size", "buffer_size", "num_envs", "rollout_steps"):
+        for field in ("batch_size", "buffer_size", "num_envs", "rollout_steps",
+                      "updates_per_rollout"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.learning_starts < 0:
+            raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts}")
+
+    def validate(self, prefix: str = "") -> None:
+        """Checks between fields (not in ``__post_init__``, so that dotted overrides may set
+        related fields one at a time): ``batch_size <= buffer_size``. ``prefix`` (e.g.
+        ``"maddpg."``) names the fields in the message.
+
+        Raises:
+          ConfigError: one line naming the fields and their values.
+        """
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(
+                f"{prefix}batch_size={self.batch_size} exceeds {prefix}buffer_size="
+                f"{self.buffer_size}: a batch cannot be larger than the replay buffer")
 
 
 #: The original MADDPG (Lowe et al. 2017) on discrete MPE.
