@@ -14,9 +14,13 @@ mean +- std.
 population, vmapped, one compilation), print per-game returns and throughput, and save a GIF
 (particle worlds) of the first game.
 
-Errors a user can fix (missing files, unknown config keys, missing or incompatible checkpoints)
-print one ``error:`` line and exit with status 2; an interrupted run exits with 130 and leaves a
-directory that ``--resume`` continues.
+Errors a user can fix (missing files, unknown config keys or task fields, invalid configs,
+an unwritable ``--out``, missing or incompatible checkpoints) print one ``error:`` line and exit
+with status 2, before anything is compiled; a run that diverged (a NaN or an infinity in a
+metric or in the parameters, see :func:`metajax.runner.train`) prints one ``error:`` line and
+exits with status 3, keeping its last finite checkpoint; an interrupted run exits with 130 and
+leaves a directory that ``--resume`` continues. ``--resume --set total_env_steps=<larger>``
+extends a finished or interrupted run.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,12 +43,15 @@ import envs
 from envs.core import EnvError
 from envs.wrappers import AutoReset, random_actions, stack_tasks
 from metajax import experiment as xp
-from metajax import plots
+from metajax import plots, runner
 from metajax.checkpoint import CheckpointError
-from metajax.config import ConfigError, parse_overrides, to_dict
+from metajax.config import ConfigError, flat_diff, parse_overrides, to_dict
 
 #: Exceptions that are the user's to fix: one ``error:`` line, exit status 2.
 USER_ERRORS = (EnvError, ConfigError, xp.ExperimentError, CheckpointError, plots.PlotError)
+
+#: Exit status of a run stopped by a NaN or an infinity (:class:`runner.NonFiniteError`).
+DIVERGED = 3
 
 
 def _parse_value(text: str) -> object:
@@ -74,7 +82,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     env = envs.make(args.env, **_kv(args.env_config))
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.games + 1)
     if args.task:
-        tasks = stack_tasks([env.make_task(**_kv(args.task))] * args.games)
+        tasks = stack_tasks([runner.make_task(env, _kv(args.task))] * args.games)
     else:
         tasks = stack_tasks([env.sample_task(k) for k in keys[1:]])
     auto = AutoReset(env)
@@ -124,20 +132,26 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 # --- run ------------------------------------------------------------------------------------------
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out if out or not prefix else {prefix[:-1]: {}}
-
-
 def _config_diff(saved: dict, new: dict) -> list[str]:
     """``key: saved -> new`` for each dotted key whose value differs."""
-    a, b = _flatten(saved), _flatten(new)
-    return [f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in flat_diff(saved, new).items()]
+
+
+def _writable_dir(path: Path, flag: str = "--out") -> None:
+    """Create ``path`` (and its parents) and make sure a file can be written in it.
+
+    Raises:
+      ConfigError: one line naming ``flag``, the path and the reason.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(f"{flag} {path} is not a writable directory: {reason}"
+                          + (f" ({e.filename})" if e.filename and e.filename != str(path)
+                             else "")) from None
 
 
 def _wandb_mode(arg: str | None) -> str:
@@ -146,19 +160,33 @@ def _wandb_mode(arg: str | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     exp = xp.load_experiment(args.experiment)
-    cfg = xp.configure(exp, args.preset, parse_overrides(args.set), args.seeds)
+    overrides = parse_overrides(args.set)
+    if args.allow_nonfinite:
+        if not hasattr(exp.config, "allow_nonfinite"):
+            raise ConfigError(f"--allow-nonfinite: the {exp.pipeline!r} pipeline has no check "
+                              "for non-finite values to turn off")
+        overrides["allow_nonfinite"] = True
+    cfg = xp.configure(exp, args.preset, overrides, args.seeds)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        validate()
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if xp.has_checkpoint(out):
         if not args.resume:
             raise CheckpointError(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out")
         saved, _ = xp.read_run_config(out)
-        diff = _config_diff(to_dict(saved), to_dict(cfg))
-        if diff:
-            raise CheckpointError(
-                f"{out} was trained with a different config; refusing to resume "
-                f"(differences: {'; '.join(diff)})")
-    out.mkdir(parents=True, exist_ok=True)
+        if isinstance(cfg, runner.TrainConfig):  # may grow total_env_steps, see runner.train
+            diff = runner.resume_conflicts(to_dict(saved), cfg)
+            if diff:
+                raise CheckpointError(runner.resume_refusal(out, diff))
+        else:
+            diff = _config_diff(to_dict(saved), to_dict(cfg))
+            if diff:
+                raise CheckpointError(
+                    f"{out} was trained with a different config; refusing to resume "
+                    f"(differences: {'; '.join(diff)})")
+    _writable_dir(out)
     copy = out / xp.EXPERIMENT_COPY
     if not (args.resume and copy.exists()):
         shutil.copyfile(exp.path, copy)
@@ -213,11 +241,12 @@ def _print_eval_table(results: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from metajax import runner
-
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _writable_dir(out.parent)
     run = xp.load_run(args.run_dir, args.step)
     specs = _task_specs(args.task) or run.eval_specs
-    tasks = runner.build_tasks(run.env, specs)
+    tasks = runner.build_tasks(run.env, specs)  # unknown task fields: one error line
     evaluator = runner.make_evaluator(run.learner, run.env, args.episodes)
     params = run.params()
     key = jax.random.PRNGKey(args.seed)
@@ -235,7 +264,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{run.config.seeds} seed(s), {args.episodes} episodes per task; "
           "mean return per agent, mean ± std over seeds")
     _print_eval_table(results)
-    out = Path(args.out) if args.out else run.run_dir / "eval.json"
+    out = out or run.run_dir / "eval.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
     return 0
@@ -322,7 +351,7 @@ RENDERERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Path]], ...] = 
 def cmd_render(args: argparse.Namespace) -> int:
     run = xp.load_run(args.run_dir, args.step)
     args.task_spec = parse_overrides(args.task) if args.task is not None else run.eval_specs[0]
-    task = run.env.make_task(**args.task_spec)
+    task = runner.make_task(run.env, args.task_spec)
     run.params(args.seed_index)  # validates the seed index before compiling anything
     out = Path(args.out) if args.out else run.run_dir / "render.gif"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -377,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wandb mode (default: $WANDB_MODE, else offline)")
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal, else progress lines)")
+    s.add_argument("--allow-nonfinite", action="store_true",
+                   help="keep training after a NaN or an infinity in a metric or in the "
+                   "parameters (same as --set allow_nonfinite=true; default: stop with an "
+                   f"error, exit status {DIVERGED}, keeping the last finite checkpoint)")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("eval", help="evaluate a trained run's latest checkpoint")
@@ -426,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except runner.NonFiniteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return DIVERGED
 
 
 if __name__ == "__main__":

@@ -13,12 +13,19 @@ a thin host loop for progress, metrics, wandb, checkpoints, resume and evaluatio
   ``eval_every`` chunks and at the end (``results.json``).
 
 A run directory holds ``config.json``, ``metrics.jsonl``, ``results.json`` and
-``checkpoints/``; ``resume=True`` continues from the latest checkpoint, bit for bit.
+``checkpoints/``; ``resume=True`` continues from the latest checkpoint, bit for bit, also to a
+larger ``total_env_steps`` (:func:`resume_conflicts`).
+
+Reliability: :meth:`TrainConfig.validate` and :func:`check_task_spec` reject a config before
+anything is built; after every chunk the host checks every float metric and the parameters of
+every seed, and a NaN or an infinity stops the run (:class:`NonFiniteError`) before that state is
+evaluated or checkpointed (unless ``allow_nonfinite``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -37,7 +44,7 @@ import envs
 from envs.core import MultiAgentEnv
 from envs.wrappers import stack_tasks
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
-from metajax.config import to_dict
+from metajax.config import ConfigError, flat_diff, from_dict, to_dict
 from metajax.maddpg import Learner, MADDPGConfig, make_maddpg
 
 Array = jax.Array
@@ -57,7 +64,14 @@ class TrainConfig:
     * ``eval_tasks``: games to evaluate on (default: the distinct training tasks);
     * ``total_env_steps``: env steps per seed; ``chunk_updates``: updates per jitted chunk;
     * ``eval_every``/``checkpoint_every``: in chunks (0 = only at the end);
-    * ``seeds``: seeds trained in parallel (vmapped), from ``seed``.
+    * ``seeds``: seeds trained in parallel (vmapped), from ``seed``;
+    * ``allow_nonfinite``: keep training when a chunk leaves a NaN or an infinity in a float
+      metric or in the parameters (default: stop with :class:`NonFiniteError`, see
+      :func:`train`).
+
+    Fields are checked one by one when the config is built (so a dotted override can set them
+    one at a time); :meth:`validate` checks them against each other (:func:`train` calls it
+    before building anything).
     """
 
     name: str = "run"
@@ -74,16 +88,38 @@ class TrainConfig:
     checkpoint_every: int = 1
     seed: int = 0
     seeds: int = 1
+    allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.chunk_updates < 1:
-            raise ValueError(f"chunk_updates must be >= 1, got {self.chunk_updates}")
+        for field in ("seeds", "chunk_updates", "total_env_steps", "eval_episodes"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        for field in ("eval_every", "checkpoint_every"):
+            if getattr(self, field) < 0:
+                raise ValueError(
+                    f"{field} must be >= 0 (in chunks; 0 = only at the end), "
+                    f"got {getattr(self, field)}")
         if not self.tasks:
             raise ValueError("tasks must list at least one task")
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r}; known: {', '.join(sorted(ALGOS))}")
+
+    def validate(self) -> None:
+        """The checks between fields: those of :meth:`MADDPGConfig.validate
+        <metajax.maddpg.MADDPGConfig.validate>`, and the first gradient step (at
+        ``max(learning_starts, batch_size)`` env steps) within ``total_env_steps``.
+
+        Raises:
+          ConfigError: one line naming the fields and their values.
+        """
+        m = self.maddpg
+        m.validate("maddpg.")
+        first = max(m.learning_starts, m.batch_size)
+        if first > self.total_env_steps:
+            field = "learning_starts" if m.learning_starts >= m.batch_size else "batch_size"
+            raise ConfigError(
+                f"maddpg.{field}={first} is beyond total_env_steps={self.total_env_steps}: "
+                "the run would end before its first gradient step")
 
 
 def _make_maddpg(cfg: TrainConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
@@ -101,8 +137,54 @@ def build_env(cfg: TrainConfig) -> MultiAgentEnv:
     return envs.make(cfg.env, **cfg.env_config)
 
 
+def task_fields(env: MultiAgentEnv) -> tuple[MultiAgentEnv, inspect.Signature | None]:
+    """``(env, signature of its make_task)``, followed through wrappers that pass ``**fields``
+    on to the ``env`` they wrap; the signature is ``None`` if it only takes ``**fields``."""
+    while True:
+        sig = inspect.signature(env.make_task)
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return env, sig
+        inner = getattr(env, "env", None)
+        if inner is None or inner is env:
+            return env, None
+        env = inner
+
+
+def check_task_spec(env: MultiAgentEnv, spec: dict) -> None:
+    """Raise :class:`ConfigError` if ``env.make_task(**spec)`` would not accept the keys of
+    ``spec`` (an unknown field, or a required one missing), listing the env's task fields."""
+    env, sig = task_fields(env)
+    if sig is None:
+        return
+    params = sig.parameters
+    unknown = [k for k in spec if k not in params]
+    missing = [k for k, p in params.items()
+               if p.default is p.empty and p.kind is not p.VAR_POSITIONAL and k not in spec]
+    if not (unknown or missing):
+        return
+    fields = ", ".join(params) or "none"
+    what = (f"unknown task field{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}" if unknown else
+            f"missing task field{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))}")
+    raise ConfigError(f"{what} for {type(env).__name__} (task fields: {fields})")
+
+
+def make_task(env: MultiAgentEnv, spec: dict) -> Any:
+    """``env.make_task(**spec)`` after :func:`check_task_spec`."""
+    spec = dict(spec)
+    check_task_spec(env, spec)
+    return env.make_task(**spec)
+
+
 def build_tasks(env: MultiAgentEnv, specs: tuple[dict, ...], n: int | None = None) -> Any:
-    """Stack ``env.make_task(**spec)`` for each spec (cycled to ``n`` entries if given)."""
+    """Stack ``env.make_task(**spec)`` for each spec (cycled to ``n`` entries if given).
+
+    Raises:
+      ConfigError: a spec with an unknown (or without a required) task field.
+    """
+    for s in specs:
+        check_task_spec(env, dict(s))
     made = [env.make_task(**dict(s)) for s in specs]
     if n is not None:
         made = [made[i % len(made)] for i in range(n)]
@@ -391,6 +473,95 @@ def _to_host(metrics: dict) -> dict:
     return out
 
 
+class NonFiniteError(RuntimeError):
+    """A chunk left a NaN or an infinity in a float metric or in the parameters (and the
+    config does not allow it, see :attr:`TrainConfig.allow_nonfinite`)."""
+
+
+def nonfinite_metrics(metrics: dict) -> dict[str, list[int]]:
+    """``{name: [seed indices]}`` of the float metrics (``[S, ...]`` arrays, e.g. a chunk's
+    ``[S, chunk_updates]``) that hold a NaN or an infinity for those seeds, in metric order."""
+    out = {}
+    for k, v in metrics.items():
+        v = np.asarray(v)
+        if v.ndim and np.issubdtype(v.dtype, np.floating):
+            bad = ~np.isfinite(v.reshape(v.shape[0], -1)).all(-1)
+            if bad.any():
+                out[k] = np.flatnonzero(bad).tolist()
+    return out
+
+
+def make_finite_check(learner: Learner) -> Callable[[Any], np.ndarray]:
+    """``finite(state [S]) -> [S]`` bool: whether every float leaf of the seed's parameters
+    (``state.params``, else ``learner.policy_params(state)``) is finite; one jitted
+    reduction over the parameter leaves."""
+
+    def all_finite(params: Any) -> Array:
+        leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)
+                  if jnp.issubdtype(x.dtype, jnp.inexact)]
+        return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+    reduce = jax.jit(jax.vmap(all_finite), compiler_options=ONCE)
+
+    def finite(state: Any) -> np.ndarray:
+        params = getattr(state, "params", None)
+        params = learner.policy_params(state) if params is None else params
+        return np.asarray(jax.device_get(reduce(params)), bool)
+
+    return finite
+
+
+def nonfinite_report(bad_metrics: dict[str, list[int]], finite_params: np.ndarray,
+                     chunk: int, n_chunks: int) -> str | None:
+    """``"non-finite <what> in chunk c/n (seed index(es) ...; also ...)"``, naming the first
+    non-finite metric (or ``parameters``) and every seed index with one; ``None`` if all
+    finite."""
+    what = list(bad_metrics) + (["parameters"] if not finite_params.all() else [])
+    if not what:
+        return None
+    seeds = sorted({*(i for v in bad_metrics.values() for i in v),
+                    *np.flatnonzero(~finite_params).tolist()})
+    also = f"; also {', '.join(what[1:])}" if len(what) > 1 else ""
+    label = "seed index" if len(seeds) == 1 else "seed indices"
+    return (f"non-finite {what[0]} in chunk {chunk}/{n_chunks} "
+            f"({label} {', '.join(map(str, seeds))}{also})")
+
+
+#: Config fields that may change when a run is resumed, because none of them changes what is
+#: trained: when evaluations run between chunks (the final one is the same), how often the state
+#: is checkpointed, whether a non-finite chunk stops the run. ``total_env_steps`` may grow too.
+RESUMABLE_FIELDS = ("eval_every", "checkpoint_every", "allow_nonfinite")
+
+
+def resume_conflicts(saved: dict | None, cfg: TrainConfig) -> list[str]:
+    """Why ``cfg`` cannot continue a run saved with the config ``saved`` (its ``to_dict``):
+    ``"key: old -> new"`` for every differing dotted field, except ``total_env_steps`` growing
+    (a longer run) and :data:`RESUMABLE_FIELDS`; empty if it can. Fields that ``saved`` lacks
+    (added to the config since) count as their defaults."""
+    try:
+        old = to_dict(from_dict(type(cfg), dict(saved or {})))
+    except (ConfigError, TypeError, ValueError) as e:
+        return [f"the saved config does not read back as {type(cfg).__name__}: {e}"]
+    out = []
+    for k, (a, b) in flat_diff(old, to_dict(cfg)).items():
+        if k in RESUMABLE_FIELDS:
+            continue
+        if k == "total_env_steps":
+            if isinstance(a, int) and isinstance(b, int) and b > a:
+                continue
+            out.append(f"{k}: {a!r} -> {b!r} (a resumed run can only grow)")
+            continue
+        out.append(f"{k}: {a!r} -> {b!r}")
+    return out
+
+
+def resume_refusal(run_dir: Path, conflicts: list[str]) -> str:
+    """The one-line message of a refused resume (see :func:`resume_conflicts`)."""
+    return (f"{run_dir} was trained with a different config; refusing to resume (differences: "
+            f"{'; '.join(conflicts)}; only a larger total_env_steps and "
+            f"{', '.join(RESUMABLE_FIELDS)} may change)")
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -405,10 +576,28 @@ def train(
 
     ``max_chunks`` stops after that many chunks in this call (the run stays resumable), which
     is how an interruption is simulated in tests.
+
+    ``resume=True`` continues from the latest checkpoint; ``cfg`` may differ from the saved
+    config only in a larger ``total_env_steps`` (the run is extended: chunks continue where it
+    stopped, exactly as one longer run) and :data:`RESUMABLE_FIELDS`.
+
+    After every chunk the host checks every float metric and (one jitted reduction) the
+    parameters of every seed: a NaN or an infinity raises :class:`NonFiniteError` (naming the
+    metric, the chunk and the seed indices) before that state is evaluated or checkpointed, so
+    the latest checkpoint stays the last finite state; its metrics row is still written.
+    ``cfg.allow_nonfinite`` logs one warning instead and keeps going.
+
+    Raises:
+      ConfigError: ``cfg`` fails :meth:`TrainConfig.validate` or names unknown task fields.
+      CheckpointError: ``run_dir`` holds another run, or one whose config cannot be resumed.
+      NonFiniteError: see above.
     """
+    cfg.validate()
+    env = build_env(cfg)
+    for spec in (*cfg.tasks, *cfg.eval_tasks):
+        check_task_spec(env, dict(spec))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = build_env(cfg)
     learner = build_learner(cfg, env)
     eval_tasks = build_tasks(env, cfg.eval_tasks or distinct_tasks(cfg.tasks))
     per_chunk = learner.env_steps_per_update * cfg.chunk_updates
@@ -420,20 +609,27 @@ def train(
     config_dict = {"algo_config": to_dict(cfg), "pipeline": pipeline}
 
     start_chunk = 0
+    saved_chunk: int | None = None  # the latest checkpoint (every saved state is finite)
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpt.latest_step() is not None:
-        state, saved_cfg, meta = restore_state(learner, cfg.seeds, cfg.seed, ckpt)
-        if saved_cfg.get("algo_config") != config_dict["algo_config"]:
-            raise CheckpointError(
-                f"{run_dir} was trained with a different config; refusing to resume "
-                "(start a new run directory or pass the same config)")
-        start_chunk = int(meta["chunk"])
+        saved_cfg, _ = ckpt.read_config()
+        saved_algo = (saved_cfg or {}).get("algo_config")
+        conflicts = resume_conflicts(saved_algo, cfg)
+        if conflicts:
+            ckpt.close()
+            raise CheckpointError(resume_refusal(run_dir, conflicts))
+        state, _, meta = restore_state(learner, cfg.seeds, cfg.seed, ckpt)
+        start_chunk = saved_chunk = int(meta["chunk"])
         _truncate_metrics(metrics_path, start_chunk)
-        log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}")
+        old_total = (saved_algo or {}).get("total_env_steps", cfg.total_env_steps)
+        grown = (f", total_env_steps {old_total:,} -> {cfg.total_env_steps:,}"
+                 if old_total != cfg.total_env_steps else "")
+        log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}{grown}")
     else:
         if resume:
             log(f"no checkpoint in {run_dir}; starting from scratch")
         elif ckpt.latest_step() is not None:
+            ckpt.close()
             raise CheckpointError(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --out")
@@ -442,6 +638,7 @@ def train(
     (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
 
     chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
+    finite = make_finite_check(learner)
     evaluator = make_evaluator(learner, env, cfg.eval_episodes)
     wb = _wandb_run(wandb_mode, run_dir, cfg)
     show = sys.stderr.isatty() if progress is None else progress
@@ -450,12 +647,15 @@ def train(
     results: dict = {}
     t_start = time.perf_counter()
     steps_done = 0
+    warned = False
     end_chunk = n_chunks if max_chunks is None else min(n_chunks, start_chunk + max_chunks)
     try:
         for c in range(start_chunk, end_chunk):
             t0 = time.perf_counter()
             state, m = chunk(state, jnp.int32(c))
-            m = _to_host(jax.device_get(m))
+            m = jax.device_get(m)
+            bad = nonfinite_report(nonfinite_metrics(m), finite(state), c + 1, n_chunks)
+            m = _to_host(m)
             dt = time.perf_counter() - t0
             steps_done += per_chunk
             row = {"chunk": c + 1, "time": round(dt, 4),
@@ -475,6 +675,16 @@ def train(
                         "episode_return": ret,
                         **{f"{k}/seed{s}": v for k, vals in m.items()
                            for s, v in enumerate(vals)}})
+            if bad is not None:
+                if not cfg.allow_nonfinite:
+                    kept = (f"{run_dir} keeps its last finite checkpoint (chunk {saved_chunk})"
+                            if saved_chunk is not None else "no checkpoint was saved before it")
+                    raise NonFiniteError(
+                        f"training diverged: {bad}; {kept}; lower the learning rates, or set "
+                        "allow_nonfinite=true (metajax run --allow-nonfinite) to keep going")
+                if not warned:
+                    log(f"[{cfg.name}] warning: {bad}; continuing (allow_nonfinite)")
+                    warned = True
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
                 results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1)
@@ -484,6 +694,7 @@ def train(
             periodic = cfg.checkpoint_every and (c + 1) % cfg.checkpoint_every == 0
             if periodic or last or c + 1 == end_chunk:
                 ckpt.save(c + 1, state, config_dict, {"chunk": c + 1})
+                saved_chunk = c + 1
     finally:
         bar.close()
         ckpt.close()

@@ -201,11 +201,12 @@ def test_run_into_an_existing_run_needs_resume(run_dir, experiment_file, capsys)
     before = (run_dir / "metrics.jsonl").read_text()
     assert main(["run", str(experiment_file), "--out", str(run_dir), "--no-progress"]) == 2
     assert "--resume" in _error(capsys)
-    # resuming with another config is refused too, naming what differs
+    # resuming with another config is refused too, naming what differs (a larger
+    # total_env_steps would extend the run, see test_reliability; a smaller one is refused)
     assert main(["run", str(experiment_file), "--out", str(run_dir), "--resume",
-                 "--no-progress", "--seeds", "2", "--set", "total_env_steps=80"]) == 2
+                 "--no-progress", "--seeds", "2", "--set", "total_env_steps=20"]) == 2
     err = _error(capsys)
-    assert "different config" in err and "total_env_steps" in err
+    assert "different config" in err and "total_env_steps: 40 -> 20" in err
     assert (run_dir / "metrics.jsonl").read_text() == before
 
 
