@@ -1522,6 +1522,10 @@ def mpe_climb_config(
 #: 500k collection steps (per game here), 3M meta-training and meta-testing steps, batch 300
 #: trajectories, lr 1e-4, 50k random steps, GRU actors, 100-step episodes.
 MPE_PAPER_PRESET: dict[str, Any] = {
+    # first: the exploration policies (``explorer`` unset = the ``maddpg`` section) play one
+    # training task per parallel game, so there must be n_train of them by the time n_train
+    # is set (overrides are checked one at a time)
+    "maddpg.num_envs": 30,
     "n_train": 30,
     "n_test": 15,
     "env_config.episode_length": 100,
@@ -1531,7 +1535,6 @@ MPE_PAPER_PRESET: dict[str, Any] = {
     "maddpg.critic_lr": 1e-4,
     "maddpg.batch_size": 30_000,
     "maddpg.buffer_size": 1_000_000,
-    "maddpg.num_envs": 30,
     "maddpg.rollout_steps": 100,
     "maddpg.learning_starts": 50_000,
     "collect.actor": "gru",
