@@ -228,12 +228,17 @@ class TrainedRun:
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
-    """Rebuild env and learner from ``config.json`` and restore the latest (or ``step``)
-    checkpoint.
+    """Rebuild env and learner from ``config.json`` and restore the latest intact (or
+    ``step``) checkpoint.
+
+    Without ``step``, damaged checkpoints newer than the latest intact one are skipped with a
+    one-line warning on stderr (see :mod:`metajax.checkpoint`); ``TrainedRun.step`` is the step
+    read.
 
     Raises:
-      ExperimentError: not a run directory. CheckpointError: no checkpoint, or one that does
-        not fit the learner the config builds.
+      ExperimentError: not a run directory. CheckpointError (one line): no checkpoint, none
+        intact, ``step`` missing or damaged, or one that does not fit the learner the config
+        builds.
     """
     run_dir = Path(run_dir)
     cfg, pipeline = read_run_config(run_dir)
@@ -246,11 +251,8 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
     learner = runner.build_learner(cfg, env)
     ckpt = Checkpointer(run_dir)
     try:
-        steps = sorted(ckpt.manager.all_steps())
-        step = steps[-1] if step is None else step
-        if step not in steps:
-            raise CheckpointError(f"no checkpoint {step} under {ckpt.path} (saved: {steps})")
         state, _, meta = runner.restore_state(learner, cfg.seeds, cfg.seed, ckpt, step)
+        step = ckpt.restored_step
     finally:
         ckpt.close()
     return TrainedRun(run_dir, cfg, pipeline, env, learner, state, int(step), dict(meta))
