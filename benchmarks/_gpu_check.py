@@ -593,10 +593,14 @@ def stage_entry(name: str, work: Path, out: Path, args: argparse.Namespace) -> d
     res: dict[str, Any] = {"figures": {}}
     if name == "info":
         info = _read_json(work / "info.json") or {}
-        res["figures"] = {}
         for k in ("jax", "jaxlib", "backend", "preflight_failed"):
             if k in info:
                 entry[k] = info[k]
+        missing = sorted({f["missing"] or f["module"] for f in info.get("preflight_failed", [])})
+        if "error" in info or missing:
+            res["error"] = "; ".join(
+                ([f"jax: {info['error']}"] if "error" in info else [])
+                + ([f"imports fail, missing: {', '.join(missing)}"] if missing else []))
     elif name == "env":
         res = env_result(out / "env.json", args.env_batches)
         entry["json"] = "env.json"
@@ -679,7 +683,7 @@ def render(summary: dict) -> str:
             for env, per in fig.items():
                 lines.append(f"         {env}: " + ", ".join(
                     f"B={b} {_rate(r['env_steps_per_s'])}/s" for b, r in per.items()))
-        elif name == "train":
+        elif name == "train" and fig:
             lines.append("         " + ", ".join(
                 f"{s} seeds {_rate(r['env_steps_per_s'])} env-steps/s (compile "
                 f"{r['compile_s']:.1f} s)" for s, r in fig.items()))

@@ -69,8 +69,8 @@ if [ "$MODE" = gpu ]; then
     MESA_CHUNKS=2
     MRA_CHUNKS=3
 else
-    BUDGET=${BUDGET:-600}
-    declare -A DEFAULT=([info]=60 [env]=120 [train]=120 [mesa]=150 [mra]=150)
+    BUDGET=${BUDGET:-900}  # generous: a loaded 2-core CI machine (mostly compilation)
+    declare -A DEFAULT=([info]=60 [env]=180 [train]=180 [mesa]=240 [mra]=240)
     ENV_BATCHES=1,64
     ENV_ARGS=(--target 2000 --min-steps 5 --max-steps 50 --min-time 0.05 --max-time 0.5)
     TRAIN_SEEDS=1,2
