@@ -28,6 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from metajax import killpoint
+
 #: The file Orbax writes into a step (and each item) directory when the save is complete.
 COMMIT_MARKER = ocp.path.atomicity_types.COMMIT_SUCCESS_FILE
 #: Items of a checkpoint; ``integrity`` holds the CRC-32 of each state array.
@@ -63,9 +65,14 @@ class Checkpointer:
     def __init__(self, run_dir: str | Path, max_to_keep: int = 2,
                  warn: Callable[[str], None] | None = None):
         self.path = Path(run_dir).absolute() / "checkpoints"
+        self._saving: int | None = None  # the step being saved, for the test-only kill point
+        self._kill_hook = killpoint.checkpoint_hook(lambda: self._saving)
         self.manager = ocp.CheckpointManager(
             self.path,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=True,
+                async_options=(None if self._kill_hook is None else ocp.AsyncOptions(
+                    post_finalization_callback=self._kill_hook))),
             item_names=ITEMS,
         )
         self.warn = warn or warn_stderr
@@ -87,6 +94,9 @@ class Checkpointer:
         ``run_dir/checkpoints.damaged/<step>``: Orbax would otherwise skip the save."""
         if self._stale:
             self._move_stale()
+        if self._kill_hook is not None:  # the previous save is done (Orbax waits for it too)
+            self.manager.wait_until_finished()
+            self._saving = step
         packed = _pack(state)
         self.manager.save(
             step,

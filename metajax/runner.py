@@ -43,6 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import envs
 from envs.core import MultiAgentEnv
 from envs.wrappers import stack_tasks
+from metajax import killpoint
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
 from metajax.config import ConfigError, flat_diff, from_dict, to_dict
 from metajax.maddpg import Learner, MADDPGConfig, make_maddpg
@@ -652,7 +653,9 @@ def train(
     try:
         for c in range(start_chunk, end_chunk):
             t0 = time.perf_counter()
-            state, m = chunk(state, jnp.int32(c))
+            with killpoint.compiling(chunk):  # test-only kill points, inert by default
+                state, m = chunk(state, jnp.int32(c))
+            killpoint.kill_at(f"chunk:{c + 1}")
             m = jax.device_get(m)
             bad = nonfinite_report(nonfinite_metrics(m), finite(state), c + 1, n_chunks)
             m = _to_host(m)
