@@ -188,8 +188,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"(differences: {'; '.join(diff)})")
     _writable_dir(out)
     copy = out / xp.EXPERIMENT_COPY
-    if not (args.resume and copy.exists()):
-        shutil.copyfile(exp.path, copy)
+    if not (args.resume and copy.exists()):  # through a rename: a killed run keeps it whole
+        tmp = copy.with_name(f".{copy.name}.tmp")
+        shutil.copyfile(exp.path, tmp)
+        os.replace(tmp, copy)
     print(f"{exp.path} -> {out} (pipeline {exp.pipeline}, {cfg.seeds} seed(s))")
     try:
         result = xp.get_pipeline(exp.pipeline).run(

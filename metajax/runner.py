@@ -636,7 +636,7 @@ def train(
                 "another --out")
         state = shard_seeds(init(keys), mesh)
         metrics_path.write_text("")
-    (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
+    write_atomic(run_dir / "config.json", json.dumps(config_dict, indent=1))
 
     chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
     finite = make_finite_check(learner)
@@ -691,7 +691,7 @@ def train(
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
                 results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1)
-                (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+                write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
                 if wb is not None:
                     wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
             periodic = cfg.checkpoint_every and (c + 1) % cfg.checkpoint_every == 0
@@ -741,10 +741,28 @@ def distinct_tasks(specs: tuple[dict, ...]) -> tuple[dict, ...]:
     return tuple(out)
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename: a process killed at
+    any point leaves the old file or the new one, never a truncated one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _truncate_metrics(path: Path, chunk: int) -> None:
-    """Drop metric lines written after checkpoint ``chunk`` (an interrupted run's tail)."""
+    """Drop metric lines written after checkpoint ``chunk`` (an interrupted run's tail),
+    including a last line cut short (a run killed while appending it, after that checkpoint)."""
     if not path.exists():
         return
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    keep = [ln for ln in lines if json.loads(ln)["chunk"] <= chunk]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    keep = []
+    for i, ln in enumerate(lines):
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise
+        if row["chunk"] <= chunk:
+            keep.append(ln)
+    write_atomic(path, "".join(ln + "\n" for ln in keep))
