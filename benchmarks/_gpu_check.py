@@ -46,6 +46,8 @@ SWEEP_SKIPPED = "skipped: metajax sweep not implemented"
 PREFLIGHT = ("envs", "metajax.maddpg", "metajax.runner", "metajax.mesa",
              "metajax.mra_experiments", "metajax.cli")
 
+#: The envs of the ``env`` stage (``gpu_check.sh`` passes them to ``env_throughput.py``).
+ENV_NAMES = ("spread", "treasure")
 MESA_FILE = "experiments/mesa_mpe_2a5l.py"
 MRA_FILE = "experiments/mra_fig5_resource.py"
 MRA_ARM = "mra"
@@ -483,7 +485,8 @@ def env_result(path: Path, batches: list[int]) -> dict[str, Any]:
     if report is None:
         return {"figures": {}, "missing": [f"no {path.name}"]}
     figures: dict[str, Any] = {}
-    missing = []
+    missing = [f"{name}: not in {path.name}" for name in ENV_NAMES
+               if name not in report.get("envs", {})]
     for name, entry in report.get("envs", {}).items():
         act = entry.get("active_agents") or 0
         per = {}
