@@ -59,9 +59,9 @@ NA = "-"
 def action_sampler(env: envs.MultiAgentEnv):
     """``sample(key, batch) -> [batch, *action_shape]`` uniform random joint actions.
 
-    The spec is read here, outside any trace (jumanji specs can't be built under ``jit``).
+    The spec (a cached property of the env) is read once here, outside the trace.
     """
-    spec = env.action_spec()
+    spec = env.action_spec
     shape = tuple(spec.shape)
     if isinstance(spec, specs.DiscreteArray | specs.MultiDiscreteArray):
         n = jnp.asarray(np.asarray(spec.num_values))

@@ -10,6 +10,12 @@ Every environment in :mod:`envs` follows one contract:
   active; the others are padding, flagged by ``agent_mask``. Tasks of different populations
   therefore share one compiled program.
 * ``step`` never resets. Auto-reset is the :class:`envs.wrappers.AutoReset` wrapper.
+* jumanji 1.x conformance: the timestep is a :class:`jumanji.types.TimeStep` (``step_type``,
+  ``first()`` / ``mid()`` / ``last()``, per-agent ``reward`` and ``discount``, ``extras``) and
+  the four specs are cached properties (``env.action_spec``, not ``env.action_spec()``), so
+  jumanji's ``AutoResetWrapper``, ``VmapAutoResetWrapper`` and ``JumanjiToGymWrapper`` run on
+  every env. The gym wrapper converts one scalar reward per step: put jumanji's
+  ``MultiToSingleWrapper`` (sum of rewards, max of discounts) in between to step it.
 
 Notation used in docstrings: ``A`` max agents, ``M`` max objects (landmarks, treasures,
 food, ...), ``d_*`` feature sizes, ``[]`` a scalar.
@@ -27,7 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from jumanji import specs
+from jumanji import types as jumanji_types
 from jumanji.env import Environment
+from jumanji.types import StepType
 
 Array = jax.Array
 
@@ -76,33 +84,39 @@ class Observation:
         return flat * self.agent_mask[..., None]
 
 
-@struct.dataclass
-class TimeStep:
-    """What an agent sees after ``reset`` or ``step``.
+@chex.dataclass(kw_only=True)
+class TimeStep(jumanji_types.TimeStep[Observation]):
+    """What an agent sees after ``reset`` or ``step``: a :class:`jumanji.types.TimeStep`.
 
-    * ``observation``: :class:`Observation`.
+    jumanji's fields and methods, per agent:
+
+    * ``step_type``: ``[]`` int8 :class:`jumanji.types.StepType`: ``FIRST`` after ``reset``,
+      ``LAST`` on the step that ends the episode (terminated or truncated), else ``MID``.
+      ``first()``, ``mid()``, ``last()``: ``[]`` bool.
     * ``reward``: ``[A]`` float32; padded and removed agents get exactly 0.
     * ``discount``: ``[A]`` float32, 0 for agents whose own episode has ended (terminated,
-      removed, or padding), else 1. Truncation does not zero it.
-    * ``terminated``: ``[]`` bool, the game reached a terminal state.
-    * ``truncated``: ``[]`` bool, the time limit was hit (and the game did not terminate).
-    * ``first``: ``[]`` bool, this is the first step of an episode.
+      removed, or padding), else 1. Termination zeroes it for every agent (as
+      :func:`jumanji.types.termination` does); truncation does not.
+    * ``observation``: :class:`Observation` (padded, with masks).
     * ``extras``: dict of arrays (env specific metrics, and ``final_observation`` under
       :class:`envs.wrappers.AutoReset`).
+
+    and two flags that jumanji's ``step_type`` merges (``last() == terminated | truncated``):
+
+    * ``terminated``: ``[]`` bool, the game reached a terminal state.
+    * ``truncated``: ``[]`` bool, the time limit was hit (and the game did not terminate).
+
+    Batched (``vmap``) timesteps carry leading batch axes on every leaf. Build one with
+    :func:`make_timestep`.
     """
 
-    observation: Observation
-    reward: Array
-    discount: Array
     terminated: Array
     truncated: Array
-    first: Array
-    extras: dict = struct.field(default_factory=dict)
 
     @property
     def done(self) -> Array:
-        """``[]`` bool: the episode ended (terminated or truncated)."""
-        return jnp.logical_or(self.terminated, self.truncated)
+        """``[]`` bool: the episode ended (terminated or truncated); ``last()``."""
+        return self.last()
 
 
 S = TypeVar("S")
@@ -130,34 +144,33 @@ def check_range(name: str, value: Any, low: float, high: float) -> None:
         raise EnvError(f"{name}={v.tolist()} is outside the allowed range [{low}, {high}]")
 
 
-def _compile_time_spec(method: Any) -> Any:
-    """Wrap a spec method so it works under ``jit`` and is built once per instance.
+class spec_property(functools.cached_property):
+    """A :func:`functools.cached_property` evaluated under ``jax.ensure_compile_time_eval``.
 
-    jumanji specs run value checks that fail on tracers; building them under
-    ``jax.ensure_compile_time_eval`` keeps them concrete wherever they are asked for.
+    jumanji specs run value checks that fail on tracers; building them at compile time keeps
+    them concrete wherever they are first asked for (inside ``jit`` or ``vmap`` too). After the
+    first access the spec is an entry of the instance ``__dict__``, found without this
+    descriptor.
     """
-    attr = f"_cached_{method.__name__}"
 
-    @functools.wraps(method)
-    def wrapper(self: Any) -> Any:
-        cached = self.__dict__.get(attr)
-        if cached is None:
-            with jax.ensure_compile_time_eval():
-                cached = method(self)
-            self.__dict__[attr] = cached
-        return cached
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        with jax.ensure_compile_time_eval():
+            return super().__get__(instance, owner)
 
-    wrapper.__wrapped_spec__ = True
-    return wrapper
+
+SPEC_NAMES = ("observation_spec", "action_spec", "reward_spec", "discount_spec")
 
 
 class MultiAgentEnv(Environment, Generic[S, T]):
     """Base of every metajax environment (a :class:`jumanji.env.Environment`).
 
-    Subclasses set the static maxima in ``__init__`` (before calling ``super().__init__()``) and
-    implement :meth:`make_task`, :meth:`sample_task`, :meth:`reset_to`, :meth:`step`,
-    :meth:`observation_spec` and :meth:`action_spec`. :meth:`reset` is ``reset_to`` on a
-    sampled task.
+    Subclasses set the static maxima in ``__init__`` (before calling ``super().__init__()``,
+    which builds the specs) and implement :meth:`make_task`, :meth:`sample_task`,
+    :meth:`reset_to`, :meth:`step`, and the cached properties :attr:`observation_spec` and
+    :attr:`action_spec` (``@functools.cached_property``, as in jumanji 1.x; they are built
+    under ``jax.ensure_compile_time_eval``). :meth:`reset` is ``reset_to`` on a sampled task.
 
     Class attributes:
 
@@ -169,11 +182,25 @@ class MultiAgentEnv(Environment, Generic[S, T]):
     num_teams: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make each spec a :class:`spec_property`; refuse specs written as plain methods."""
         super().__init_subclass__(**kwargs)
-        for spec_name in ("observation_spec", "action_spec", "reward_spec", "discount_spec"):
-            fn = cls.__dict__.get(spec_name)
-            if fn is not None and not getattr(fn, "__wrapped_spec__", False):
-                setattr(cls, spec_name, _compile_time_spec(fn))
+        for name in SPEC_NAMES:
+            attr = cls.__dict__.get(name)
+            if attr is None or isinstance(attr, spec_property):
+                continue
+            if isinstance(attr, functools.cached_property | property):
+                fn = attr.func if isinstance(attr, functools.cached_property) else attr.fget
+                prop = spec_property(fn)
+                prop.__set_name__(cls, name)
+                if getattr(attr, "__isabstractmethod__", False):
+                    prop.__isabstractmethod__ = True
+                setattr(cls, name, prop)
+            else:
+                raise TypeError(
+                    f"{cls.__qualname__}.{name} must be a property: decorate it with "
+                    "@functools.cached_property (jumanji 1.x specs are cached properties; "
+                    f"callers read env.{name}, not env.{name}())"
+                )
 
     max_agents: int
     max_objects: int
@@ -206,19 +233,23 @@ class MultiAgentEnv(Environment, Generic[S, T]):
     def step(self, state: S, action: Array) -> tuple[S, TimeStep]:
         """Advance one step. ``action`` must match :meth:`action_spec` in shape and dtype."""
 
-    # --- specs -----------------------------------------------------------------------------
+    # --- specs (cached properties, as in jumanji 1.x) --------------------------------------
     @abc.abstractmethod
+    @spec_property
     def observation_spec(self) -> specs.Spec[Observation]:
         """Spec of :class:`Observation` (shapes and dtypes, padded)."""
 
     @abc.abstractmethod
+    @spec_property
     def action_spec(self) -> specs.Spec:
         """Spec of the joint action, leading axis ``A``."""
 
+    @spec_property
     def reward_spec(self) -> specs.Array:
         """``[A]`` float32 per-agent reward."""
         return specs.Array((self.max_agents,), jnp.float32, "reward")
 
+    @spec_property
     def discount_spec(self) -> specs.BoundedArray:
         """``[A]`` float32 per-agent discount in ``[0, 1]``."""
         return specs.BoundedArray((self.max_agents,), jnp.float32, 0.0, 1.0, "discount")
@@ -226,7 +257,7 @@ class MultiAgentEnv(Environment, Generic[S, T]):
     # --- helpers for subclasses ------------------------------------------------------------
     def check_action(self, action: Array) -> None:
         """Raise :class:`EnvError` (at trace time) if ``action`` has the wrong shape or dtype."""
-        spec = self.action_spec()
+        spec = self.action_spec
         shape = tuple(getattr(action, "shape", ()))
         dtype = jnp.result_type(action)
         if shape != tuple(spec.shape):
@@ -243,18 +274,27 @@ class MultiAgentEnv(Environment, Generic[S, T]):
     def observation_spec_from(
         self, d_self: int, d_agent: int, d_obj: int
     ) -> specs.Spec[Observation]:
-        """Standard :class:`Observation` spec for feature sizes ``d_self, d_agent, d_obj``."""
+        """Standard :class:`Observation` spec for feature sizes ``d_self, d_agent, d_obj``.
+
+        Masks are bool :class:`jumanji.specs.BoundedArray` in ``[False, True]`` (as jumanji's
+        own action masks), so ``jumanji.specs.jumanji_specs_to_gym_spaces`` maps them to
+        bounded boxes.
+        """
         a, m = self.max_agents, self.max_objects
-        f32, b = jnp.float32, jnp.bool_
+        f32 = jnp.float32
+
+        def mask(shape: tuple[int, ...], name: str) -> specs.BoundedArray:
+            return specs.BoundedArray(shape, jnp.bool_, False, True, name)
+
         spec = specs.Spec(
             Observation,
             "ObservationSpec",
             agents=specs.Array((a, a, d_agent), f32, "agents"),
-            agents_mask=specs.Array((a, a), b, "agents_mask"),
+            agents_mask=mask((a, a), "agents_mask"),
             objects=specs.Array((a, m, d_obj), f32, "objects"),
-            objects_mask=specs.Array((a, m), b, "objects_mask"),
+            objects_mask=mask((a, m), "objects_mask"),
             team=specs.BoundedArray((a,), jnp.int32, 0, max(self.num_teams - 1, 0), "team"),
-            agent_mask=specs.Array((a,), b, "agent_mask"),
+            agent_mask=mask((a,), "agent_mask"),
         )
         # ``self`` collides with the name of Spec.__init__'s first argument: add it afterwards.
         self_spec = specs.Array((a, d_self), f32, "self")
@@ -273,25 +313,37 @@ def make_timestep(
     observation: Observation,
     reward: Array,
     discount: Array,
-    terminated: Array,
-    truncated: Array,
+    terminated: bool | Array,
+    truncated: bool | Array,
     first: bool | Array = False,
     extras: dict | None = None,
 ) -> TimeStep:
-    """Build a :class:`TimeStep`, zeroing reward and discount of masked agents.
+    """Build a :class:`TimeStep` from ``[A]`` ``reward`` / ``discount`` and ``[]`` flags.
 
-    ``truncated`` is forced False where ``terminated`` is True.
+    * ``step_type``: ``FIRST`` where ``first``, else ``LAST`` where the episode ended
+      (``terminated | truncated``), else ``MID`` (jumanji's ``restart`` / ``termination`` /
+      ``truncation`` / ``transition``).
+    * Reward and discount of masked agents are zeroed; termination zeroes every discount.
+    * ``truncated`` is forced False where ``terminated`` is True.
     """
     mask = observation.agent_mask
     terminated = jnp.asarray(terminated, bool)
+    truncated = jnp.logical_and(jnp.asarray(truncated, bool), ~terminated)
+    first = jnp.asarray(first, bool)
+    step_type = jnp.where(
+        first,
+        StepType.FIRST,
+        jnp.where(terminated | truncated, StepType.LAST, StepType.MID),
+    ).astype(jnp.int8)
+    discount = jnp.where(mask & ~terminated, discount, 0.0)
     return TimeStep(
-        observation=observation,
+        step_type=step_type,
         reward=jnp.where(mask, reward, 0.0).astype(jnp.float32),
-        discount=jnp.where(mask, discount, 0.0).astype(jnp.float32),
-        terminated=terminated,
-        truncated=jnp.logical_and(jnp.asarray(truncated, bool), ~terminated),
-        first=jnp.asarray(first, bool),
+        discount=discount.astype(jnp.float32),
+        observation=observation,
         extras={} if extras is None else extras,
+        terminated=terminated,
+        truncated=truncated,
     )
 
 

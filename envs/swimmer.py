@@ -96,6 +96,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from functools import cached_property
 from typing import Any
 
 import chex
@@ -474,9 +475,11 @@ class SwimmerClimb(MultiAgentEnv[SwimmerState, SwimmerTask]):
         """Size of ``obs.self`` per agent: 8 (global), 2 (``locality=0``), 3 (``locality=1``)."""
         return {None: 8, 0: 2, 1: 3}[self.locality]
 
+    @cached_property
     def observation_spec(self) -> specs.Spec[Observation]:
         return self.observation_spec_from(d_self=self.d_self, d_agent=2, d_obj=1)
 
+    @cached_property
     def action_spec(self) -> specs.Spec:
         if self.action_type == "discrete":
             return specs.MultiDiscreteArray(

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import cached_property
 from typing import Any
 
 import chex
@@ -69,11 +70,26 @@ class Wrapper(MultiAgentEnv):
     def step(self, state: Any, action: Array) -> tuple[Any, TimeStep]:
         return self.env.step(state, action)
 
+    @cached_property
     def observation_spec(self) -> specs.Spec:
-        return self.env.observation_spec()
+        return self.env.observation_spec
 
+    @cached_property
     def action_spec(self) -> specs.Spec:
-        return self.env.action_spec()
+        return self.env.action_spec
+
+    @cached_property
+    def reward_spec(self) -> specs.Array:
+        return self.env.reward_spec
+
+    @cached_property
+    def discount_spec(self) -> specs.BoundedArray:
+        return self.env.discount_spec
+
+    @property
+    def unwrapped(self) -> MultiAgentEnv:
+        """The innermost env (jumanji's ``Environment.unwrapped``)."""
+        return self.env.unwrapped
 
     def check_action(self, action: Array) -> None:
         self.env.check_action(action)
@@ -85,7 +101,10 @@ class AutoReset(Wrapper):
     The returned timestep of the step that ends an episode carries the *reset* observation in
     ``observation`` (so the caller can act on it), the final observation of the finished episode
     in ``extras["final_observation"]`` (always present: equal to ``observation`` on other
-    steps), and that step's ``reward``, ``discount``, ``terminated`` and ``truncated``.
+    steps), and that step's ``step_type`` (``LAST``), ``reward``, ``discount``, ``terminated``
+    and ``truncated``: the convention of jumanji's ``AutoResetWrapper`` (whose
+    ``next_obs_in_extras=True`` keeps the final observation in ``extras["next_obs"]``), which
+    resets with ``env.reset`` (a freshly sampled task) instead.
 
     Args:
       env: the environment to wrap. Its state must have fields ``key`` and ``task``.
@@ -190,8 +209,9 @@ class GoalObservation(Wrapper):
         state, ts = self.env.step(state, action)
         return state, self._augment(ts, state.task)
 
+    @cached_property
     def observation_spec(self) -> specs.Spec:
-        inner = self.env.observation_spec()
+        inner = self.env.observation_spec
         task = self.env.sample_task(jax.random.PRNGKey(0))
         g = int(np.prod(jax.eval_shape(self.env.task_description, task).shape))
         d_self = inner.self.shape[-1] + g
@@ -218,8 +238,8 @@ def batch_step(env: MultiAgentEnv, states: Any, actions: Array) -> tuple[Any, Ti
 
 
 def random_actions(env: MultiAgentEnv, key: chex.PRNGKey) -> Array:
-    """A uniformly random joint action matching ``env.action_spec()`` (for tests/benchmarks)."""
-    spec = env.action_spec()
+    """A uniformly random joint action matching ``env.action_spec`` (for tests/benchmarks)."""
+    spec = env.action_spec
     if isinstance(spec, specs.DiscreteArray | specs.MultiDiscreteArray):
         n = jnp.asarray(np.asarray(spec.num_values))
         return jax.random.randint(key, spec.shape, 0, n, dtype=spec.dtype)

@@ -320,7 +320,7 @@ def _render_actions(run: xp.TrainedRun, task: Any, args: argparse.Namespace, out
     if callable(best):
         print(f"optimal value {float(best(task)):.3f}")
     acts = np.asarray(many.actions)[..., mask].reshape(-1, int(mask.sum()))  # [E*T, n]
-    n_actions = int(np.asarray(env.action_spec().num_values).reshape(-1)[0])
+    n_actions = int(np.asarray(env.action_spec.num_values).reshape(-1)[0])
     counts = np.stack([np.bincount(acts[:, i], minlength=n_actions) for i in range(acts.shape[1])])
     out = _png_path(out)
     fig = plots.action_distribution(
@@ -339,7 +339,7 @@ def _is_swimmer(env: Any) -> bool:
 
 
 def _is_discrete(env: Any) -> bool:
-    return hasattr(env.action_spec(), "num_values")
+    return hasattr(env.action_spec, "num_values")
 
 
 #: Renderers tried in order: (what, applies to env?, render(run, task, args, out) -> path).

@@ -284,7 +284,7 @@ class ActionSpace:
 
     @classmethod
     def of(cls, env: MultiAgentEnv) -> ActionSpace:
-        spec = env.action_spec()
+        spec = env.action_spec
         if isinstance(spec, specs.MultiDiscreteArray | specs.DiscreteArray):
             n = np.asarray(spec.num_values).reshape(-1)
             if not np.all(n == n[0]):

@@ -592,7 +592,7 @@ def _mean0(tree: Any) -> Any:
 
 def num_actions(env: MultiAgentEnv) -> int:
     """Number of discrete actions per agent; MRA's policies are categorical."""
-    spec = env.action_spec()
+    spec = env.action_spec
     if not isinstance(spec, specs.MultiDiscreteArray | specs.DiscreteArray):
         raise ValueError(
             f"MRA needs discrete actions (categorical policies); {env.name} was built with "

@@ -112,7 +112,7 @@ SCRIPTS: dict[str, Callable[[MultiAgentEnv, Observation], Array]] = {
 
 def random_action(env: MultiAgentEnv, key: Array) -> Array:
     """A uniform random joint action of the env's action spec (leading axis ``A``)."""
-    spec = env.action_spec()
+    spec = env.action_spec
     if isinstance(spec, specs.MultiDiscreteArray | specs.DiscreteArray):
         n = jnp.broadcast_to(jnp.asarray(np.asarray(spec.num_values)), spec.shape)
         return jax.random.randint(key, spec.shape, 0, n, spec.dtype)

@@ -337,7 +337,7 @@ def _scalar_extras(env: MultiAgentEnv) -> tuple[str, ...]:
 
     def extras(key: Array) -> dict:
         state, _ = env.reset(key)
-        _, ts = env.step(state, env.action_spec().generate_value())
+        _, ts = env.step(state, env.action_spec.generate_value())
         return ts.extras
 
     shapes = jax.eval_shape(extras, jax.random.PRNGKey(0))

@@ -73,7 +73,7 @@ def _tasks(env, seed, n=3):
 def _check_timestep(env: MultiAgentEnv, ts: TimeStep, batch: tuple[int, ...] = ()):
     assert isinstance(ts, TimeStep)
     assert isinstance(ts.observation, Observation)
-    spec = env.observation_spec()
+    spec = env.observation_spec
     for name, sub in spec._specs.items():
         arr = getattr(ts.observation, name)
         assert arr.shape == batch + tuple(sub.shape), (name, arr.shape, sub.shape)
@@ -101,23 +101,23 @@ def test_contract(harness):
     env = harness.env
     assert isinstance(env, MultiAgentEnv)
     # specs are jumanji specs and generate conforming values
-    assert isinstance(env.observation_spec(), specs.Spec)
-    spec_obs = env.observation_spec().generate_value()
+    assert isinstance(env.observation_spec, specs.Spec)
+    spec_obs = env.observation_spec.generate_value()
     assert isinstance(spec_obs, Observation)
-    act_spec = env.action_spec()
+    act_spec = env.action_spec
     assert act_spec.shape[0] == env.max_agents
     act_spec.validate(np.asarray(random_actions(env, jax.random.PRNGKey(0))))
 
     ts0, ts1, bts0, auto_ts = harness.program(jax.random.PRNGKey(0), _tasks(env, 0))
     _check_timestep(env, ts0)
-    env.observation_spec().validate(ts0.observation)
-    assert bool(ts0.first) and not bool(ts1.first)
+    env.observation_spec.validate(ts0.observation)
+    assert bool(ts0.first()) and not bool(ts1.first())
     _check_timestep(env, ts1)
     _check_timestep(env, bts0, (3,))
-    assert np.asarray(bts0.first).all()
+    assert np.asarray(bts0.first()).all()
     horizon = env.episode_length + 2
     _check_timestep(env, auto_ts, (horizon, 3))
-    assert not np.asarray(auto_ts.first[0]).any()  # the first batched step is a plain step
+    assert not np.asarray(auto_ts.first()[0]).any()  # the first batched step is a plain step
 
     # auto-reset: every episode ends within episode_length steps and restarts; the final
     # observation is kept in extras.

@@ -78,7 +78,7 @@ def test_variant_updates(name):
     act, carry = policy(learner.policy_params(state), obs, learner.initial_carry(),
                         jax.random.PRNGKey(1), True)
     env.check_action(act)
-    env.action_spec().validate(np.asarray(act))
+    env.action_spec.validate(np.asarray(act))
 
 
 def test_action_space_detection():

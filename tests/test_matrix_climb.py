@@ -183,12 +183,12 @@ def test_padded_players_never_change_reward(climb4):
 def test_observation_matches_spec():
     for env in (Climb(max_agents=3, num_actions=4), Climb(max_agents=3, agent_id=True)):
         _, ts = env.reset_to(jax.random.key(0), env.make_task(n_agents=2, k=1, u=1))
-        env.observation_spec().validate(ts.observation)
-        env.action_spec().validate(jnp.zeros((3,), jnp.int32))
+        env.observation_spec.validate(ts.observation)
+        env.action_spec.validate(jnp.zeros((3,), jnp.int32))
         state, _ = env.reset(jax.random.key(1))
         _, ts1 = env.step(state, jnp.zeros((3,), jnp.int32))
         assert ts.extras.keys() == ts1.extras.keys()
-        env.observation_spec().validate(ts1.observation)
+        env.observation_spec.validate(ts1.observation)
     obs = ts.observation.self
     np.testing.assert_array_equal(np.asarray(obs[:, 1:]), np.diag([1.0, 1.0, 0.0]))
 
@@ -311,11 +311,11 @@ def test_multistage_history_reward_termination(multi, n):
         actions[rng.integers(s), :n] = u[0]  # make some stages hit the key action
         ts0, tss = rollout(task, jnp.asarray(actions, jnp.int32))
         assert ts0.observation.self.shape == (a_max, s + s * a_max * n_act)
-        env.observation_spec().validate(ts0.observation)
+        env.observation_spec.validate(ts0.observation)
         np.testing.assert_array_equal(
             np.asarray(ts0.observation.self[0]), expected_self([], 0, n, a_max, s, n_act)
         )
-        assert bool(ts0.first) and not bool(tss.first.any())
+        assert bool(ts0.first()) and not bool(tss.first().any())
         for t in range(s):
             want_obs = expected_self(actions[:, :n].tolist(), t + 1, n, a_max, s, n_act)
             for i in range(a_max):
@@ -359,7 +359,7 @@ def test_multistage_returns_and_past_end(multi):
 
 def test_multistage_sample_and_split():
     env = MultiStageClimb()  # paper: 2 players, S = 5, U = 10
-    assert env.observation_spec().self.shape == (2, 5 + 5 * 2 * 10)
+    assert env.observation_spec.self.shape == (2, 5 + 5 * 2 * 10)
     task = env.sample_task(jax.random.key(0))
     env.validate_task(task)
     train, test = env.split_tasks(jax.random.key(1), 10, 3)

@@ -281,7 +281,7 @@ def test_goal_observation_appends_the_task_description():
     base = env.reset_to(jax.random.PRNGKey(0), task)[1].observation.self
     np.testing.assert_array_equal(ts.observation.self[:2, base.shape[1]:], np.stack([d, d]))
     np.testing.assert_array_equal(ts.observation.self[2], 0.0)  # padding sees nothing
-    assert goal.observation_spec().self.shape == ts.observation.self.shape
+    assert goal.observation_spec.self.shape == ts.observation.self.shape
 
 
 def test_config_changes_lets_old_runs_resume_but_names_real_changes():

@@ -255,7 +255,7 @@ def test_jit_vmap_mixed_populations():
     swapped = stack_tasks([env.make_task(8, 4, 2), env.make_task(4, 2)])
     rollout(jax.random.split(jax.random.key(1), 2), swapped)  # new games, same program
     assert len(traces) == 1
-    spec = env.observation_spec()
+    spec = env.observation_spec
     assert ts0.observation.self.shape == (2, *spec.self.shape)
     assert ts.observation.agents.shape == (10, 2, *spec.agents.shape)
     assert ts0.reward.shape == (2, 12)

@@ -110,7 +110,7 @@ def test_observation_contents(env, reset_to):
     assert not np.any(obs.objects_mask[3]) and np.all(obs.objects[3] == 0)
     d_flat = 4 + A * 5 + M * 4
     assert obs.flat.shape == (A, d_flat)
-    spec = env.observation_spec()
+    spec = env.observation_spec
     assert spec.objects.shape == (A, M, 3)
 
 

@@ -68,7 +68,7 @@ def test_reward_padding():
 def test_step_episode_and_observation():
     env = Spread()
     state, ts = env.reset(jax.random.key(1))
-    assert bool(ts.first)
+    assert bool(ts.first())
     assert ts.observation.self.shape == (3, 4)
     assert ts.observation.agents.shape == (3, 3, 2)
     assert ts.observation.objects.shape == (3, 3, 2)

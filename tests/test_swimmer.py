@@ -54,18 +54,18 @@ def hinge_qpos(angles):
 # --- reset, specs ---------------------------------------------------------------------------
 def test_reset_and_specs(sw):
     env, ts, states = sw.env, sw.ts, sw.states
-    spec = env.observation_spec()
+    spec = env.observation_spec
     for name in ("self", "agents", "agents_mask", "objects", "objects_mask", "team", "agent_mask"):
         leaf = getattr(ts.observation, name)
         want = getattr(spec, name)
         assert leaf.shape == (B, *want.shape), name
         assert leaf.dtype == want.dtype, name
     assert ts.observation.self.shape == (B, 2, 8)
-    assert env.action_spec().shape == (2, 1)
+    assert env.action_spec.shape == (2, 1)
     assert env.max_agents == 2 and env.episode_length == 1000
     np.testing.assert_array_equal(ts.reward, 0.0)
     np.testing.assert_array_equal(ts.discount, 1.0)
-    assert bool(jnp.all(ts.first)) and not bool(jnp.any(ts.done))
+    assert bool(jnp.all(ts.first())) and not bool(jnp.any(ts.done))
     assert not bool(jnp.any(ts.extras["high_reward"]))
     # Reset noise U(+-0.1) on qpos (qpos0 = 0) and qvel, different per key.
     qpos, qvel = np.asarray(states.pipeline_state.qpos), np.asarray(states.pipeline_state.qvel)
@@ -196,7 +196,7 @@ def test_jit_vmap_batch_rollout_and_truncation(sw):
         states, ts = sw.step(states, jax.random.uniform(k, (B, 2, 1), jnp.float32, -1, 1))
         assert set(np.unique(np.asarray(ts.reward))) <= {0.0, 0.5, 1.0}
         np.testing.assert_array_equal(ts.reward[:, 0], ts.reward[:, 1])
-        assert not bool(jnp.any(ts.first)) and not bool(jnp.any(ts.terminated))
+        assert not bool(jnp.any(ts.first())) and not bool(jnp.any(ts.terminated))
         assert bool(jnp.all(jnp.isfinite(ts.observation.self)))
     np.testing.assert_array_equal(states.step, 5)
     np.testing.assert_array_equal(states.task.alpha, np.float32(ALPHAS))
@@ -223,7 +223,7 @@ def test_local_views(sw, locality):
     obs = jax.jit(env.observe)(state)
     q = np.asarray(state.pipeline_state.qpos)[3:]
     w = np.asarray(state.pipeline_state.qvel)[3:]
-    spec = env.observation_spec()
+    spec = env.observation_spec
     assert obs.self.shape == spec.self.shape == (2, 2 + locality)
     assert obs.agents.shape == spec.agents.shape == (2, 2, 2)
     np.testing.assert_array_equal(obs.self[:, 0], q)
@@ -302,7 +302,7 @@ def test_bad_actions(sw):
 
 def test_discrete_actions():
     env = SwimmerClimb(action_type="discrete")
-    spec = env.action_spec()
+    spec = env.action_spec
     assert spec.shape == (2,) and spec.dtype == jnp.int32
     np.testing.assert_array_equal(spec.num_values, [11, 11])
     levels = jax.vmap(lambda b: env.ctrl(jnp.stack([b, 10 - b])))(jnp.arange(11, dtype=jnp.int32))

@@ -49,6 +49,7 @@ that know ``U`` and ``A``.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import chex
@@ -322,10 +323,12 @@ class Climb(MultiAgentEnv[ClimbState, ClimbTask]):
         return state, ts
 
     # --- specs -----------------------------------------------------------------------------
+    @cached_property
     def observation_spec(self) -> specs.Spec[Observation]:
         d_self = 1 + (self.max_agents if self.agent_id else 0)
         return self.observation_spec_from(d_self=d_self, d_agent=1, d_obj=1)
 
+    @cached_property
     def action_spec(self) -> specs.MultiDiscreteArray:
         return specs.MultiDiscreteArray(
             np.full((self.max_agents,), self.num_actions, np.int32), jnp.int32, "action"

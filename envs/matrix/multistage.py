@@ -43,6 +43,7 @@ Extras (same keys on ``reset`` and ``step``): ``stage`` ``[]`` int32, the stage 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import chex
@@ -317,9 +318,11 @@ class MultiStageClimb(MultiAgentEnv[MultiStageState, MultiStageTask]):
         a, s, u = self.max_agents, self.num_stages, self.num_actions
         return s + s * a * u + (a if self.agent_id else 0)
 
+    @cached_property
     def observation_spec(self) -> specs.Spec[Observation]:
         return self.observation_spec_from(d_self=self.obs_size, d_agent=1, d_obj=1)
 
+    @cached_property
     def action_spec(self) -> specs.MultiDiscreteArray:
         return specs.MultiDiscreteArray(
             np.full((self.max_agents,), self.num_actions, np.int32), jnp.int32, "action"

@@ -23,6 +23,7 @@ same numbers for its real agents and objects as the unpadded game.
 from __future__ import annotations
 
 import abc
+from functools import cached_property
 from typing import Any, ClassVar
 
 import chex
@@ -198,6 +199,7 @@ class ParticleEnv(MultiAgentEnv[ParticleState, Any], abc.ABC):
             agent_mask=active,
         )
 
+    @cached_property
     def observation_spec(self) -> specs.Spec[Observation]:
         """Spec of :meth:`observe`'s default layout."""
         return self.observation_spec_from(
@@ -244,6 +246,7 @@ class ParticleEnv(MultiAgentEnv[ParticleState, Any], abc.ABC):
         )
         return state, ts
 
+    @cached_property
     def action_spec(self) -> specs.Spec:
         a = self.max_agents
         if self.action_type == "discrete":

@@ -62,6 +62,7 @@ eaten this step.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import jax
@@ -330,6 +331,7 @@ class PacMan(ParticleEnv):
             agent_mask=in_game,
         )
 
+    @cached_property
     def observation_spec(self) -> specs.Spec[Observation]:
         return self.observation_spec_from(d_self=5, d_agent=7, d_obj=2)
 
