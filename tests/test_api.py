@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_CONFIGS
 from jumanji import specs
+from jumanji import types as jumanji_types
 
 import envs
 from envs.core import EnvError, MultiAgentEnv, Observation, TimeStep
@@ -71,8 +72,16 @@ def _tasks(env, seed, n=3):
 
 
 def _check_timestep(env: MultiAgentEnv, ts: TimeStep, batch: tuple[int, ...] = ()):
-    assert isinstance(ts, TimeStep)
+    assert isinstance(ts, TimeStep) and isinstance(ts, jumanji_types.TimeStep)
     assert isinstance(ts.observation, Observation)
+    # jumanji's step type: exactly one of first/mid/last; last = terminated | truncated
+    assert ts.step_type.shape == batch and ts.step_type.dtype == jnp.int8
+    first, mid, last = (np.asarray(f()) for f in (ts.first, ts.mid, ts.last))
+    np.testing.assert_array_equal(first.astype(int) + mid + last, 1)
+    np.testing.assert_array_equal(last, np.asarray(ts.terminated | ts.truncated))
+    np.testing.assert_array_equal(np.asarray(ts.done), last)
+    # termination zeroes every agent's discount (jumanji's ``termination``)
+    assert not np.any(np.asarray(ts.discount)[np.asarray(ts.terminated)])
     spec = env.observation_spec
     for name, sub in spec._specs.items():
         arr = getattr(ts.observation, name)
@@ -81,6 +90,8 @@ def _check_timestep(env: MultiAgentEnv, ts: TimeStep, batch: tuple[int, ...] = (
     a = env.max_agents
     assert ts.reward.shape == (*batch, a) and ts.reward.dtype == jnp.float32
     assert ts.discount.shape == (*batch, a) and ts.discount.dtype == jnp.float32
+    assert ts.reward.shape[len(batch):] == env.reward_spec.shape
+    assert ts.discount.shape[len(batch):] == env.discount_spec.shape
     assert ts.terminated.shape == batch and ts.terminated.dtype == jnp.bool_
     assert ts.truncated.shape == batch and ts.truncated.dtype == jnp.bool_
     flat = ts.observation.flat
@@ -100,7 +111,7 @@ def _check_timestep(env: MultiAgentEnv, ts: TimeStep, batch: tuple[int, ...] = (
 def test_contract(harness):
     env = harness.env
     assert isinstance(env, MultiAgentEnv)
-    # specs are jumanji specs and generate conforming values
+    # specs are jumanji specs (cached properties) and generate conforming values
     assert isinstance(env.observation_spec, specs.Spec)
     spec_obs = env.observation_spec.generate_value()
     assert isinstance(spec_obs, Observation)
@@ -111,6 +122,8 @@ def test_contract(harness):
     ts0, ts1, bts0, auto_ts = harness.program(jax.random.PRNGKey(0), _tasks(env, 0))
     _check_timestep(env, ts0)
     env.observation_spec.validate(ts0.observation)
+    env.reward_spec.validate(ts1.reward)
+    env.discount_spec.validate(ts1.discount)
     assert bool(ts0.first()) and not bool(ts1.first())
     _check_timestep(env, ts1)
     _check_timestep(env, bts0, (3,))
