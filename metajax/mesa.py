@@ -73,7 +73,13 @@ from metajax.maddpg import (
     make_maddpg,
 )
 from metajax.replay import make_replay
-from metajax.runner import ONCE
+from metajax.runner import (
+    ONCE,
+    NonFiniteError,
+    make_task,
+    nonfinite_metrics,
+    nonfinite_report,
+)
 
 Array = jax.Array
 
@@ -118,6 +124,10 @@ class MESAConfig:
 
     ``xla_fast``: compile the training chunks too at XLA's cheap optimisation level (faster
     compiles, slower steps: for tiny configs and tests, where compilation dominates).
+
+    ``allow_nonfinite``: by default a chunk of any stage whose metrics hold a NaN or an infinity
+    stops the run (:class:`metajax.runner.NonFiniteError`, exit status 3 from the CLI; finished
+    stages stay checkpointed for ``--resume``); ``True`` logs one warning per stage instead.
 
     Budgets in env steps (per learner): ``collect_steps`` per training task,
     ``explorer_steps`` per exploration policy, ``pretrain_steps`` (default
@@ -168,6 +178,7 @@ class MESAConfig:
     eval_every: int = 4
     chunk_updates: int = 250
     xla_fast: bool = False
+    allow_nonfinite: bool = False
     seed: int = 0
     seeds: int = 3
 
@@ -251,8 +262,7 @@ def task_sets(env: MultiAgentEnv, cfg: MESAConfig, key: Array) -> tuple[Any, Any
     if "train_tasks" in split or "test_tasks" in split:
         if not ("train_tasks" in split and "test_tasks" in split):
             raise ExperimentError("split needs both train_tasks and test_tasks")
-        made = [[env.make_task(**dict(t)) for t in split[k]] for k in ("train_tasks",
-                                                                        "test_tasks")]
+        made = [[make_task(env, t) for t in split[k]] for k in ("train_tasks", "test_tasks")]
         return tuple(jax.tree.map(lambda *xs: jnp.stack(xs), *m) for m in made)
     if "test_filter" in split:
         space_fn = getattr(env, "task_space", None)
@@ -755,15 +765,34 @@ def _per_seed(m: dict) -> dict:
 
 def _run_stage(log: _Log, stage: str, step: Callable, state: Any, n_updates: int, chunk: int,
                steps_per_update: int,
-               after: Callable[[Any, int], tuple[Any, dict]] | None = None) -> Any:
+               after: Callable[[Any, int], tuple[Any, dict]] | None = None,
+               allow_nonfinite: bool = False) -> Any:
     """Run ``ceil(n_updates / chunk)`` chunks of the compiled ``step``; log every chunk.
-    ``after(state, chunks_done) -> (state, extra metrics)`` runs on the host between chunks."""
+    ``after(state, chunks_done) -> (state, extra metrics)`` runs on the host between chunks.
+
+    A chunk whose float metrics (``[S, ...]``) hold a NaN or an infinity raises
+    :class:`metajax.runner.NonFiniteError` before its row is logged or its state kept (the
+    stage's checkpoint is written only after the stage), unless ``allow_nonfinite``: then one
+    warning is logged and the stage goes on."""
     n_chunks = max(1, math.ceil(n_updates / chunk))
     log.path(stage).write_text("")
     t0 = time.perf_counter()
+    warned = False
     for c in range(n_chunks):
         state, m = step(state, jnp.int32(c))
-        row = {"stage": stage, "chunk": c + 1, **_per_seed(jax.device_get(m))}
+        m = jax.device_get(m)
+        bad = nonfinite_metrics(m)
+        if bad:
+            seeds = len(np.asarray(next(iter(m.values()))))
+            msg = f"MESA stage {stage}: " + nonfinite_report(bad, np.ones(seeds, bool), c + 1,
+                                                            n_chunks)
+            if not allow_nonfinite:
+                raise NonFiniteError(f"{msg}; the finished stages are checkpointed (--resume "
+                                     "continues from them; --allow-nonfinite goes on)")
+            if not warned:
+                log.say(f"warning: {msg} (allow_nonfinite: going on)")
+                warned = True
+        row = {"stage": stage, "chunk": c + 1, **_per_seed(m)}
         if after is not None:
             state, more = after(state, c + 1)
             row.update(more)
@@ -788,6 +817,11 @@ class MESAResult:
 
     results: dict
     run_dir: Path
+
+
+#: :class:`MESAConfig` fields that may change on ``--resume`` (they do not change what is
+#: trained).
+RESUMABLE_FIELDS = ("allow_nonfinite",)
 
 
 def _defaults(cls: type) -> dict:
@@ -834,8 +868,9 @@ class _Stages:
         ck = Checkpointer(self.root / name, max_to_keep=1)
         try:
             saved, _ = ck.read_config()
-            changed = config_changes(saved.get("algo_config", {}),
-                                     self.config["algo_config"])
+            changed = [c for c in config_changes(saved.get("algo_config", {}),
+                                                 self.config["algo_config"])
+                       if c not in RESUMABLE_FIELDS]
             if changed or saved.get("pipeline") != self.config["pipeline"]:
                 raise CheckpointError(f"{self.root / name} was written by a different config "
                                       f"(changed: {', '.join(changed) or 'pipeline'})")
@@ -976,7 +1011,7 @@ def run_mesa(
         state = _run_stage(lg, "collect", _chunk_fn(c_update, min(cfg.chunk_updates, n_up), 2,
                                                    cfg.xla_fast),
                            state, n_up, min(cfg.chunk_updates, n_up),
-                           collector.env_steps_per_update)
+                           collector.env_steps_per_update, allow_nonfinite=cfg.allow_nonfinite)
         ds = jax.vmap(mc.dataset_merge)(state.aux.ds)
         per_task = np.asarray(jnp.sum(state.aux.ds.mask, -1)).tolist()  # [S, B]
         per_task_ds = state.aux.ds  # [S, B] datasets, for eps_quantile
@@ -1071,7 +1106,8 @@ def run_mesa(
                 e_chunk = _chunk_fn(explorer.update, min(cfg.chunk_updates, n_up), 1,
                                     cfg.xla_fast)
             state = _run_stage(lg, name, e_chunk, state, n_up, min(cfg.chunk_updates, n_up),
-                               explorer.env_steps_per_update)
+                               explorer.env_steps_per_update,
+                               allow_nonfinite=cfg.allow_nonfinite)
             p = state.params.actor
             ex_params = jax.tree.map(lambda s, x, i=i: s.at[:, i].set(x), ex_params, p)
             global_counts = jax.vmap(visits)(p, sub, global_counts, train,
@@ -1148,7 +1184,7 @@ def run_mesa(
         state = _run_stage(lg, name, _chunk_fn(p_learner.update, min(cfg.chunk_updates, n_up), 1,
                                                  cfg.xla_fast),
                            state, n_up, min(cfg.chunk_updates, n_up),
-                           p_learner.env_steps_per_update)
+                           p_learner.env_steps_per_update, allow_nonfinite=cfg.allow_nonfinite)
         pretrained[method] = state.params
         results["timing"][f"{name}_s"] = round(time.perf_counter() - t0, 1)
         stages.save(name, state.params, {"seconds": results["timing"][f"{name}_s"]})
@@ -1238,7 +1274,8 @@ def run_mesa(
             return state, out
 
         state = _run_stage(lg, name, prog["chunk"], state, n_up, chunk,
-                           learner.env_steps_per_update, after)
+                           learner.env_steps_per_update, after,
+                           allow_nonfinite=cfg.allow_nonfinite)
         m = jax.device_get(evaluate(state.params.actor, test, eval_keys))
         final_steps = n_up * learner.env_steps_per_update
         if cfg.eval_every and (not curve or curve[-1][0] != final_steps):

@@ -509,7 +509,7 @@ def render_attention_gif(
     run = xp.load_run(arm_dir)
     if getattr(run.config, "algo", "") != "mra":
         raise ValueError(f"{arm_dir} is not an MRA run (no relational graph to draw)")
-    task = run.env.make_task(**(spec or run.eval_specs[0]))
+    task = runner.make_task(run.env, spec or run.eval_specs[0])
     params = run.params(seed_index)
     states, att, rewards = mra.attention_episode(run.config, run.learner, run.env, params, task,
                                                  jax.random.PRNGKey(11))

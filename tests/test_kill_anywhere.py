@@ -26,6 +26,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import background_job, background_result
+from helpers import tiny_climb_experiment
 
 from metajax import experiment as xp
 from metajax import killpoint, runner
@@ -35,26 +36,7 @@ from metajax.killpoint import VAR
 
 os.environ["WANDB_MODE"] = "disabled"
 
-EXPERIMENT = '''"""A tiny climb game for the kill-anywhere tests."""
-
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
-
-CONFIG = TrainConfig(
-    name="killed",
-    env="climb",
-    env_config=dict(max_agents=2, num_actions=4),
-    tasks=(dict(k=2, u=1),),
-    maddpg=MADDPGConfig(hidden=(8,), batch_size=8, buffer_size=64, num_envs=4,
-                        rollout_steps=1, learning_starts=12),
-    total_env_steps=32,
-    chunk_updates=2,
-    eval_every=2,
-    eval_episodes=2,
-    checkpoint_every=1,
-    seeds=2,
-)
-'''
+EXPERIMENT = tiny_climb_experiment("killed", 32, eval_every=2, checkpoint_every=1)
 
 QUIET = ["--wandb", "disabled", "--no-progress"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -64,6 +64,15 @@ def test_task_sets_disjoint_filtered_and_per_seed():
         mesa.task_sets(env, _cfg(n_test=5), jax.random.PRNGKey(0))  # only 4 games have k=2
 
 
+def test_explicit_task_lists_name_an_unknown_field():
+    from metajax.config import ConfigError
+
+    env = envs.make("climb", max_agents=2, num_actions=4)
+    split = {"train_tasks": [{"k": 1, "u": 0}], "test_tasks": [{"k": 2, "uu": 1}]}
+    with pytest.raises(ConfigError, match=r"unknown task field 'uu' for Climb \(task fields"):
+        mesa.task_sets(env, _cfg(n_train=1, n_test=1, split=split), jax.random.PRNGKey(0))
+
+
 def test_task_sets_overlap_may_reuse_training_tasks_for_testing():
     env = envs.make("climb", max_agents=2, num_actions=4)
     default = mesa.seed_task_sets(env, _cfg(seeds=12))
@@ -404,3 +413,35 @@ def test_mesa_report_refuses_an_unfinished_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mesa_report.main([str(tmp_path)])
     assert "not a finished MESA run" in capsys.readouterr().err
+
+
+def _stage_step(bad_chunk: int):
+    """A fake compiled stage: chunk metrics ``[S=2, U=3]``, seed 1's loss infinite in chunk
+    ``bad_chunk`` (0-based)."""
+
+    def step(state, c):
+        loss = jnp.where((c == bad_chunk) & (jnp.arange(2) == 1)[:, None], jnp.inf, 0.5)
+        m = {"episode_return": jnp.ones((2, 3)), "critic_loss": loss * jnp.ones((2, 3)),
+             "env_steps": jnp.full((2, 3), 4 * (c + 1))}
+        return state + 1, m
+
+    return step
+
+
+def test_stage_loop_stops_on_a_nonfinite_chunk(tmp_path):
+    from metajax.runner import NonFiniteError
+
+    lines = []
+    lg = mesa._Log(tmp_path, lines.append)
+    with pytest.raises(NonFiniteError, match=r"MESA stage explorer_0: non-finite critic_loss "
+                                             r"in chunk 2/3 \(seed index 1\)"):
+        mesa._run_stage(lg, "explorer_0", _stage_step(1), 0, 9, 3, 4)
+    rows = (tmp_path / "metrics_explorer_0.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # the diverged chunk is not logged
+
+    lines.clear()
+    state = mesa._run_stage(lg, "explorer_0", _stage_step(1), 0, 9, 3, 4, allow_nonfinite=True)
+    assert state == 3
+    assert sum("warning: MESA stage explorer_0: non-finite critic_loss" in x for x in lines) == 1
+    assert len((tmp_path / "metrics_explorer_0.jsonl").read_text().splitlines()) == 3
+    assert mesa._run_stage(lg, "collect", _stage_step(-1), 0, 9, 3, 4) == 3  # all finite

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import pytest
 from conftest import background_job, background_result
+from helpers import tiny_climb_experiment
 
 from metajax import experiment as xp
 from metajax import runner
@@ -29,24 +30,7 @@ from metajax.config import ConfigError, override
 
 os.environ["WANDB_MODE"] = "disabled"
 
-EXPERIMENT = '''"""A tiny climb game for the reliability tests."""
-
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
-
-CONFIG = TrainConfig(
-    name="reliable",
-    env="climb",
-    env_config=dict(max_agents=2, num_actions=4),
-    tasks=(dict(k=2, u=1),),
-    maddpg=MADDPGConfig(hidden=(8,), batch_size=8, buffer_size=64, num_envs=4,
-                        rollout_steps=1, learning_starts=12),
-    total_env_steps=16,
-    chunk_updates=2,
-    eval_episodes=2,
-    seeds=2,
-)
-'''
+EXPERIMENT = tiny_climb_experiment("reliable", 16)
 
 #: env steps per chunk (per seed)
 PER_CHUNK = 8
