@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -753,19 +754,63 @@ def export_summary(run_dir: str | Path, out: str | Path, command: str = "") -> d
                        "aux_arms": list(saved.get("aux_arms", ())),
                        "expected_best": saved.get("expected_best", ""),
                        "seeds": saved["seeds"], "command": command}
+    curves = export_curves(run_dir, saved)
+    if curves:
+        summary["curves"] = curves
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(summary, indent=1))
     return summary
 
 
+def export_curves(run_dir: Path, saved: dict) -> dict:
+    """``{arm: {metric: {"env_steps": [chunks], "per_seed": [seeds][chunks]}}}`` of the
+    experiment's ``curve_metrics`` (as logged per chunk in each arm's ``metrics.jsonl``) for
+    the arms that log them; ``{}`` when it names none."""
+    metrics = tuple(saved.get("curve_metrics", ()))
+    out: dict = {}
+    for name in saved["arms"]:
+        path = run_dir / name / "metrics.jsonl"
+        if not metrics or name in saved.get("aux_arms", ()) or not path.exists():
+            continue
+        rows = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        for metric in metrics:
+            c = _curve(rows, metric)
+            if c is not None and np.any(c[1]):
+                out.setdefault(name, {})[metric] = {"env_steps": c[0].tolist(),
+                                                    "per_seed": c[1].T.tolist()}
+    return out
+
+
+def curves_markdown(curves: dict) -> str:
+    """A table of each exported curve (:func:`export_curves`) at a quarter, half, three
+    quarters and the end of training: mean over seeds [95 % CI]."""
+    lines = ["| arm | metric | 25 % | 50 % | 75 % | end |", "| --- | --- | --- | --- | --- | --- |"]
+    for arm, per in curves.items():
+        for metric, c in per.items():
+            y = np.asarray(c["per_seed"], np.float64)  # [seeds, chunks]
+            n = y.shape[1]
+            cells = []
+            for q in (0.25, 0.5, 0.75, 1.0):
+                i = max(0, math.ceil(q * n) - 1)
+                cells.append(f"{stats.fmt(stats.interval(y[:, i]))} "
+                             f"({c['env_steps'][i]:,.0f} steps)")
+            lines.append(f"| {arm} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_from_export(path: str | Path) -> str:
-    """The tables of :func:`summary_markdown` from a file :func:`export_summary` wrote."""
+    """The tables of :func:`summary_markdown` from a file :func:`export_summary` wrote (and
+    of its curves, :func:`curves_markdown`)."""
     summary = json.loads(Path(path).read_text())
     meta = summary["meta"]
     cfg = CompareConfig(name=meta["name"], arms={n: {} for n in meta["arms"]},
                         aux_arms=tuple(meta["aux_arms"]), expected_best=meta["expected_best"],
                         seeds=meta["seeds"])
-    return summary_markdown(cfg, summary)
+    text = summary_markdown(cfg, summary)
+    if summary.get("curves"):
+        text += "\n\nCurves (per chunk, logged while training):\n\n" + curves_markdown(
+            summary["curves"])
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -187,3 +187,34 @@ def test_exported_results_rederive_the_tables(tmp_path):
     export_summary(tmp_path, tmp_path / "out.json", "metajax run x.py")
     assert json.loads((tmp_path / "out.json").read_text())["meta"]["command"] == "metajax run x.py"
     assert markdown_from_export(tmp_path / "out.json") == summary_markdown(cfg, summary)
+
+
+def test_exported_curves_keep_every_seed_and_chunk(tmp_path):
+    """The ``curve_metrics`` go into the export as ``[seeds][chunks]`` and its table reads them
+    at a quarter, half, three quarters and the end."""
+    import json
+
+    from metajax.config import to_dict
+    from metajax.mra_experiments import export_summary, markdown_from_export
+
+    cfg = CompareConfig(name="x", arms={"mra": {}, "reptile": {}}, expected_best="mra",
+                        curve_metrics=("mi",))
+    summary = _summary(cfg, {"mra": [10.0, 11.0, 12.0, 13.0], "reptile": [0.0, 1.0, 2.0, 3.0]},
+                       [5.0] * 4)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "config.json").write_text(json.dumps({"algo_config": to_dict(cfg)}))
+    for arm, scale in (("mra", 1.0), ("reptile", 0.0)):  # reptile logs mi = 0: left out
+        (tmp_path / arm).mkdir()
+        rows = [{"chunk": c, "env_steps": [100 * c] * 4,
+                 "mi": [scale * (c + s) for s in range(4)]} for c in range(1, 9)]
+        (tmp_path / arm / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    out = export_summary(tmp_path, tmp_path / "out.json")
+    assert set(out["curves"]) == {"mra"}
+    c = out["curves"]["mra"]["mi"]
+    assert c["env_steps"] == [100.0 * i for i in range(1, 9)]
+    assert np.asarray(c["per_seed"]).shape == (4, 8) and c["per_seed"][3][0] == 4.0
+    text = markdown_from_export(tmp_path / "out.json")
+    row = next(x for x in text.splitlines() if x.startswith("| mra | mi |"))
+    # chunk 2 of 8 at 25 %: seeds 2, 3, 4, 5 -> mean 3.5; the end, chunk 8: mean 9.5
+    assert "3.50" in row.split("|")[3] and "(200 steps)" in row
+    assert "9.50" in row.split("|")[6] and "(800 steps)" in row
