@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import sys
 import tempfile
@@ -82,20 +81,15 @@ def run_one(name: str, root: Path) -> dict:
 
 
 def machine() -> dict:
-    import jax
+    """CPU model, jax version, Python and the git commit (``benchmarks/_timing.machine_info``
+    plus the commit)."""
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from _timing import machine_info
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = machine_info()
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "jax": jax.__version__, "python": platform.python_version(),
-            "commit": commit}
+    return {"cpu": info["cpu"], "jax": info["jax"], "python": info["python"], "commit": commit}
 
 
 def differences(a: object, b: object, path: str = "", limit: int = 5) -> list[str]:
