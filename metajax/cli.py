@@ -9,6 +9,13 @@ greedy and stochastic; print a table and write ``RUN_DIR/eval.json``.
 their env (particle worlds: GIF; swimmer: hinge-angle plot; matrix games: action distribution).
 ``metajax plot RUN_DIR [--out FILE] [--metric NAME ...]``: learning curves per seed and
 mean +- std.
+``metajax plot RUN_DIR --stats [--group NAME ...] [--threshold X]``: aggregate intervals and
+performance profiles of the run's evaluation (any pipeline), PNGs in the run directory.
+``metajax compare RUN_DIR [RUN_DIR ...] [--per-task] [--group NAME ...] [--threshold X]``: IQM,
+mean, median, optimality gap with 95 % CIs and the probability of improvement of each pair
+(:mod:`metajax.run_stats`).
+``metajax export RUN_DIR [RUN_DIR ...] --marl-eval OUT.json``: evaluation returns in
+marl-eval's JSON layout.
 ``metajax envs``: list the registered environments and their static maxima.
 ``metajax rollout ENV``: roll out uniformly random joint actions in a batch of games (one per
 population, vmapped, one compilation), print per-game returns and throughput, and save a GIF
@@ -43,12 +50,13 @@ import envs
 from envs.core import EnvError
 from envs.wrappers import AutoReset, random_actions, stack_tasks
 from metajax import experiment as xp
-from metajax import plots, runner
+from metajax import plots, run_stats, runner
 from metajax.checkpoint import CheckpointError
 from metajax.config import ConfigError, flat_diff, parse_overrides, to_dict
 
 #: Exceptions that are the user's to fix: one ``error:`` line, exit status 2.
-USER_ERRORS = (EnvError, ConfigError, xp.ExperimentError, CheckpointError, plots.PlotError)
+USER_ERRORS = (EnvError, ConfigError, xp.ExperimentError, CheckpointError, plots.PlotError,
+               run_stats.RunError)
 
 #: Exit status of a run stopped by a NaN or an infinity (:class:`runner.NonFiniteError`).
 DIVERGED = 3
@@ -262,6 +270,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
         results["greedy" if greedy else "stochastic"] = runner.summarize_returns(r, tasks, run.env)
+    runner.add_stats(results, run.env, tasks, run.run_dir.name)
     print(f"{run.run_dir}: checkpoint {run.step}, {results['env_steps']:,} env steps per seed, "
           f"{run.config.seeds} seed(s), {args.episodes} episodes per task; "
           "mean return per agent, mean ± std over seeds")
@@ -370,8 +379,62 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    if args.stats:
+        return _plot_stats(args)
+    if args.group or args.threshold is not None:
+        raise ConfigError("--group and --threshold go with --stats")
     path = plots.plot_run(args.run_dir, args.out, args.metric or ["episode_return"], args.x)
     print(f"wrote {path}")
+    return 0
+
+
+def _plot_stats(args: argparse.Namespace) -> int:
+    """``plot --stats``: aggregate intervals and performance profile of each score group."""
+    run = run_stats.load_run(args.run_dir)
+    out = Path(args.out) if args.out else run.run_dir
+    _writable_dir(out)
+    summaries = {}
+    for g in run_stats.select_groups(run.groups, args.group):
+        try:
+            summaries[g.name] = run_stats.group_stats(g, args.threshold)
+        except ValueError as e:
+            print(f"{g.name}: skipped: {e}")
+    if not summaries:
+        raise run_stats.RunError(f"{run.run_dir}: no score group to plot")
+    for path in plots.plot_stats(summaries, out, run.name):
+        print(f"wrote {path}")
+    return 0
+
+
+# --- compare and export ---------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    runs = [run_stats.load_run(d) for d in args.runs]
+    groups, notes = run_stats.merge_runs(runs)
+    groups = run_stats.select_groups(groups, args.group)
+    if not groups:
+        raise run_stats.RunError("no score group common to these runs"
+                                 + (f" ({'; '.join(notes)})" if notes else ""))
+    names = ", ".join(f"{r.run_dir} ({r.pipeline})" for r in runs)
+    print(f"{names}: {len(groups)} score group(s)")
+    print()
+    print(run_stats.compare_table(groups, args.threshold, args.per_task))
+    for n in notes:
+        print(f"left out: {n}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    runs = [run_stats.load_run(d) for d in args.runs]
+    out = Path(args.marl_eval)
+    _writable_dir(out.parent, "--marl-eval")
+    data = run_stats.marl_eval_export(runs)
+    out.write_text(json.dumps(data, indent=1))
+    algos = sorted({a for env in data.values() for task in env.values() for a in task})
+    tasks = sum(len(env) for env in data.values())
+    print(f"wrote {out}: marl-eval layout, {len(data)} env(s), {tasks} task(s), "
+          f"algorithms {', '.join(algos)}")
     return 0
 
 
@@ -448,8 +511,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metric", action="append", default=None, metavar="NAME",
                    help="metric of metrics.jsonl (default episode_return); repeat for panels")
     s.add_argument("--x", default="env_steps", help="x axis: env_steps, grad_steps or chunk")
+    s.add_argument("--stats", action="store_true",
+                   help="instead of learning curves: the aggregate intervals (IQM, mean, "
+                   "median, optimality gap; 95%% bootstrap CIs) and performance profile of each "
+                   "score group, RUN_DIR/stats_<group>.png and profile_<group>.png (--out: "
+                   "another directory); any pipeline's run")
+    _stats_args(s)
     s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("compare", help="statistics table of runs' evaluations",
+                       description="IQM, mean, median and optimality gap with 95 % stratified "
+                       "bootstrap CIs over seeds, and the probability of improvement of each "
+                       "pair, per score group. One run with several methods (mesa, "
+                       "mra_compare) compares its methods; several runs compare across runs.")
+    s.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    s.add_argument("--per-task", action="store_true", help="a row per task too")
+    _stats_args(s)
+    s.set_defaults(fn=cmd_compare)
+
+    s = sub.add_parser("export", help="write runs' evaluation returns for other tools")
+    s.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    s.add_argument("--marl-eval", required=True, metavar="OUT.json",
+                   help="write marl-eval's raw-data JSON ({env: {task: {algorithm: "
+                   "{seed_i: {step_0, absolute_metrics}}}}})")
+    s.set_defaults(fn=cmd_export)
     return p
+
+
+def _stats_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--group", action="append", default=None, metavar="NAME",
+                   help="score group (e.g. stochastic, greedy_normalized); repeatable "
+                   "(default: all)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="optimality-gap threshold for every group (default: 1 for normalised "
+                   "groups, no gap for raw returns)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,11 @@ padded agents contribute zeros. The L2 distance on them is Eq. 6's metric.
 
 ``metajax run experiments/mesa_*.py`` runs it (pipeline ``"mesa"``): the run directory gets
 ``config.json``, ``metrics_<stage>.jsonl`` per stage (``metrics.jsonl`` is MESA's meta-test),
-``results.json`` and ``results.md`` (the table), ``curves.png`` (greedy return of each method
-during meta-testing) and Orbax checkpoints of each finished stage under ``stages/``;
-``--resume`` skips the finished stages.
+``results.json`` (with a ``"stats"`` block: IQM, mean, median, optimality gap, performance
+profiles and probabilities of improvement of the methods with 95 % stratified bootstrap CIs,
+:func:`metajax.run_stats.mesa_groups`) and ``results.md`` (the table), ``curves.png``
+(greedy return of each method during meta-testing) and Orbax checkpoints of each finished
+stage under ``stages/``; ``--resume`` skips the finished stages.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ import envs
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import GoalObservation
 from metajax import mesa_core as mc
-from metajax import stats
+from metajax import run_stats, stats
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
 from metajax.config import to_dict
 from metajax.experiment import ExperimentError, Pipeline, register_pipeline
@@ -1298,6 +1300,7 @@ def run_mesa(
         found = found_by_seen(res, seen)
         if found is not None:
             res["found_by_seen"] = found
+    results["stats"] = run_stats.stats_block(run_stats.mesa_groups(results))
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
     table = results_table(results)
     (run_dir / "results.md").write_text(table)

@@ -9,7 +9,10 @@ on it), one after the other. An arm may start from an earlier arm's result
 * ``summary.json`` / ``summary.md``: per arm its wall-clock, env steps per seed and final
   evaluation on every task (greedy and stochastic, mean and per seed), the expectation-over-``z``
   and best-of-``z`` returns (``zero_shot``), whether ``expected_order`` holds on each report
-  task, and the cross-play table of two arms' teams (``cross``, MRA App. E.2);
+  task, the cross-play table of two arms' teams (``cross``, MRA App. E.2), and ``stats``: the
+  arms' and references' IQM, mean, median, optimality gap, performance profiles and
+  probabilities of improvement with 95 % stratified bootstrap CIs
+  (:func:`metajax.run_stats.compare_groups`);
 * ``curves.png``: per training game, each arm's training return (mean +- std over seeds)
   against env steps per seed; ``extra_curves.png`` for ``curve_metrics`` (e.g. Eq. 11's bound
   and Eq. 13's loss, App. E.5);
@@ -37,7 +40,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metajax import experiment as xp
-from metajax import mra, reference, runner, stats
+from metajax import mra, reference, run_stats, runner, stats
 from metajax.config import override, to_dict
 
 ARM_PREFIX = "arm:"
@@ -276,7 +279,8 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
                 m: {"mean": res[m][i]["mean"], "std": res[m][i]["std"],
                     "ci": stats.interval(res[m][i]["per_seed"]),
                     "per_seed": res[m][i]["per_seed"],
-                    **{k: v for k, v in res[m][i].items() if k.startswith("team")}}
+                    **{k: v for k, v in res[m][i].items()
+                       if k.startswith("team") or k == "per_episode"}}
                 for m in ("greedy", "stochastic")}
         if cfg.zero_shot and arm_cfg.algo == "mra":
             entry["zero_shot"] = zero_shot(arm_dir, res["tasks"], cfg.zero_shot_episodes)
@@ -295,6 +299,7 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
     if cfg.references:
         out["reference"] = reference_rows(cfg, run_dir, report)
     out["comparisons"] = comparisons(cfg, out, report)
+    out["stats"] = run_stats.stats_block(run_stats.compare_groups(out, cfg.aux_arms))
     for spec in report:
         key = _spec_key(spec)
         vals = {n: e["eval"][key]["stochastic"]["mean"] for n, e in out["arms"].items()

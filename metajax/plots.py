@@ -156,3 +156,98 @@ def action_distribution(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# --- statistics (metajax.stats summaries) ------------------------------------------------------
+
+#: Panel titles of :func:`aggregate_intervals`.
+_STAT_TITLES = {"iqm": "IQM", "mean": "mean", "median": "median",
+                "optimality_gap": "optimality gap"}
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def aggregate_intervals(summary: dict, title: str | None = None) -> Figure:
+    """One panel per aggregate statistic (IQM, mean, median, and the optimality gap when the
+    summary has a threshold) of a :func:`metajax.stats.summary`: each method's 95 % CI as a
+    horizontal bar with its point estimate as a tick (after rliable's
+    ``plot_interval_estimates``)."""
+    methods = list(summary["methods"])
+    if not methods:
+        raise PlotError("the summary has no method")
+    stats_ = [s for s in ("iqm", "mean", "median", "optimality_gap")
+              if s in summary["methods"][methods[0]]["aggregate"]]
+    fig = Figure(figsize=(3.2 * len(stats_) + 1.2, 0.45 * len(methods) + 1.4))
+    FigureCanvasAgg(fig)
+    colors = _colors(len(methods))
+    for i, s in enumerate(stats_):
+        ax = fig.add_subplot(1, len(stats_), i + 1)
+        for j, m in enumerate(methods):
+            iv = summary["methods"][m]["aggregate"][s]
+            y = len(methods) - 1 - j
+            ax.barh(y, iv["hi"] - iv["lo"], left=iv["lo"], height=0.6, color=colors[j],
+                    alpha=0.75, gid="ci")
+            ax.vlines(iv["point"], y - 0.3, y + 0.3, color="black", linewidth=1.5,
+                      gid="point")
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels(methods[::-1] if i == 0 else [""] * len(methods), fontsize=8)
+        ax.set_title(_STAT_TITLES[s] + (f" (@ {summary['threshold']:g})"
+                                         if s == "optimality_gap" else ""), fontsize=9)
+        ax.margins(x=0.15)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.supxlabel("score (95 % stratified bootstrap CI over seeds)", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def performance_profile(summary: dict, title: str | None = None) -> Figure:
+    """The score distributions of a :func:`metajax.stats.summary`: for each method, the
+    fraction of its (seed, task) scores above ``tau``, with its pointwise 95 % CI as a band."""
+    prof = summary["profile"]
+    tau = np.asarray(prof["tau"])
+    fig = Figure(figsize=(5.2, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for (m, p), c in zip(prof["methods"].items(), _colors(len(prof["methods"])), strict=True):
+        ax.fill_between(tau, p["lo"], p["hi"], color=c, alpha=0.2, linewidth=0, gid="band")
+        ax.plot(tau, p["point"], color=c, linewidth=1.8, label=m, gid="profile")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("score threshold tau")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def file_stem(name: str) -> str:
+    """A score group's name as part of a file name: ``"stochastic @ n_agents=3"`` ->
+    ``"stochastic_at_n_agents=3"``."""
+    return "".join(c if c.isalnum() or c in "_.=-" else "_" for c in name.replace(" @ ", "_at_"))
+
+
+def plot_stats(summaries: dict[str, dict], out_dir: str | Path, title: str = "",
+               dpi: int = 100) -> list[Path]:
+    """For each ``{name: summary}``, ``out_dir/stats_<name>.png`` (:func:`aggregate_intervals`)
+    and ``out_dir/profile_<name>.png`` (:func:`performance_profile`); returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, s in summaries.items():
+        stem = file_stem(name)
+        head = f"{title}: {name}" if title else name
+        for kind, fn in (("stats", aggregate_intervals), ("profile", performance_profile)):
+            path = out_dir / f"{kind}_{stem}.png"
+            fn(s, head).savefig(path, dpi=dpi)
+            paths.append(path)
+    return paths

@@ -12,9 +12,12 @@ a thin host loop for progress, metrics, wandb, checkpoints, resume and evaluatio
   Orbax checkpoint every ``checkpoint_every`` chunks and at the end, evaluation every
   ``eval_every`` chunks and at the end (``results.json``).
 
-A run directory holds ``config.json``, ``metrics.jsonl``, ``results.json`` and
-``checkpoints/``; ``resume=True`` continues from the latest checkpoint, bit for bit, also to a
-larger ``total_env_steps`` (:func:`resume_conflicts`).
+A run directory holds ``config.json``, ``metrics.jsonl``, ``results.json`` (the last
+evaluation: per task and mode the mean return per agent of each seed and episode, and its
+``"stats"``: IQM, mean, median, optimality gap, performance profile with 95 % stratified
+bootstrap CIs over seeds, :mod:`metajax.run_stats`) and ``checkpoints/``; ``resume=True``
+continues from the latest checkpoint, bit for bit, also to a larger ``total_env_steps``
+(:func:`resume_conflicts`).
 
 Reliability: :meth:`TrainConfig.validate` and :func:`check_task_spec` reject a config before
 anything is built; after every chunk the host checks every float metric and the parameters of
@@ -43,7 +46,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import envs
 from envs.core import MultiAgentEnv
 from envs.wrappers import stack_tasks
-from metajax import killpoint
+from metajax import killpoint, run_stats
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
 from metajax.config import ConfigError, flat_diff, from_dict, to_dict
 from metajax.maddpg import Learner, MADDPGConfig, make_maddpg
@@ -373,16 +376,19 @@ def team_returns(returns: Any, team: Any, mask: Any) -> dict[int, np.ndarray]:
 
 
 def summarize_returns(returns: np.ndarray, tasks: Any, env: MultiAgentEnv) -> list[dict]:
-    """Per task: mean return over active agents per seed, and per team (multi-team games)."""
+    """Per task of ``returns [S, K, E, A]``: the mean return per active agent of each episode
+    (``per_episode [S][E]``) and of each seed (``per_seed [S]``, the mean over its episodes),
+    their mean and std over seeds, and the same per team (multi-team games)."""
     mask = np.asarray(jax.vmap(_agent_mask_of(env))(tasks))  # [K, A]
     team = np.asarray(_team_ids(env))
     out = []
     for k in range(returns.shape[1]):
         r = returns[:, k]  # [S, E, A]
         m = mask[k]
-        per_seed = (r[..., m].mean(-1)).mean(-1)  # [S]
+        per_episode = r[..., m].mean(-1)  # [S, E]
+        per_seed = per_episode.mean(-1)  # [S]
         entry = {"mean": float(per_seed.mean()), "std": float(per_seed.std()),
-                 "per_seed": per_seed.tolist()}
+                 "per_seed": per_seed.tolist(), "per_episode": per_episode.tolist()}
         if env.num_teams > 1:
             for t, per_ep in team_returns(r, team, m).items():  # [S, E]
                 team_seed = per_ep.mean(-1)
@@ -690,7 +696,8 @@ def train(
                     warned = True
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
-                results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1)
+                results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1,
+                                    run_dir.name)
                 write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
                 if wb is not None:
                     wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
@@ -711,7 +718,7 @@ def train(
     return RunResult(state=state, metrics=history, results=results, run_dir=run_dir)
 
 
-def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
+def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk, label) -> dict:
     params = learner.policy_params(state)
     key = jax.random.PRNGKey(cfg.seed + 10_007 * chunk)
     out: dict = {"chunk": chunk, "env_steps": int(np.asarray(state.env_steps)[0]),
@@ -719,7 +726,27 @@ def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
         out["greedy" if greedy else "stochastic"] = summarize_returns(r, tasks, env)
-    return out
+    return add_stats(out, env, tasks, label)
+
+
+def optimal_values(env: MultiAgentEnv, tasks: Any) -> list[float] | None:
+    """``[K]`` the best return of each task where the env knows it (``optimal_value`` of the
+    climb games, ``optimal_return`` of the multi-stage one), else None."""
+    fn = getattr(env, "optimal_value", None) or getattr(env, "optimal_return", None)
+    if not callable(fn):
+        return None
+    return np.asarray(jax.vmap(fn)(tasks), np.float64).reshape(-1).tolist()
+
+
+def add_stats(results: dict, env: MultiAgentEnv, tasks: Any, label: str) -> dict:
+    """``results`` (the evaluation of :func:`summarize_returns` per mode) with the env's
+    ``optimal_value`` per task (where known) and the ``"stats"`` block of
+    :func:`metajax.run_stats.train_groups` (``label``: the method's name, the run)."""
+    opt = optimal_values(env, tasks)
+    if opt is not None:
+        results["optimal_value"] = opt
+    results["stats"] = run_stats.stats_block(run_stats.train_groups(results, label))
+    return results
 
 
 def _flat_eval(results: dict) -> dict:
