@@ -103,11 +103,15 @@ def _resample_pair(a: np.ndarray, b: np.ndarray, reps: int,
     """Independent stratified resamples of ``a [Sa, K]`` and ``b [Sb, K]`` (per replicate
     ``a``'s indices first, as rliable's ``StratifiedIndependentBootstrap`` draws them)."""
     rs = np.random.RandomState(seed)
-    ia = np.empty((reps, *a.shape), np.int64)
-    ib = np.empty((reps, *b.shape), np.int64)
-    for r in range(reps):
-        ia[r] = rs.choice(a.shape[0], a.shape, replace=True)
-        ib[r] = rs.choice(b.shape[0], b.shape, replace=True)
+    if a.shape == b.shape:  # one draw gives the same stream as the interleaved ones
+        idx = rs.randint(0, a.shape[0], (reps, 2, *a.shape))
+        ia, ib = idx[:, 0], idx[:, 1]
+    else:  # (``choice(n, shape)`` is ``randint(0, n, shape)``)
+        ia = np.empty((reps, *a.shape), np.int64)
+        ib = np.empty((reps, *b.shape), np.int64)
+        for r in range(reps):
+            ia[r] = rs.randint(0, a.shape[0], a.shape)
+            ib[r] = rs.randint(0, b.shape[0], b.shape)
     return a[ia, np.arange(a.shape[1])], b[ib, np.arange(b.shape[1])]
 
 

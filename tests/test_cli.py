@@ -133,6 +133,45 @@ def test_plot_writes_png(run_dir, tmp_path):
         assert im.format == "PNG" and im.size[0] > im.size[1] > 100
 
 
+def test_statistics_compare_plot_and_export_of_the_run(run_dir, tmp_path, capsys):
+    """results.json keeps every episode and carries the statistics; ``compare``, ``plot
+    --stats`` and ``export --marl-eval`` read the finished run."""
+    import numpy as np
+    from test_run_stats import _check_marl_eval_layout
+
+    from metajax import stats
+
+    results = json.loads((run_dir / "results.json").read_text())
+    for mode in ("greedy", "stochastic"):
+        entry = results[mode][0]
+        per_ep = np.asarray(entry["per_episode"])
+        assert per_ep.shape == (2, 2)  # seeds, eval_episodes
+        np.testing.assert_allclose(per_ep.mean(1), entry["per_seed"], rtol=1e-6)
+        block = results["stats"][mode]
+        assert block["tasks"] == ["n_agents=3 n_treasures=3"] and block["threshold"] is None
+        assert block["methods"]["tiny"]["seeds"] == 2
+        assert block["methods"]["tiny"]["aggregate"]["iqm"] == stats.aggregate(
+            entry["per_seed"])["iqm"]
+    assert "optimal_value" not in results  # treasure has no known optimum
+
+    assert main(["compare", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    iqm = results["stats"]["stochastic"]["methods"]["tiny"]["aggregate"]["iqm"]
+    assert "== stochastic" in out and stats.fmt(iqm) in out
+    assert main(["plot", str(run_dir), "--stats", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "profile_greedy.png", "profile_stochastic.png", "stats_greedy.png",
+        "stats_stochastic.png"]
+    assert main(["export", str(run_dir), "--marl-eval", str(tmp_path / "m.json")]) == 0
+    data = json.loads((tmp_path / "m.json").read_text())
+    _check_marl_eval_layout(data)
+    runs = data["treasure"]["n_agents=3 n_treasures=3"]["tiny"]
+    assert list(runs) == ["seed_0", "seed_1"]
+    assert runs["seed_1"]["absolute_metrics"]["greedy_return"] == results["greedy"][0][
+        "per_episode"][1]
+    capsys.readouterr()
+
+
 def test_render_writes_gif(run_dir, tmp_path, capsys):
     out = tmp_path / "episode.gif"
     assert main(["render", str(run_dir), "--out", str(out), "--seed-index", "1"]) == 0
@@ -244,8 +283,14 @@ def test_matrix_game_run_eval_render(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", str(path), "--out", str(out), "--wandb", "disabled",
                  "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["optimal_value"] == [1.0]  # the climb game's optimum: normalised groups
+    assert set(results["stats"]) == {"greedy", "greedy_normalized", "stochastic",
+                                     "stochastic_normalized"}
+    assert ">= 2 seeds" in results["stats"]["greedy_normalized"]["skipped"]  # one seed
     assert main(["eval", str(out), "--episodes", "3"]) == 0
     assert "k=2 u=1" in capsys.readouterr().out
+    assert len(json.loads((out / "eval.json").read_text())["greedy"][0]["per_episode"][0]) == 3
     assert main(["render", str(out), "--out", str(tmp_path / "a.gif"), "--episodes", "5"]) == 0
     assert "greedy joint action" in capsys.readouterr().out
     with Image.open(tmp_path / "a.png") as im:

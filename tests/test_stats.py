@@ -153,6 +153,7 @@ def test_the_bootstrap_is_rliables_to_the_last_digits():
 
     x = np.random.default_rng(0).normal(size=(6, 3))
     y = np.random.default_rng(1).normal(size=(5, 3)) + 0.3
+    y6 = np.vstack([y, y[:1]])[:, ::-1] + 0.5  # [6, 3], as x
     taus = np.linspace(-2, 2, 7)
     saved = np.random.get_state()
     try:
@@ -168,6 +169,10 @@ def test_the_bootstrap_is_rliables_to_the_last_digits():
                 {"xy": (x, y)}, lambda a, b: np.array([rlm.probability_of_improvement(a, b)]),
                 reps=100)
             np.random.seed(4)
+            qpt, qci = rly.get_interval_estimates(
+                {"xy": (x, y6)},
+                lambda a, b: np.array([rlm.probability_of_improvement(a, b)]), reps=100)
+            np.random.seed(4)
             fpt, fci = rly.create_performance_profile({"x": x}, taus, reps=300)
     finally:
         np.random.set_state(saved)
@@ -178,6 +183,9 @@ def test_the_bootstrap_is_rliables_to_the_last_digits():
     p = stats.probability_of_improvement(x, y, reps=100, seed=4)
     np.testing.assert_allclose([p["point"], p["lo"], p["hi"]],
                                [ppt["xy"][0], pci["xy"][0, 0], pci["xy"][1, 0]], rtol=1e-12)
+    p = stats.probability_of_improvement(x, y6, reps=100, seed=4)  # equal shapes: one draw
+    np.testing.assert_allclose([p["point"], p["lo"], p["hi"]],
+                               [qpt["xy"][0], qci["xy"][0, 0], qci["xy"][1, 0]], rtol=1e-12)
     prof = stats.performance_profile(x, taus, reps=300, seed=4)
     np.testing.assert_allclose(prof["point"], fpt["x"], rtol=1e-12)
     np.testing.assert_allclose([prof["lo"], prof["hi"]], fci["x"], rtol=1e-12)
