@@ -198,7 +198,10 @@ def aggregate_intervals(summary: dict, title: str | None = None) -> Figure:
         ax.set_yticklabels(methods[::-1] if i == 0 else [""] * len(methods), fontsize=8)
         ax.set_title(_STAT_TITLES[s] + (f" (@ {summary['threshold']:g})"
                                          if s == "optimality_gap" else ""), fontsize=9)
+        for patch in ax.patches:  # bars stick to their base; keep a margin around 0 too
+            patch.sticky_edges.x.clear()
         ax.margins(x=0.15)
+        ax.autoscale_view()
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=7)
     fig.supxlabel("score (95 % stratified bootstrap CI over seeds)", fontsize=8)

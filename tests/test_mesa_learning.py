@@ -77,6 +77,15 @@ def test_mesa_finds_the_optimum_where_maddpg_and_random_do_not(run):
     assert comp["diff"]["lo"] > 0 and comp["verdict"] == "holds", comp
     lo, hi = mesa["greedy_return"]["ci"]
     assert lo <= mesa["greedy_return"]["mean"] <= hi
+    # results.json's statistics: for 0/1 scores on equally many seeds per task,
+    # P(X > Y) = 1/2 + (rate of X - rate of Y) / 2
+    st = res.results["stats"]["optimal_found"]
+    assert list(st["methods"]) == list(res.results["methods"]) and st["threshold"] == 1.0
+    p = st["prob_improvement"]["mesa > maddpg"]
+    assert p["point"] == pytest.approx(0.5 + (found["mesa"].mean() - found["maddpg"].mean()) / 2)
+    assert p["lo"] <= p["point"] <= p["hi"]
+    gap = st["methods"]["mesa"]["aggregate"]["optimality_gap"]["point"]
+    assert gap == pytest.approx(1 - found["mesa"].mean())
 
 
 def test_every_baseline_and_the_zero_shot_stage_ran(run):

@@ -150,6 +150,11 @@ def test_compare_run_reports_references_episode_stats_and_prior(tmp_path):
             per, best[..., None], -1)[..., 0])
     md = (tmp_path / "summary.md").read_text()
     assert "*scripted policy*" in md and "caught" in md and "separates" in md
+    # the statistics: the arm and both references, per team too
+    st = summary["stats"]
+    assert {"stochastic", "stochastic_team0", "stochastic_team1"} <= set(st)
+    assert list(st["stochastic"]["methods"]) == ["mra", "ref:random", "ref:scripted"]
+    assert len(arm["eval"][next(iter(arm["eval"]))]["stochastic"]["per_episode"][0]) == 4
 
 
 def test_cross_play_splices_teams_and_normalizes_by_hand():
