@@ -270,7 +270,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
         results["greedy" if greedy else "stochastic"] = runner.summarize_returns(r, tasks, run.env)
-    runner.add_stats(results, run.env, tasks, run.run_dir.name)
+    runner.add_stats(results, run.env, tasks, run.config.name)
     print(f"{run.run_dir}: checkpoint {run.step}, {results['env_steps']:,} env steps per seed, "
           f"{run.config.seeds} seed(s), {args.episodes} episodes per task; "
           "mean return per agent, mean ± std over seeds")

@@ -305,7 +305,7 @@ def load_run(run_dir: str | Path) -> RunScores:
     elif pipeline in ("train", "mra"):
         if not any(results.get(m) for m in MODES):
             raise RunError(f"{run_dir} is not a finished run (no evaluation in results.json)")
-        groups = train_groups(results, run_dir.name)
+        groups = train_groups(results, name)
         env = str(cfg.get("env", ""))
     else:
         raise RunError(f"{run_dir}: no statistics for pipeline {pipeline!r}")

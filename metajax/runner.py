@@ -697,7 +697,7 @@ def train(
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
                 results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1,
-                                    run_dir.name)
+                                    cfg.name)
                 write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
                 if wb is not None:
                     wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
@@ -741,7 +741,8 @@ def optimal_values(env: MultiAgentEnv, tasks: Any) -> list[float] | None:
 def add_stats(results: dict, env: MultiAgentEnv, tasks: Any, label: str) -> dict:
     """``results`` (the evaluation of :func:`summarize_returns` per mode) with the env's
     ``optimal_value`` per task (where known) and the ``"stats"`` block of
-    :func:`metajax.run_stats.train_groups` (``label``: the method's name, the run)."""
+    :func:`metajax.run_stats.train_groups` (``label``: the method's name, the run's config
+    name, so that a run and its copy in another directory have the same results)."""
     opt = optimal_values(env, tasks)
     if opt is not None:
         results["optimal_value"] = opt

@@ -93,7 +93,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for r, label in ((climb, "climb"), (treasure_a, "a"), (treasure_b, "b")):
         r["stats"] = run_stats.stats_block(run_stats.train_groups(r, label))
     return {
-        "climb": _write_run(tmp_path / "climb", "train", {"name": "c", "env": "climb"},
+        "climb": _write_run(tmp_path / "climb", "train", {"name": "climb", "env": "climb"},
                             "results.json", climb),
         "a": _write_run(tmp_path / "a", "train", {"name": "a", "env": "treasure"},
                         "results.json", treasure_a),
