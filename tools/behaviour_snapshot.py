@@ -10,7 +10,8 @@ are part of what is compared.
     python tools/behaviour_snapshot.py record tools/behaviour_snapshot.json
     python tools/behaviour_snapshot.py check tools/behaviour_snapshot.json
 
-``check`` exits 1 and lists the first differing values of each run when anything differs
+``check`` exits 1 and lists the first differing values of each run when a recorded value
+changed or went missing (keys only the new run has are listed as new outputs, not failures)
 (wall-clock fields such as ``time``, ``sps`` and ``*_s`` are left out of both). The record
 holds the CPU model, the jax version and the git commit it was made at; a check on another CPU
 or jax version may differ in the last bits of floats (XLA's CPU code depends on both), which the
@@ -92,17 +93,23 @@ def machine() -> dict:
     return {"cpu": info["cpu"], "jax": info["jax"], "python": info["python"], "commit": commit}
 
 
-def differences(a: object, b: object, path: str = "", limit: int = 5) -> list[str]:
-    """Up to ``limit`` ``"path: recorded -> now"`` lines where ``a`` and ``b`` differ."""
+def differences(a: object, b: object, path: str = "",
+                limit: int = 5) -> tuple[list[str], list[str]]:
+    """``(changed, added)``: up to ``limit`` ``"path: recorded -> now"`` lines where ``b``
+    differs from ``a`` or lacks one of its keys, and the paths of keys only ``b`` has (new
+    outputs: reported, not a difference in what was computed)."""
     out: list[str] = []
+    added: list[str] = []
 
     def walk(x: object, y: object, p: str) -> None:
         if len(out) >= limit:
             return
         if isinstance(x, dict) and isinstance(y, dict):
             for k in sorted(set(x) | set(y)):
-                if k not in x or k not in y:
-                    out.append(f"{p}/{k}: {'missing now' if k in x else 'new'}")
+                if k not in y:
+                    out.append(f"{p}/{k}: missing now")
+                elif k not in x:
+                    added.append(f"{p}/{k}")
                 else:
                     walk(x[k], y[k], f"{p}/{k}")
         elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
@@ -112,7 +119,7 @@ def differences(a: object, b: object, path: str = "", limit: int = 5) -> list[st
             out.append(f"{p}: {x!r} -> {y!r}")
 
     walk(a, b, path)
-    return out
+    return out, added
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
               f"checked on {here['cpu']} with jax {here['jax']}: float bits may differ")
     bad = 0
     for name in now:
-        diff = differences(rec["runs"].get(name), now[name], name)
-        print(f"{name}: {'identical' if not diff else 'DIFFERS'}")
+        diff, added = differences(rec["runs"].get(name), now[name], name)
+        print(f"{name}: {'identical' if not diff else 'DIFFERS'}"
+              + (f" (new outputs: {', '.join(sorted({a.rsplit('/', 1)[-1] for a in added}))})"
+                 if added else ""))
         for line in diff:
             print(f"  {line}")
         bad += bool(diff)
