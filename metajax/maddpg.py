@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -167,7 +168,14 @@ def make_optimizer(
     """
     adam = (functools.partial(optax.adamw, weight_decay=config.weight_decay)
             if config.weight_decay else optax.adam)
-    inner = optax.inject_hyperparams(adam)(learning_rate=lr) if traced else adam(lr)
+    if traced:
+        # only the learning rate is injected: the others stay constants of the program, as in
+        # the plain optimizer (an injected b1 = f32(0.9) gives 1 - b1 = 0.100000024 in f32,
+        # where the constant gives f32(1 - 0.9) = 0.1, and the runs drift apart)
+        static = [a for a in inspect.signature(adam).parameters if a != "learning_rate"]
+        inner = optax.inject_hyperparams(adam, static_args=static)(learning_rate=lr)
+    else:
+        inner = adam(lr)
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), inner)
 
 

@@ -603,6 +603,13 @@ def resume_refusal(run_dir: Path, conflicts: list[str]) -> str:
             f"{', '.join(RESUMABLE_FIELDS)} may change)")
 
 
+def num_chunks(cfg: TrainConfig, learner: Learner) -> int:
+    """Chunks of a run: ``ceil(total_env_steps / (env steps per update * chunk_updates))``,
+    at least 1."""
+    per_chunk = learner.env_steps_per_update * cfg.chunk_updates
+    return max(1, math.ceil(cfg.total_env_steps / per_chunk))
+
+
 @dataclasses.dataclass
 class Program:
     """What :func:`run_chunks` trains into a run directory: one learner batched over
@@ -611,8 +618,9 @@ class Program:
     * ``learner``: ``update`` of one member (vmapped by :func:`make_chunk`);
       ``env_steps_per_update``; ``policy_params`` for the parameter check of a state without
       ``params`` (:func:`make_finite_check`);
-    * ``init() -> state [members]``: the fresh batched state (placed by :func:`run_chunks`);
-      its ``jax.eval_shape`` is the template checkpoints are restored into;
+    * ``init(*init_args) -> state [members]``: the fresh batched state, a pure function
+      (:func:`run_chunks` jits it and places the state); its ``jax.eval_shape`` is the
+      template checkpoints are restored into;
     * ``evaluate(state, chunk) -> dict``: the evaluation written to ``results.json``;
     * ``config``: written to ``config.json`` and saved with every checkpoint; its
       ``"algo_config"`` is the :func:`~metajax.config.to_dict` of the config;
@@ -623,7 +631,8 @@ class Program:
 
     learner: Learner
     members: int
-    init: Callable[[], Any]
+    init: Callable[..., Any]
+    init_args: tuple
     evaluate: Callable[[Any, int], dict]
     config: dict
     conflicts: Callable[[dict | None], list[str]]
@@ -668,12 +677,12 @@ def train(
     learner = build_learner(cfg, env)
     eval_tasks = build_tasks(env, cfg.eval_tasks or distinct_tasks(cfg.tasks))
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
-    init = jax.jit(jax.vmap(learner.init), compiler_options=ONCE)
     evaluator = make_evaluator(learner, env, cfg.eval_episodes)
     program = Program(
         learner=learner,
         members=cfg.seeds,
-        init=lambda: init(keys),
+        init=jax.vmap(learner.init),
+        init_args=(keys,),
         evaluate=lambda state, chunk: _evaluate(evaluator, learner, state, eval_tasks, env,
                                                 cfg, chunk),
         config={"algo_config": to_dict(cfg), "pipeline": pipeline},
@@ -707,7 +716,7 @@ def run_chunks(
     run_dir.mkdir(parents=True, exist_ok=True)
     learner, members = program.learner, program.members
     per_chunk = learner.env_steps_per_update * cfg.chunk_updates
-    n_chunks = max(1, math.ceil(cfg.total_env_steps / per_chunk))
+    n_chunks = num_chunks(cfg, learner)
     mesh = seed_mesh(members)
     ckpt = Checkpointer(run_dir)
     config_dict = program.config
@@ -722,7 +731,8 @@ def run_chunks(
         if conflicts:
             ckpt.close()
             raise CheckpointError(resume_refusal(run_dir, conflicts))
-        state, _, meta = restore_batched(jax.eval_shape(program.init), members, ckpt)
+        shapes = jax.eval_shape(program.init, *program.init_args)
+        state, _, meta = restore_batched(shapes, members, ckpt)
         start_chunk = saved_chunk = int(meta["chunk"])
         _truncate_metrics(metrics_path, start_chunk)
         old_total = (saved_algo or {}).get("total_env_steps", cfg.total_env_steps)
@@ -737,7 +747,8 @@ def run_chunks(
             raise CheckpointError(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --out")
-        state = shard_seeds(program.init(), mesh)
+        init = jax.jit(program.init, compiler_options=ONCE)
+        state = shard_seeds(init(*program.init_args), mesh)
         metrics_path.write_text("")
     write_atomic(run_dir / "config.json", json.dumps(config_dict, indent=1))
 
@@ -815,9 +826,19 @@ def run_chunks(
 
 
 def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
-    params = learner.policy_params(state)
+    return evaluate_params(evaluator, learner.policy_params(state),
+                           int(np.asarray(state.env_steps)[0]), tasks, env, cfg, chunk)
+
+
+def evaluate_params(
+    evaluator: Callable[..., Any], params: Any, env_steps: int, tasks: Any, env: MultiAgentEnv,
+    cfg: TrainConfig, chunk: int,
+) -> dict:
+    """The ``results.json`` of a run at ``chunk``: ``evaluator`` (:func:`make_evaluator`) on
+    the policy parameters ``params [S]`` of its ``S`` seeds, greedy and stochastic, with the
+    run's evaluation key for that chunk; :func:`summarize_returns` per task."""
     key = jax.random.PRNGKey(cfg.seed + 10_007 * chunk)
-    out: dict = {"chunk": chunk, "env_steps": int(np.asarray(state.env_steps)[0]),
+    out: dict = {"chunk": chunk, "env_steps": env_steps,
                  "tasks": list(cfg.eval_tasks or distinct_tasks(cfg.tasks))}
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
