@@ -261,7 +261,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if best is not None:
             stat = result.summary["stat"]
             fig = stats.fmt(best["iqm"]) if best["iqm"] else f"{best['mean']:.3f}"
-            print(f"best by {stat}: {sweep.point_label(best['values'])} ({fig})")
+            ties = result.summary["best_ties"]
+            tied = f"; tied with {len(ties)} other point(s)" if ties else ""
+            print(f"best by {stat}: {sweep.point_label(best['values'])} ({fig}{tied})")
     print(f"sweep directory: {out}")
     return 0
 

@@ -12,6 +12,11 @@ a thin host loop for progress, metrics, wandb, checkpoints, resume and evaluatio
   Orbax checkpoint every ``checkpoint_every`` chunks and at the end, evaluation every
   ``eval_every`` chunks and at the end (``results.json``).
 
+The host loop itself is :func:`run_chunks` over a :class:`Program` (a learner batched over
+members, its init, its evaluation, its config): :func:`train` builds the program of one config
+(members = seeds); :mod:`metajax.sweep` builds one per group of a grid (members = points x
+seeds, with traced hyperparameters, :data:`TRACEABLE`).
+
 A run directory holds ``config.json``, ``metrics.jsonl``, ``results.json`` and
 ``checkpoints/``; ``resume=True`` continues from the latest checkpoint, bit for bit, also to a
 larger ``total_env_steps`` (:func:`resume_conflicts`).

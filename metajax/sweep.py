@@ -279,8 +279,8 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
         runner.check_task_spec(env, dict(spec))
     tr = runner.TRACEABLE.get(cfg.algo)
     if tr is None:
-        raise ConfigError(f"algo {cfg.algo!r} declares no traceable hyperparameters "
-                          "(runner.TRACEABLE); sweep it with one group per point")
+        raise ConfigError(f"algo {cfg.algo!r} has no runner.TRACEABLE entry (its traceable "
+                          "hyperparameters); register one to sweep it")
     base = runner.build_learner(cfg, env, traced=True)
     learner = member_learner(base)
     s = plan.seeds
@@ -420,7 +420,8 @@ def summarize(plan: Plan, run_dir: str | Path, n_chunks: Sequence[int]) -> dict:
     not reached its last chunk, ``n_chunks[g]``): per point ``scores [S, K]`` (final greedy
     return per seed and eval task), ``iqm`` (:func:`metajax.stats.interval`, 95 % CI;
     ``None`` with one seed or a non-finite score), ``mean``; ``best``: the point of highest
-    IQM (of highest mean when some point has no IQM)."""
+    IQM (of highest mean when some point has no IQM), the first in grid order on a tie;
+    ``best_ties``: the other points with the same figure."""
     run_dir = Path(run_dir)
     by_point: dict[int, dict] = {}
     for g in plan.groups:
@@ -447,10 +448,12 @@ def summarize(plan: Plan, run_dir: str | Path, n_chunks: Sequence[int]) -> dict:
         lambda p: p["mean"])
     finite = [p for p in points if math.isfinite(key(p))]
     best = max(finite, key=key) if finite else None
+    ties = [p["point"] for p in finite if best is not None and p is not best
+            and key(p) == key(best)]
     return {"grid": _spec(plan)["grid"], "seeds": plan.seeds,
             "stat": "iqm" if all(p["iqm"] for p in points) else "mean",
             "score": "final greedy evaluation return per seed and eval task (mean per agent)",
-            "points": points, "best": best}
+            "points": points, "best": best, "best_ties": ties}
 
 
 def results_table(summary: dict) -> str:

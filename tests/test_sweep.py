@@ -106,6 +106,7 @@ def test_a_grid_is_one_compiled_program_with_a_results_table(swept, capsys):
         assert p["iqm"]["lo"] <= p["iqm"]["point"] <= p["iqm"]["hi"]
     best = max(summary["points"], key=lambda p: p["iqm"]["point"])
     assert summary["best"]["point"] == best["point"]
+    assert best["point"] not in summary["best_ties"]
     table = (out / "results.md").read_text()
     assert table.count("\n") == 8 and "**best**" in table
     assert (out / "heatmap.png").stat().st_size > 0  # a 2-D grid
