@@ -3,6 +3,9 @@
 ``metajax run EXPERIMENT.py [--preset NAME] [--seeds N] [--set key=value ...] [--out DIR]
 [--resume] [--wandb offline|online|disabled]``: train an experiment file (see
 :mod:`metajax.experiment`) into a run directory (default ``runs/<name>``).
+``metajax sweep EXPERIMENT.py --grid key=v1,v2,... [--grid ...] [--seeds N] [--set ...] [--out
+DIR] [--resume]``: a hyperparameter grid x seeds in one compiled program per group (see
+:mod:`metajax.sweep`), with a results table (IQM and 95 % CI per point) and the best point.
 ``metajax eval RUN_DIR [--task key=value ...] [--episodes N]``: evaluate the latest checkpoint,
 greedy and stochastic; print a table and write ``RUN_DIR/eval.json``.
 ``metajax render RUN_DIR [--out FILE] [--task ...] [--seed-index i]``: the trained agents in
@@ -50,7 +53,7 @@ import envs
 from envs.core import EnvError
 from envs.wrappers import AutoReset, random_actions, stack_tasks
 from metajax import experiment as xp
-from metajax import plots, run_stats, runner
+from metajax import plots, run_stats, runner, stats
 from metajax.checkpoint import CheckpointError
 from metajax.config import ConfigError, flat_diff, parse_overrides, to_dict
 
@@ -216,6 +219,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "greedy" in results:  # the train pipeline's evaluation (other pipelines print theirs)
         _print_eval_table(results)
     print(f"run directory: {out}")
+    return 0
+
+
+# --- sweep ----------------------------------------------------------------------------------------
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from metajax import sweep
+
+    exp = xp.load_experiment(args.experiment)
+    if exp.pipeline not in sweep.PIPELINES:
+        raise xp.ExperimentError(
+            f"{exp.path}: metajax sweep trains experiments of the {' and '.join(sweep.PIPELINES)}"
+            f" pipelines (one runner program per group); {exp.pipeline!r} is a multi-stage "
+            "pipeline it cannot batch: sweep it with one metajax run per point")
+    overrides = parse_overrides(args.set)
+    if args.allow_nonfinite:
+        overrides["allow_nonfinite"] = True
+    grid = sweep.parse_grid(args.grid)
+    both = sorted(set(grid) & set(overrides))
+    if both:
+        raise ConfigError(f"{', '.join(both)}: both --set and --grid; keep one")
+    cfg = xp.configure(exp, args.preset, overrides)
+    seeds = args.seeds if args.seeds is not None else cfg.seeds
+    plan = sweep.plan_sweep(cfg, grid, seeds)  # config errors: one line, before any output
+    out = Path(args.out) if args.out else Path("runs") / f"{plan.base.name}_sweep"
+    _writable_dir(out)
+    copy = out / xp.EXPERIMENT_COPY
+    if not (args.resume and copy.exists()):
+        tmp = copy.with_name(f".{copy.name}.tmp")
+        shutil.copyfile(exp.path, tmp)
+        os.replace(tmp, copy)
+    print(f"{exp.path} -> {out} (sweep of pipeline {exp.pipeline})")
+    try:
+        result = sweep.run_sweep(cfg, grid, seeds, out, resume=args.resume,
+                                 wandb_mode=_wandb_mode(args.wandb), progress=args.progress,
+                                 pipeline=exp.pipeline)
+    except KeyboardInterrupt:
+        again = [a for a in args.argv if a != "--resume"]
+        if "--out" not in again:
+            again += ["--out", str(out)]
+        print(f"\ninterrupted: {out} keeps every group's latest checkpoint; continue with\n"
+              f"  metajax {' '.join(again)} --resume", file=sys.stderr)
+        return 130
+    if result.summary:
+        print(sweep.results_table(result.summary))
+        best = result.summary["best"]
+        if best is not None:
+            stat = result.summary["stat"]
+            fig = stats.fmt(best["iqm"]) if best["iqm"] else f"{best['mean']:.3f}"
+            ties = result.summary["best_ties"]
+            tied = f"; tied with {len(ties)} other point(s)" if ties else ""
+            print(f"best by {stat}: {sweep.point_label(best['values'])} ({fig}{tied})")
+    print(f"sweep directory: {out}")
     return 0
 
 
@@ -476,6 +533,34 @@ def build_parser() -> argparse.ArgumentParser:
                    "parameters (same as --set allow_nonfinite=true; default: stop with an "
                    f"error, exit status {DIVERGED}, keeping the last finite checkpoint)")
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("sweep", help="train a hyperparameter grid in one compiled program",
+                       description="Train every point of a grid over EXPERIMENT.py (a train or "
+                       "mra pipeline) x --seeds seeds: hyperparameters read as numbers "
+                       "(learning rates, gamma, tau, noise, temperatures, loss coefficients) "
+                       "are traced and vmapped, one compiled program; other keys (shapes, "
+                       "control flow) split the grid into groups, listed before training.")
+    s.add_argument("experiment", help="experiment file, e.g. experiments/maddpg_climb.py")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a swept config key and its values, e.g. maddpg.actor_lr=1e-3,1e-2; "
+                   "repeat for a grid (their product)")
+    s.add_argument("--seeds", type=int, default=None,
+                   help="seeds per grid point (default: the config's)")
+    s.add_argument("--preset", action="append", default=[], metavar="NAME",
+                   help="apply the file's PRESETS[NAME] first; repeatable, in order")
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config fields of every point")
+    s.add_argument("--out", default="", help="sweep directory (default runs/<name>_sweep)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the sweep in --out from every group's latest checkpoint")
+    s.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
+                   help="wandb mode (default: $WANDB_MODE, else offline)")
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+    s.add_argument("--allow-nonfinite", action="store_true",
+                   help="keep training after a NaN or an infinity (default: stop, exit "
+                   f"status {DIVERGED})")
+    s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("eval", help="evaluate a trained run's latest checkpoint")
     s.add_argument("run_dir", help="run directory (from metajax run)")

@@ -22,6 +22,8 @@ lr 3e-4, batch 1024, K = 10 updates, attention critic, relational actor, team sh
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -125,6 +127,56 @@ MAAC_MRA = MADDPGConfig(
     updates_per_rollout=10,
     learning_starts=1024 * 12,
 )
+
+
+@struct.dataclass
+class Hypers:
+    """The hyperparameters MADDPG reads as numbers, never as program structure (fields named as
+    in :class:`MADDPGConfig`). Each is a Python float (the config's: folded into the program,
+    as a plain run does) or a traced ``[]`` float32 array (a sweep vmaps a ``[M]`` stack of
+    them: one compiled program for every value, :mod:`metajax.sweep`).
+
+    The learning rates are read once, by ``init`` of a learner built with ``traced=True``, which
+    stores them in the Adam states (``optax.inject_hyperparams``); the other fields by
+    ``update`` (and ``exploration_noise`` / ``gumbel_temperature`` by ``policy``).
+    """
+
+    actor_lr: Any
+    critic_lr: Any
+    gamma: Any
+    tau: Any
+    exploration_noise: Any
+    gumbel_temperature: Any
+    logit_reg: Any
+    attention_reg: Any
+    reward_scale: Any
+
+    @classmethod
+    def of(cls, cfg: MADDPGConfig) -> Hypers:
+        """The values of ``cfg`` (Python floats)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+def make_optimizer(
+    lr: Any, config: MADDPGConfig, traced: bool = False
+) -> optax.GradientTransformation:
+    """Gradient-norm clipping (``grad_clip``) then Adam (AdamW with ``weight_decay``).
+
+    ``traced=False``: the learning rate ``lr`` is a constant of the program. ``traced=True``:
+    ``optax.inject_hyperparams`` keeps it in the optimizer state, so ``init`` may be given a
+    traced ``lr`` (one per member of a sweep) and ``update`` reads it from the state.
+    """
+    adam = (functools.partial(optax.adamw, weight_decay=config.weight_decay)
+            if config.weight_decay else optax.adam)
+    if traced:
+        # only the learning rate is injected: the others stay constants of the program, as in
+        # the plain optimizer (an injected b1 = f32(0.9) gives 1 - b1 = 0.100000024 in f32,
+        # where the constant gives f32(1 - 0.9) = 0.1, and the runs drift apart)
+        static = [a for a in inspect.signature(adam).parameters if a != "learning_rate"]
+        inner = optax.inject_hyperparams(adam, static_args=static)(learning_rate=lr)
+    else:
+        inner = adam(lr)
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), inner)
 
 
 # --- pure pieces (unit-tested against hand computations) ---------------------------------------
@@ -245,6 +297,10 @@ class Learner(NamedTuple):
       ``[]``; ``t`` the unbatched index of the update in the run, when the caller knows it);
     * ``policy(params, obs, carry, key, greedy) -> (env_action, carry)`` for one game
       (``obs`` ``[A, ...]``, ``carry`` ``[A, h]``);
+    * ``hypers``: the config's traceable hyperparameters (e.g. :class:`Hypers`, Python floats;
+      ``None`` if the learner has none). A learner built with ``traced=True`` takes a traced
+      copy as ``init(key, hypers=h)``, ``update(state, t, hypers=h)`` and
+      ``policy(..., hypers=h)`` (:mod:`metajax.sweep`); without it, ``hypers`` are its own;
     * ``act(params, obs, carry, key, greedy) -> (env_action, critic_action [A, d], carry)``:
       the same, also returning the action as the critic sees it (``None`` if not provided);
     * ``outputs(params, obs, carry) -> (out [A, d], carry)``: the actors' raw outputs
@@ -265,6 +321,7 @@ class Learner(NamedTuple):
     tasks: Any
     act: Callable[..., tuple[Array, Array, Array]] | None = None
     outputs: Callable[..., tuple[Array, Array]] | None = None
+    hypers: Any = None
 
 
 # --- action spaces --------------------------------------------------------------------------------
@@ -301,14 +358,21 @@ def _num_teams(env: MultiAgentEnv, cfg: MADDPGConfig) -> int:
 
 
 def make_maddpg(
-    config: MADDPGConfig, env: MultiAgentEnv, tasks: Any, hooks: RolloutHooks | None = None
+    config: MADDPGConfig, env: MultiAgentEnv, tasks: Any, hooks: RolloutHooks | None = None,
+    traced: bool = False,
 ) -> Learner:
     """Build MADDPG for ``env`` trained on ``tasks`` (a task, or a ``[num_envs]`` stack).
 
     A single task is tiled over the ``num_envs`` parallel games. ``hooks`` (optional) plug
     into the rollout; see :class:`RolloutHooks`.
+
+    ``traced=True``: the learning rates live in the Adam states (:func:`make_optimizer`), and
+    ``init``/``update``/``policy`` take a :class:`Hypers` of traced values (``hypers=``, one
+    per member of a sweep); the same numbers as a learner built from a config holding them.
+    Without ``hypers=`` every function uses the config's (``Learner.hypers``).
     """
     cfg = config
+    default = Hypers.of(cfg)
     auto = AutoReset(env)
     space = ActionSpace.of(env)
     n_agents = env.max_agents
@@ -346,36 +410,37 @@ def make_maddpg(
         return nets.per_team(lambda p: jax.vmap(actor_out, (None, 0, 0))(p, obs, carry),
                              params, obs.team)
 
-    def behaviour(out: Array, key: Array, greedy: bool | Array) -> tuple[Array, Array]:
+    def behaviour(out: Array, key: Array, greedy: bool | Array,
+                  h: Hypers = default) -> tuple[Array, Array]:
         """(env action ``[A, ...]``, critic action ``[A, dim]``) from outputs ``[A, dim]``.
 
         ``greedy`` may be traced (one compiled evaluator serves both modes)."""
         if space.kind == "continuous":
-            noise = cfg.exploration_noise * jax.random.normal(key, out.shape)
+            noise = h.exploration_noise * jax.random.normal(key, out.shape)
             a = jnp.clip(jnp.tanh(out) + jnp.where(greedy, 0.0, noise), -1.0, 1.0)
             return a.reshape((n_agents, *space.env_shape)), a
         y = jnp.where(
             greedy,
             jax.nn.one_hot(jnp.argmax(out, -1), space.dim),
-            gumbel_softmax(key, out, cfg.gumbel_temperature),
+            gumbel_softmax(key, out, h.gumbel_temperature),
         )
         if space.kind == "discrete":
             idx = jnp.argmax(y, -1).astype(jnp.int32)
             return idx, jax.nn.one_hot(idx, space.dim)
         return y, y
 
-    def behaviour_target(out: Array, key: Array) -> Array:
+    def behaviour_target(out: Array, key: Array, h: Hypers) -> Array:
         """Critic action ``[A, dim]`` of the target actors at ``o'`` (relaxed samples, as the
         behaviour policy; no exploration noise for continuous actions)."""
         if space.kind == "continuous":
             return jnp.tanh(out)
-        return behaviour(out, key, False)[1]
+        return behaviour(out, key, False, h)[1]
 
-    def train_action(out: Array, key: Array) -> Array:
+    def train_action(out: Array, key: Array, h: Hypers) -> Array:
         """Differentiable critic action ``[..., dim]`` from actor outputs (actor loss)."""
         if space.kind == "continuous":
             return jnp.tanh(out)
-        y = gumbel_softmax(key, out, cfg.gumbel_temperature)
+        y = gumbel_softmax(key, out, h.gumbel_temperature)
         return straight_through(y) if space.kind == "discrete" else y
 
     def critic_q(params: Any, obs: Observation, actions: Array,
@@ -414,13 +479,16 @@ def make_maddpg(
                 lambda p: critic_mod.apply(p, obs, actions, own_actions), params, obs.team)
         return q, jnp.mean(logits**2, axis=(-2, -1))
 
-    def act(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
+    def act(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False,
+            hypers: Hypers | None = None):
         out, carry = actor_all(params, obs, carry)
-        env_action, critic_action = behaviour(out, key, greedy)
+        env_action, critic_action = behaviour(out, key, greedy,
+                                              default if hypers is None else hypers)
         return env_action, critic_action, carry
 
-    def policy(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False):
-        env_action, _, carry = act(params, obs, carry, key, greedy)
+    def policy(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False,
+               hypers: Hypers | None = None):
+        env_action, _, carry = act(params, obs, carry, key, greedy, hypers)
         return env_action, carry
 
     # ---- init -----------------------------------------------------------------------------
@@ -441,12 +509,8 @@ def make_maddpg(
             return critic_mod.init(k, example_obs, act0, jnp.asarray(0))
         return critic_mod.init(k, example_obs, act0)
 
-    def make_opt(lr: float) -> optax.GradientTransformation:
-        opt = optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay else (
-            optax.adam(lr))
-        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
-
-    actor_opt, critic_opt = make_opt(cfg.actor_lr), make_opt(cfg.critic_lr)
+    actor_opt = make_optimizer(cfg.actor_lr, cfg, traced)
+    critic_opt = make_optimizer(cfg.critic_lr, cfg, traced)
     replay = make_replay(cfg.buffer_size, cfg.batch_size)
     example_item = Transition(
         obs=example_obs,
@@ -459,18 +523,24 @@ def make_maddpg(
         latent=jnp.zeros((n_agents, 0)),
     )
 
-    def init(key: Array, games: Any = None) -> MADDPGState:
+    def init(key: Array, games: Any = None, hypers: Hypers | None = None) -> MADDPGState:
         """Initial state; ``games`` (optional) a ``[num_envs]`` stack of tasks replacing the
-        ones the learner was built with (same structure; may be traced)."""
+        ones the learner was built with (same structure; may be traced). ``hypers`` (learners
+        built with ``traced=True``): their learning rates go into the Adam states."""
         games = tasks if games is None else games
+        if hypers is not None and not traced:
+            raise ValueError("init(hypers=...) needs a learner built with traced=True")
+        h = default if hypers is None else hypers
+        a_opt = make_optimizer(h.actor_lr, cfg, True) if traced else actor_opt
+        c_opt = make_optimizer(h.critic_lr, cfg, True) if traced else critic_opt
         k_a, k_c, k_env, k_next, k_aux = jax.random.split(key, 5)
         actor_p = nets.init_team_params(init_actor, k_a, n_teams)
         critic_p = nets.init_team_params(init_critic, k_c, n_teams)
         env_state, ts = jax.vmap(auto.reset_to)(jax.random.split(k_env, n_envs), games)
         return MADDPGState(
             params=Params(actor_p, critic_p, actor_p, critic_p),
-            actor_opt=actor_opt.init(actor_p),
-            critic_opt=critic_opt.init(critic_p),
+            actor_opt=a_opt.init(actor_p),
+            critic_opt=c_opt.init(critic_p),
             buffer=replay.init(example_item),
             env_state=env_state,
             obs=ts.observation,
@@ -484,14 +554,14 @@ def make_maddpg(
         )
 
     # ---- rollout ---------------------------------------------------------------------------
-    def rollout(state: MADDPGState, key: Array):
+    def rollout(state: MADDPGState, key: Array, h: Hypers):
         def step(carry, inp):
             env_state, obs, rnn, ep_ret, done_sum, done_n, aux = carry
             k, t = inp
             k, k_hook = jax.random.split(k)
             k_act = jax.random.split(k, n_envs)
             out, new_rnn = jax.vmap(actor_all, (None, 0, 0))(state.params.actor, obs, rnn)
-            env_a, critic_a = jax.vmap(behaviour, (0, 0, None))(out, k_act, False)
+            env_a, critic_a = jax.vmap(lambda o, k: behaviour(o, k, False, h))(out, k_act)
             if hooks is not None and hooks.act is not None:
                 env_a, critic_a, aux = hooks.act(
                     aux, obs, k_hook, state.env_steps + t * n_envs, env_a, critic_a)
@@ -502,7 +572,7 @@ def make_maddpg(
             item = Transition(
                 obs=obs,
                 action=critic_a,
-                reward=reward * cfg.reward_scale,
+                reward=reward * h.reward_scale,
                 discount=ts.discount,
                 next_obs=ts.extras["final_observation"],
                 carry=rnn,
@@ -535,7 +605,7 @@ def make_maddpg(
         return state, done_n
 
     # ---- learning --------------------------------------------------------------------------
-    def losses_and_grads(params: Params, batch: Transition, key: Array):
+    def losses_and_grads(params: Params, batch: Transition, key: Array, h: Hypers):
         k_next, k_new = jax.random.split(key)
         mask = batch.obs.agent_mask  # [B, A]
         # target actions a' ~ target actors at o' (relaxed samples, as in MADDPG)
@@ -543,80 +613,87 @@ def make_maddpg(
 
         def next_action(obs, rnn, k):
             out, _ = actor_all(params.target_actor, obs, rnn)
-            return behaviour_target(out, k)
+            return behaviour_target(out, k, h)
 
         a_next = jax.vmap(next_action)(batch.next_obs, batch.next_carry, keys_next)
         q_next, _ = jax.vmap(critic_q, (None, 0, 0))(params.target_critic, batch.next_obs, a_next)
-        y = td_target(batch.reward, batch.discount, q_next, cfg.gamma)
+        y = td_target(batch.reward, batch.discount, q_next, h.gamma)
 
         def c_loss(cp):
             q, att = jax.vmap(critic_q, (None, 0, 0))(cp, batch.obs, batch.action)
             loss = critic_loss(q, y, mask)
-            return loss + cfg.attention_reg * masked_mean(att, mask), (loss, q)
+            return loss + h.attention_reg * masked_mean(att, mask), (loss, q)
 
         (_, (cl, q)), c_grads = jax.value_and_grad(c_loss, has_aux=True)(params.critic)
         return cl, q, c_grads, k_new
 
-    def actor_objective(ap: Any, cp: Any, batch: Transition, key: Array):
+    def actor_objective(ap: Any, cp: Any, batch: Transition, key: Array, h: Hypers):
         mask = batch.obs.agent_mask
         keys = jax.random.split(key, batch.reward.shape[0])
 
         def per_sample(obs, action, rnn, k):
             out, _ = actor_all(ap, obs, rnn)  # [A, dim]
-            new = train_action(out, k)  # [A, dim]
+            new = train_action(out, k, h)  # [A, dim]
 
             # agent i's critic sees its own new action and the others' replayed ones
             return critic_q(cp, obs, action, new)[0], out
 
         q_new, out = jax.vmap(per_sample)(batch.obs, batch.action, batch.carry, keys)
-        return actor_loss(q_new, out, mask, cfg.logit_reg)
+        return actor_loss(q_new, out, mask, h.logit_reg)
 
-    def grad_step(state: MADDPGState, key: Array):
+    def grad_step(state: MADDPGState, key: Array, h: Hypers):
         k_s, k_l = jax.random.split(key)
         batch = replay.sample(state.buffer, k_s)
         p = state.params
-        cl, q, c_grads, k_a = losses_and_grads(p, batch, k_l)
+        cl, q, c_grads, k_a = losses_and_grads(p, batch, k_l, h)
         c_upd, c_opt = critic_opt.update(c_grads, state.critic_opt, p.critic)
         critic_p = optax.apply_updates(p.critic, c_upd)
-        al, a_grads = jax.value_and_grad(actor_objective)(p.actor, critic_p, batch, k_a)
+        al, a_grads = jax.value_and_grad(actor_objective)(p.actor, critic_p, batch, k_a, h)
         a_upd, a_opt = actor_opt.update(a_grads, state.actor_opt, p.actor)
         actor_p = optax.apply_updates(p.actor, a_upd)
         params = Params(
             actor=actor_p,
             critic=critic_p,
-            target_actor=soft_update(p.target_actor, actor_p, cfg.tau),
-            target_critic=soft_update(p.target_critic, critic_p, cfg.tau),
+            target_actor=soft_update(p.target_actor, actor_p, h.tau),
+            target_critic=soft_update(p.target_critic, critic_p, h.tau),
         )
         q_mean = masked_mean(q, batch.obs.agent_mask)
         state = state.replace(params=params, actor_opt=a_opt, critic_opt=c_opt,
                               grad_steps=state.grad_steps + 1)
         return state, (cl, al, q_mean)
 
-    def train(state: MADDPGState, key: Array):
+    def train(state: MADDPGState, key: Array, h: Hypers):
         state, (cl, al, qm) = jax.lax.scan(
-            grad_step, state, jax.random.split(key, cfg.updates_per_rollout))
+            lambda s, k: grad_step(s, k, h), state,
+            jax.random.split(key, cfg.updates_per_rollout))
         return state, (cl[-1], al[-1], qm[-1])
 
-    def skip(state: MADDPGState, key: Array):
+    def skip(state: MADDPGState, key: Array, h: Hypers):
         z = jnp.zeros(())
         return state, (z, z, z)
 
     spu = cfg.rollout_steps * n_envs
     first_ready = max(cfg.learning_starts, cfg.batch_size)
 
-    def update(state: MADDPGState, t: Array | None = None) -> tuple[MADDPGState, dict]:
+    def update(state: MADDPGState, t: Array | None = None,
+               hypers: Hypers | None = None) -> tuple[MADDPGState, dict]:
         """One rollout and, once enough data is stored, ``updates_per_rollout`` gradient
         steps. ``t`` (optional, unbatched): the index of this update in the run; passing it
         keeps the readiness test out of the seed ``vmap``, so ``lax.cond`` stays a branch and
         the warm-up updates skip the gradient steps instead of computing and discarding them.
+        ``hypers`` (optional, may be traced): replaces the config's (:class:`Hypers`; the
+        learning rates are those in the state).
         """
+        h = default if hypers is None else hypers
         key, k_roll, k_train = jax.random.split(state.key, 3)
-        state, episodes = rollout(state.replace(key=key), k_roll)
+        state, episodes = rollout(state.replace(key=key), k_roll, h)
         if t is None:
             ready = replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
         else:
             ready = (jnp.asarray(t) + 1) * spu >= first_ready
-        state, (cl, al, qm) = jax.lax.cond(ready, train, skip, state, k_train)
+        # h is closed over, not an operand: the config's floats stay constants of the program
+        state, (cl, al, qm) = jax.lax.cond(
+            ready, lambda s, k: train(s, k, h), lambda s, k: skip(s, k, h), state, k_train)
         metrics = {
             "env_steps": state.env_steps,
             "grad_steps": state.grad_steps,
@@ -640,6 +717,7 @@ def make_maddpg(
         tasks=tasks,
         act=act,
         outputs=actor_all,
+        hypers=default,
     )
 
 

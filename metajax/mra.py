@@ -60,11 +60,12 @@ Parameters are shared within a team (role-symmetric games, Sec. 6.1), stacked ``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -83,6 +84,7 @@ from metajax.maddpg import (
     Learner,
     MADDPGConfig,
     gumbel_softmax,
+    make_optimizer,
     masked_mean,
     soft_update,
     straight_through,
@@ -404,9 +406,12 @@ class LatentPrior(nn.Module):
     temperature: float = 1.0
 
     @nn.compact
-    def __call__(self, desc: Array) -> Array:
+    def __call__(self, desc: Array, temperature: Any = None) -> Array:
+        """``desc [T + 1]`` -> ``[num_latents]`` log-probabilities; ``temperature`` (optional,
+        may be traced) replaces the module's."""
         out = nets.MLP(self.hidden, self.num_latents, activation=nn.tanh)(desc)
-        return jax.nn.log_softmax(out / self.temperature, axis=-1)
+        t = self.temperature if temperature is None else temperature
+        return jax.nn.log_softmax(out / t, axis=-1)
 
 
 class GraphEmbed(nn.Module):
@@ -575,6 +580,44 @@ class MRAState:
     updates: Array
 
 
+@struct.dataclass
+class MRAHypers:
+    """The hyperparameters the MRA learner reads as numbers, never as program structure: the
+    shared off-policy ones of the ``maddpg`` section (:data:`MADDPG_FIELDS`) and the MRA ones
+    of :class:`MRAOptions` (:data:`MRA_FIELDS`), named as there. Python floats (the config's)
+    or traced ``[]`` float32 arrays (a sweep, as :class:`metajax.maddpg.Hypers`); the learning
+    rates are read by ``init`` of a learner built with ``traced=True`` (into the Adam states).
+
+    ``mi_coef`` weighs the Eq. 11 step; whether that step exists (``mi_coef > 0``) is the
+    config's, so ``0`` and a positive value are different programs.
+    """
+
+    actor_lr: Any
+    critic_lr: Any
+    gamma: Any
+    tau: Any
+    logit_reg: Any
+    attention_reg: Any
+    reward_scale: Any
+    phi_lr: Any
+    prior_lr: Any
+    entropy_coef: Any
+    mi_coef: Any
+    alpha: Any
+    prior_temperature: Any
+
+    MADDPG_FIELDS: ClassVar[tuple[str, ...]] = (
+        "actor_lr", "critic_lr", "gamma", "tau", "logit_reg", "attention_reg", "reward_scale")
+    MRA_FIELDS: ClassVar[tuple[str, ...]] = (
+        "phi_lr", "prior_lr", "entropy_coef", "mi_coef", "alpha", "prior_temperature")
+
+    @classmethod
+    def of(cls, config: MADDPGConfig, options: MRAOptions) -> MRAHypers:
+        """The values of ``config`` and ``options`` (Python floats)."""
+        return cls(**{f: getattr(config, f) for f in cls.MADDPG_FIELDS},
+                   **{f: getattr(options, f) for f in cls.MRA_FIELDS})
+
+
 # --- the learner ---------------------------------------------------------------------------------
 
 
@@ -655,9 +698,10 @@ def make_mra(
     env: MultiAgentEnv,
     games: Any,
     init_params: Callable[[Array], dict] | None = None,
+    traced: bool = False,
 ) -> Learner:
     """The MRA learner (see :func:`build_mra`)."""
-    return build_mra(config, options, env, games, init_params).learner
+    return build_mra(config, options, env, games, init_params, traced).learner
 
 
 def build_mra(
@@ -666,6 +710,7 @@ def build_mra(
     env: MultiAgentEnv,
     games: Any,
     init_params: Callable[[Array], dict] | None = None,
+    traced: bool = False,
 ) -> MRAParts:
     """Build the MRA learner for ``env`` trained on the ``[G]`` stack of ``games``.
 
@@ -677,8 +722,15 @@ def build_mra(
     Returns :class:`MRAParts`. Its learner's ``policy`` samples each agent's ``z`` from the
     prior at the first step of an episode (the carry holds it), so the runner's evaluator and
     :func:`metajax.experiment.play` work unchanged.
+
+    ``traced=True``: the learning rates live in the Adam states
+    (:func:`metajax.maddpg.make_optimizer`), and ``init``/``update``/``policy`` take an
+    :class:`MRAHypers` of traced values (``hypers=``, one per member of a sweep). Without
+    ``hypers=`` (and in the parts' functions, whose trailing ``h`` defaults to them) every
+    function uses the config's (``Learner.hypers``).
     """
     cfg, opt_cfg = config, options
+    default = MRAHypers.of(cfg, opt_cfg)
     if cfg.param_sharing != "team":
         raise ValueError("MRA shares parameters within teams (maddpg.param_sharing='team')")
     leaves = jax.tree.leaves(games)
@@ -724,25 +776,26 @@ def build_mra(
                              obs.team)
         return q, jnp.mean(logits**2)
 
-    def prior_logits(prior: Any, obs: Observation) -> Array:
+    def prior_logits(prior: Any, obs: Observation, h: MRAHypers = default) -> Array:
         """``log p_psi(z | m)`` ``[A, H]`` for every agent of one game (its team's ``psi``)."""
         desc = population_descriptor(obs, T)
         if opt_cfg.latent == "uniform":
             return jnp.full((A, H), -math.log(H))
-        logits = jax.vmap(lambda p: prior_mod.apply(p, desc))(prior)  # [T, H]
-        return logits[obs.team]
+        logits = jax.vmap(lambda p: prior_mod.apply(p, desc, h.prior_temperature))(prior)
+        return logits[obs.team]  # [A, H]
 
-    def draw_latent(prior: Any, obs: Observation, key: Array) -> Array:
+    def draw_latent(prior: Any, obs: Observation, key: Array, h: MRAHypers) -> Array:
         """``z ~ p(. | m)`` ``[A, H]`` (hard one-hot), zeros ``[A, 0]`` without latent."""
         if not latent:
             return jnp.zeros((A, 0))
-        return sample_latent(key, prior_logits(prior, obs))
+        return sample_latent(key, prior_logits(prior, obs, h))
 
-    def act(pp: PolicyParams, obs: Observation, carry: Array, key: Array, greedy: Any):
+    def act(pp: PolicyParams, obs: Observation, carry: Array, key: Array, greedy: Any,
+            h: MRAHypers = default):
         """``(action [A] int32, carry [A, 1 + H], z [A, H], graph [A, N])`` for one game."""
         k_z, k_a = jax.random.split(key)
         drawn = carry[:, :1] > 0.5
-        z = jnp.where(drawn, carry[:, 1:], draw_latent(pp.prior, obs, k_z))
+        z = jnp.where(drawn, carry[:, 1:], draw_latent(pp.prior, obs, k_z, h))
         logits, graph = actor_game(pp.actor, obs, z)
         sampled = jax.random.categorical(k_a, logits, axis=-1)
         action = jnp.where(greedy, jnp.argmax(logits, -1), sampled).astype(jnp.int32)
@@ -750,8 +803,9 @@ def build_mra(
         return action, carry, z, graph
 
     def policy(pp: PolicyParams, obs: Observation, carry: Array, key: Array,
-               greedy: Any = False):
-        action, carry, _, _ = act(pp, obs, carry, key, greedy)
+               greedy: Any = False, hypers: MRAHypers | None = None):
+        action, carry, _, _ = act(pp, obs, carry, key, greedy,
+                                  default if hypers is None else hypers)
         return action, carry
 
     # ---- init ------------------------------------------------------------------------------
@@ -775,15 +829,14 @@ def build_mra(
     def init_prior(k: Array) -> Any:
         return prior_mod.init(k, jnp.zeros((T + 1,)))
 
-    def adam(lr: float, clip: float | None = None) -> optax.GradientTransformation:
-        base = (optax.adamw(lr, weight_decay=cfg.weight_decay) if cfg.weight_decay
-                else optax.adam(lr))
-        return optax.chain(optax.clip_by_global_norm(clip or cfg.grad_clip), base)
+    def optimizers(h: MRAHypers) -> tuple[optax.GradientTransformation, ...]:
+        """``(theta, phi, critic, prior)`` optimizers (the fields of :class:`MRAOpt`) with the
+        learning rates of ``h`` (with ``traced``: kept in their states, read by ``init``)."""
+        phi_lr = h.actor_lr if phi_by_policy else h.phi_lr
+        return tuple(make_optimizer(lr, cfg, traced)
+                     for lr in (h.actor_lr, phi_lr, h.critic_lr, h.prior_lr))
 
-    theta_opt = adam(cfg.actor_lr)
-    phi_opt = adam(cfg.actor_lr if phi_by_policy else opt_cfg.phi_lr)
-    critic_opt = adam(cfg.critic_lr)
-    prior_opt = adam(opt_cfg.prior_lr)
+    theta_opt, phi_opt, critic_opt, prior_opt = optimizers(default)
     replay = make_replay(cfg.buffer_size, cfg.batch_size)
     example_item = Transition(
         obs=example_obs, action=act0, reward=jnp.zeros((A,)), discount=jnp.zeros((A,)),
@@ -799,7 +852,13 @@ def build_mra(
         inference = infer_mod.init(k_i, obs0, graph0[0])
         return MRAParams(actor, critic, actor, critic, prior, inference)
 
-    def init(key: Array) -> MRAState:
+    def init(key: Array, hypers: MRAHypers | None = None) -> MRAState:
+        """Initial state; ``hypers`` (learners built with ``traced=True``): their learning
+        rates go into the Adam states."""
+        if hypers is not None and not traced:
+            raise ValueError("init(hypers=...) needs a learner built with traced=True")
+        opts = optimizers(hypers) if hypers is not None else (
+            theta_opt, phi_opt, critic_opt, prior_opt)
         k_p, k_env, k_next = jax.random.split(key, 3)
         params = fresh_params(k_p)
         if init_params is not None:
@@ -814,8 +873,8 @@ def build_mra(
         buf = replay.init(example_item)
         return MRAState(
             params=params,
-            opt=MRAOpt(theta_opt.init(theta), phi_opt.init(phi), critic_opt.init(params.critic),
-                       prior_opt.init((params.prior, params.inference))),
+            opt=MRAOpt(opts[0].init(theta), opts[1].init(phi), opts[2].init(params.critic),
+                       opts[3].init((params.prior, params.inference))),
             buffer=jax.tree.map(lambda x: jnp.broadcast_to(x, (n_games, *x.shape)), buf),
             slots=Slots(env_state, ts.observation, jnp.zeros((n_games, P, A, 1 + zdim)),
                         jnp.zeros((n_games, P, A))),
@@ -827,17 +886,17 @@ def build_mra(
         )
 
     # ---- rollout of one training game's P parallel games -----------------------------------
-    def rollout_game(pp: PolicyParams, slots: Slots, key: Array):
+    def rollout_game(pp: PolicyParams, slots: Slots, key: Array, h: MRAHypers = default):
         """``cfg.rollout_steps`` steps of ``P`` games: ``(slots, items [R * P], stats)``."""
         def step(c, k):
             env_state, obs, carry, ep_ret, done_sum, done_n = c
             keys = jax.random.split(k, P)
-            action, carry, z, _ = jax.vmap(act, (None, 0, 0, 0, None))(pp, obs, carry, keys,
-                                                                        False)
+            action, carry, z, _ = jax.vmap(functools.partial(act, h=h), (None, 0, 0, 0, None))(
+                pp, obs, carry, keys, False)
             env_state, ts = auto.batch_step(env_state, action)
             item = Transition(
                 obs=obs, action=jax.nn.one_hot(action, n_act),
-                reward=ts.reward * cfg.reward_scale, discount=ts.discount,
+                reward=ts.reward * h.reward_scale, discount=ts.discount,
                 next_obs=ts.extras["final_observation"], carry=jnp.zeros((P, A, 0)),
                 next_carry=jnp.zeros((P, A, 0)), latent=z,
             )
@@ -864,7 +923,8 @@ def build_mra(
         """``(logits [B, A, n], graph [B, A, N])`` of a batch."""
         return jax.vmap(actor_game, (None, 0, 0))(actor, obs, z)
 
-    def grad_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array):
+    def grad_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array,
+                  h: MRAHypers = default):
         """One step of Eq. 8 for the critic ``zeta`` and Eq. 9 for ``theta`` (for ``omega =
         (theta, phi)`` when adapting, Eq. 10, and in the arms without a latent, whose ``phi``
         no Eq. 11 step trains), from one forward pass of actor and critic:
@@ -881,7 +941,7 @@ def build_mra(
         a_n = jax.nn.one_hot(jax.random.categorical(key, logits_n, -1), n_act)
         q_n, _ = jax.vmap(critic_game, (None, 0, 0, 0))(params.target_critic, batch.next_obs,
                                                         a_n, graph_n)
-        y = td_target(batch.reward, batch.discount, jnp.sum(pi_n * q_n, -1), cfg.gamma)
+        y = td_target(batch.reward, batch.discount, jnp.sum(pi_n * q_n, -1), h.gamma)
         theta, phi = split_actor(params.actor)
 
         def loss_fn(trainable):
@@ -891,9 +951,8 @@ def build_mra(
                 cp, batch.obs, batch.action, jax.lax.stop_gradient(graph))
             q_taken = jnp.sum(q * batch.action, -1)
             c_loss = masked_mean((q_taken - y) ** 2, mask)
-            a_loss, ent = policy_gradient_loss(logits, q, mask, opt_cfg.entropy_coef,
-                                               cfg.logit_reg)
-            total = c_loss + cfg.attention_reg * jnp.mean(reg) + a_loss
+            a_loss, ent = policy_gradient_loss(logits, q, mask, h.entropy_coef, h.logit_reg)
+            total = c_loss + h.attention_reg * jnp.mean(reg) + a_loss
             return total, (c_loss, a_loss, ent, masked_mean(q_taken, mask))
 
         (_, (cl, al, ent, qm)), (g_c, g_t, g_p) = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -910,16 +969,17 @@ def build_mra(
         params = params.replace(actor=merge_actor(theta, phi), critic=critic)
         return params, opt, (cl, al, qm, ent)
 
-    def inner_steps(params: MRAParams, opt: MRAOpt, buf: Any, key: Array):
+    def inner_steps(params: MRAParams, opt: MRAOpt, buf: Any, key: Array,
+                    h: MRAHypers = default):
         """``K`` critic + policy steps on one game's buffer (``lax.scan``)."""
         def step(c, k):
             params, opt = c
             k_s, k_c = jax.random.split(k)
             batch = replay.sample(buf, k_s)
-            params, opt, out = grad_step(params, opt, batch, k_c)
+            params, opt, out = grad_step(params, opt, batch, k_c, h)
             params = params.replace(
-                target_actor=soft_update(params.target_actor, params.actor, cfg.tau),
-                target_critic=soft_update(params.target_critic, params.critic, cfg.tau))
+                target_actor=soft_update(params.target_actor, params.actor, h.tau),
+                target_critic=soft_update(params.target_critic, params.critic, h.tau))
             return (params, opt), out
 
         (params, opt), (cl, al, qm, ent) = jax.lax.scan(step, (params, opt),
@@ -928,13 +988,13 @@ def build_mra(
                              "entropy": ent[-1]}
 
     def mi_loss(phi: Any, theta: Any, theta_bar: Any, prior: Any, batch: Transition,
-                key: Array) -> Array:
+                key: Array, h: MRAHypers) -> Array:
         """``-`` Eq. 11 for ``phi``: ``z ~ p(.|m)``, ``a ~ pi_theta(.|o, phi(o, z))``, ``n``
         resampled ``z'``; log-probabilities under ``pi_theta_bar`` with the online ``phi``."""
         mask = batch.obs.agent_mask
         k_z, k_a, k_r = jax.random.split(key, 3)
         b = batch.reward.shape[0]
-        lp = jax.vmap(prior_logits, (None, 0))(prior, batch.obs)  # [B, A, H]
+        lp = jax.vmap(functools.partial(prior_logits, h=h), (None, 0))(prior, batch.obs)
         z = sample_latent(k_z, lp)
         logits_a, _ = batch_graphs(merge_actor(theta, phi), batch.obs, z)
         a = jax.lax.stop_gradient(jax.random.categorical(k_a, logits_a, -1))  # [B, A]
@@ -951,18 +1011,20 @@ def build_mra(
         logp_r = jnp.moveaxis(jax.vmap(logp_of)(z_r), 0, -1)  # [B, A, n]
         return -masked_mean(mi_lower_bound(logp, logp_r), mask)
 
-    def ce_loss(prior_xi: Any, actor: Any, batch: Transition, game: Array, key: Array) -> Array:
+    def ce_loss(prior_xi: Any, actor: Any, batch: Transition, game: Array, key: Array,
+                h: MRAHypers) -> Array:
         """Eq. 13 for ``(psi, xi)``: ``z`` a straight-through Gumbel-softmax sample of
         ``p_psi(.|m)``, ``g = phi(o, z)`` (actor fixed), ``-log p(x = game | o, g; xi)``."""
         prior, xi = prior_xi
-        lp = jax.vmap(prior_logits, (None, 0))(prior, batch.obs)
+        lp = jax.vmap(functools.partial(prior_logits, h=h), (None, 0))(prior, batch.obs)
         z = straight_through(gumbel_softmax(key, lp))
         _, graph = batch_graphs(jax.lax.stop_gradient(actor), batch.obs, z)
         logits = infer_mod.apply(xi, batch.obs, graph)  # [B, A, G]
         return game_cross_entropy(logits, jnp.full(graph.shape[:2], game),
                                   batch.obs.agent_mask)
 
-    def mi_ce_steps(params: MRAParams, opt: MRAOpt, bufs: Any, game_ids: Array, key: Array):
+    def mi_ce_steps(params: MRAParams, opt: MRAOpt, bufs: Any, game_ids: Array, key: Array,
+                    h: MRAHypers = default):
         """Eq. 11 step for ``phi`` then Eq. 13 step for ``(psi, xi)``, on one batch of each game
         in ``bufs [g]`` (losses averaged over the games)."""
         metrics = {"mi": jnp.zeros(()), "game_ce": jnp.zeros(())}
@@ -973,9 +1035,10 @@ def build_mra(
             theta_bar, _ = split_actor(params.target_actor)
 
             def loss(ph):
-                per = jax.vmap(lambda bt, k: mi_loss(ph, theta, theta_bar, params.prior, bt, k))(
+                per = jax.vmap(
+                    lambda bt, k: mi_loss(ph, theta, theta_bar, params.prior, bt, k, h))(
                     batches, jax.random.split(k_mi, game_ids.shape[0]))
-                return opt_cfg.mi_coef * jnp.mean(per), jnp.mean(per)
+                return h.mi_coef * jnp.mean(per), jnp.mean(per)
 
             (_, val), grads = jax.value_and_grad(loss, has_aux=True)(phi)
             upd, p_opt = phi_opt.update(grads, opt.phi, phi)
@@ -985,7 +1048,7 @@ def build_mra(
             metrics["mi"] = -val
         if use_ce:
             def loss(px):
-                per = jax.vmap(lambda bt, g, k: ce_loss(px, params.actor, bt, g, k))(
+                per = jax.vmap(lambda bt, g, k: ce_loss(px, params.actor, bt, g, k, h))(
                     batches, game_ids, jax.random.split(k_ce, game_ids.shape[0]))
                 return jnp.mean(per)
 
@@ -998,14 +1061,15 @@ def build_mra(
             metrics["game_ce"] = val
         return params, opt, metrics
 
-    def learn_sequential(state: MRAState, m: Array, key: Array, alpha: Any = None):
+    def learn_sequential(state: MRAState, m: Array, key: Array, alpha: Any = None,
+                         h: MRAHypers = default):
         """Alg. 4 on game ``m``: ``K`` inner steps, Reptile interpolation (``alpha``: default
-        ``options.alpha``; may be traced), MI and CE steps."""
-        alpha = opt_cfg.alpha if alpha is None else alpha
+        ``h.alpha``, the config's ``options.alpha``; may be traced), MI and CE steps."""
+        alpha = h.alpha if alpha is None else alpha
         k_in, k_mi = jax.random.split(key)
         buf = _take(state.buffer, m)
         theta0, phi0 = split_actor(state.params.actor)
-        params, opt, metrics = inner_steps(state.params, state.opt, buf, k_in)
+        params, opt, metrics = inner_steps(state.params, state.opt, buf, k_in, h)
         theta_k, phi = split_actor(params.actor)
         if not adapt:
             if not latent:  # phi was trained with theta in the inner loop: interpolate both
@@ -1013,18 +1077,20 @@ def build_mra(
             params = params.replace(
                 actor=merge_actor(reptile_step(theta0, theta_k, alpha), phi))
         bufs = jax.tree.map(lambda x: x[None], buf)
-        params, opt, mm = mi_ce_steps(params, opt, bufs, jnp.reshape(m, (1,)), k_mi)
+        params, opt, mm = mi_ce_steps(params, opt, bufs, jnp.reshape(m, (1,)), k_mi, h)
         return state.replace(params=params, opt=opt, grad_steps=state.grad_steps + K), {
             **metrics, **mm}
 
-    def learn_batched(state: MRAState, key: Array, alpha: Any = None):
+    def learn_batched(state: MRAState, key: Array, alpha: Any = None,
+                      h: MRAHypers = default):
         """Batched Reptile: ``K`` inner steps on every game from the same parameters, then
         ``theta <- theta + alpha mean_m (theta_K^m - theta)``; critic, targets and optimizer
         states are the games' averages; MI and CE steps on a batch of every game."""
-        alpha = opt_cfg.alpha if alpha is None else alpha
+        alpha = h.alpha if alpha is None else alpha
         k_in, k_mi = jax.random.split(key)
         theta0, phi0 = split_actor(state.params.actor)
-        params_g, opt_g, metrics = jax.vmap(inner_steps, (None, None, 0, 0))(
+        params_g, opt_g, metrics = jax.vmap(functools.partial(inner_steps, h=h),
+                                            (None, None, 0, 0))(
             state.params, state.opt, state.buffer, jax.random.split(k_in, n_games))
         theta_ks, phi_g = split_actor(params_g.actor)
         theta = reptile_batched(theta0, theta_ks, alpha)
@@ -1033,7 +1099,7 @@ def build_mra(
                                           prior=state.params.prior,
                                           inference=state.params.inference)
         opt = _mean0(opt_g)
-        params, opt, mm = mi_ce_steps(params, opt, state.buffer, jnp.arange(n_games), k_mi)
+        params, opt, mm = mi_ce_steps(params, opt, state.buffer, jnp.arange(n_games), k_mi, h)
         metrics = jax.tree.map(jnp.mean, metrics)
         return state.replace(params=params, opt=opt, grad_steps=state.grad_steps + K), {
             **metrics, **mm}
@@ -1043,19 +1109,20 @@ def build_mra(
     def skip_metrics() -> dict:
         return {k: jnp.zeros(()) for k in metric_keys}
 
-    def game_priors(prior: Any, slots: Slots) -> Array:
+    def game_priors(prior: Any, slots: Slots, h: MRAHypers) -> Array:
         """``log p_psi(z | m_g, t)`` ``[G, T, H]`` of every training game and team (``m_g``
         read off the game's first parallel observation)."""
         obs0 = jax.tree.map(lambda x: x[:, 0], slots.obs)  # [G, A, ...]
         desc = jax.vmap(lambda o: population_descriptor(o, T))(obs0)  # [G, T + 1]
-        return jax.vmap(lambda d: jax.vmap(lambda p: prior_mod.apply(p, d))(prior))(desc)
+        return jax.vmap(lambda d: jax.vmap(
+            lambda p: prior_mod.apply(p, d, h.prior_temperature))(prior))(desc)
 
-    def prior_metrics(state: MRAState) -> dict:
+    def prior_metrics(state: MRAState, h: MRAHypers) -> dict:
         """The prior's entropy per game and its separation between games
         (:func:`prior_separation`); empty without a learned prior."""
         if opt_cfg.latent != "prior":
             return {}
-        sep = prior_separation(game_priors(state.params.prior, state.slots))
+        sep = prior_separation(game_priors(state.params.prior, state.slots, h))
         return {**{f"prior_entropy_g{g}": sep["entropy"][g] for g in range(n_games)},
                 "prior_js": sep["js"], "prior_tv": sep["tv"],
                 "prior_argmax_differs": sep["argmax_differs"]}
@@ -1064,17 +1131,21 @@ def build_mra(
     first_ready = max(cfg.learning_starts, cfg.batch_size)
 
     def update(
-        state: MRAState, t: Array | None = None, alpha: Any = None
+        state: MRAState, t: Array | None = None, alpha: Any = None,
+        hypers: MRAHypers | None = None,
     ) -> tuple[MRAState, dict]:
         """One update: roll out (game ``t mod G`` when sequential, else every game), store,
         and once the buffers hold ``learning_starts`` items, learn. ``alpha`` (optional, may be
-        traced) overrides the Reptile step size of ``options``."""
+        traced) overrides the Reptile step size of ``hypers``; ``hypers`` (optional, may be
+        traced) replaces the config's (:class:`MRAHypers`; the learning rates are those in
+        the state)."""
+        h = default if hypers is None else hypers
         t_idx = state.updates if t is None else jnp.asarray(t)
         key, k_roll, k_learn = jax.random.split(state.key, 3)
         pp = PolicyParams(state.params.actor, state.params.prior)
         if sequential:
             m = t_idx % n_games
-            slots, items, (d_sum, d_n) = rollout_game(pp, _take(state.slots, m), k_roll)
+            slots, items, (d_sum, d_n) = rollout_game(pp, _take(state.slots, m), k_roll, h)
             buffer = _put(state.buffer, m, replay.add(_take(state.buffer, m), items))
             last = state.last_return.at[m].set(
                 jnp.where(d_n > 0, d_sum / jnp.maximum(d_n, 1), state.last_return[m]))
@@ -1084,7 +1155,8 @@ def build_mra(
             episodes = d_n
         else:
             m = jnp.zeros((), jnp.int32)
-            slots, items, (d_sum, d_n) = jax.vmap(rollout_game, (None, 0, 0))(
+            slots, items, (d_sum, d_n) = jax.vmap(functools.partial(rollout_game, h=h),
+                                                  (None, 0, 0))(
                 pp, state.slots, jax.random.split(k_roll, n_games))
             buffer = jax.vmap(replay.add)(state.buffer, items)
             last = jnp.where(d_n > 0, d_sum / jnp.maximum(d_n, 1), state.last_return)
@@ -1099,10 +1171,10 @@ def build_mra(
 
         def learn(s: MRAState, k: Array):
             if sequential:
-                return learn_sequential(s, m, k, alpha)
+                return learn_sequential(s, m, k, alpha, h)
             if n_games == 1:
-                return learn_sequential(s, jnp.zeros((), jnp.int32), k, alpha)
-            return learn_batched(s, k, alpha)
+                return learn_sequential(s, jnp.zeros((), jnp.int32), k, alpha, h)
+            return learn_batched(s, k, alpha, h)
 
         def skip(s: MRAState, k: Array):
             return s, skip_metrics()
@@ -1117,7 +1189,7 @@ def build_mra(
             "game": m,
             **lm,
             **{f"return_g{g}": state.last_return[g] for g in range(n_games)},
-            **prior_metrics(state),
+            **prior_metrics(state, h),
         }
         return state, metrics
 
@@ -1129,6 +1201,7 @@ def build_mra(
         initial_carry=lambda: jnp.zeros((A, 1 + zdim)),
         env_steps_per_update=spu_game * (1 if sequential else n_games),
         tasks=games,
+        hypers=default,
     )
     return MRAParts(learner, inner_steps, learn_sequential, learn_batched, mi_ce_steps, act,
                     prior_logits, actor_game)
@@ -1176,17 +1249,24 @@ def _load_init(cfg: MRAConfig) -> Callable[[Array], dict]:
     return init_params
 
 
-def _make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
+def _make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any,
+                      traced: bool = False) -> Learner:
     """:data:`metajax.runner.ALGOS` factory: the ``[G]`` distinct training games of
     ``cfg.tasks`` (the runner's cycled ``tasks`` are not used)."""
     if not isinstance(cfg, MRAConfig):
         raise ValueError(f"algo 'mra' needs an MRAConfig, got {type(cfg).__name__}")
     games = runner.build_tasks(env, runner.distinct_tasks(cfg.tasks))
     init_params = _load_init(cfg) if cfg.mra.init_from else None
-    return make_mra(cfg.maddpg, cfg.mra, env, games, init_params)
+    return make_mra(cfg.maddpg, cfg.mra, env, games, init_params, traced)
 
 
 runner.ALGOS.setdefault("mra", _make_from_config)
+runner.TRACEABLE.setdefault("mra", runner.Traceable(
+    keys=(*(f"maddpg.{f}" for f in MRAHypers.MADDPG_FIELDS),
+          *(f"mra.{f}" for f in MRAHypers.MRA_FIELDS)),
+    hypers=lambda cfg: MRAHypers.of(cfg.maddpg, cfg.mra),
+    structure=lambda cfg: (cfg.mra.mi_coef > 0,),
+))
 
 
 def run_mra(cfg: MRAConfig, run_dir: str | Path, **kwargs: Any) -> runner.RunResult:

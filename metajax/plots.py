@@ -233,6 +233,48 @@ def performance_profile(summary: dict, title: str | None = None) -> Figure:
     return fig
 
 
+def grid_heatmap(
+    values: np.ndarray,
+    rows: tuple[str, Sequence[object]],
+    cols: tuple[str, Sequence[object]],
+    labels: Sequence[Sequence[str]] | None = None,
+    title: str | None = None,
+    colorbar: str = "",
+) -> Figure:
+    """Heatmap of a 2-D hyperparameter grid (a sweep's figure).
+
+    Args:
+      values: ``[len(row values), len(col values)]`` the figure of each grid point (NaN: none).
+      rows, cols: ``(key, values)`` of the grid's first and second key.
+      labels: optional ``[rows][cols]`` text written in each cell (e.g. the IQM and its CI).
+      title: figure title; colorbar: label of the colour bar.
+    """
+    v = np.asarray(values, np.float64)
+    (rk, rv), (ck, cv) = rows, cols
+    if v.shape != (len(rv), len(cv)):
+        raise PlotError(f"values must have shape {(len(rv), len(cv))}, got {v.shape}")
+    fig = Figure(figsize=(1.6 * len(cv) + 2.4, 0.9 * len(rv) + 1.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(np.ma.masked_invalid(v), cmap="viridis", aspect="auto", gid="heatmap")
+    ax.set_xticks(np.arange(len(cv)), [str(x) for x in cv])
+    ax.set_yticks(np.arange(len(rv)), [str(x) for x in rv])
+    ax.set_xlabel(ck)
+    ax.set_ylabel(rk)
+    finite = v[np.isfinite(v)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i in range(len(rv)):
+        for j in range(len(cv)):
+            text = labels[i][j] if labels is not None else f"{v[i, j]:.3g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="black" if np.isfinite(v[i, j]) and v[i, j] > mid else "white")
+    fig.colorbar(im, ax=ax, label=colorbar)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def file_stem(name: str) -> str:
     """A score group's name as part of a file name: ``"stochastic @ n_agents=3"`` ->
     ``"stochastic_at_n_agents=3"``."""

@@ -12,6 +12,11 @@ a thin host loop for progress, metrics, wandb, checkpoints, resume and evaluatio
   Orbax checkpoint every ``checkpoint_every`` chunks and at the end, evaluation every
   ``eval_every`` chunks and at the end (``results.json``).
 
+The host loop itself is :func:`run_chunks` over a :class:`Program` (a learner batched over
+members, its init, its evaluation, its config): :func:`train` builds the program of one config
+(members = seeds); :mod:`metajax.sweep` builds one per group of a grid (members = points x
+seeds, with traced hyperparameters, :data:`TRACEABLE`).
+
 A run directory holds ``config.json``, ``metrics.jsonl``, ``results.json`` (the last
 evaluation: per task and mode the mean return per agent of each seed and episode, and its
 ``"stats"``: IQM, mean, median, optimality gap, performance profile with 95 % stratified
@@ -49,7 +54,7 @@ from envs.wrappers import stack_tasks
 from metajax import killpoint, run_stats
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
 from metajax.config import ConfigError, flat_diff, from_dict, to_dict
-from metajax.maddpg import Learner, MADDPGConfig, make_maddpg
+from metajax.maddpg import Hypers, Learner, MADDPGConfig, make_maddpg
 
 Array = jax.Array
 
@@ -126,12 +131,40 @@ class TrainConfig:
                 "the run would end before its first gradient step")
 
 
-def _make_maddpg(cfg: TrainConfig, env: MultiAgentEnv, tasks: Any) -> Learner:
-    return make_maddpg(cfg.maddpg, env, tasks)
+def _make_maddpg(cfg: TrainConfig, env: MultiAgentEnv, tasks: Any,
+                 traced: bool = False) -> Learner:
+    return make_maddpg(cfg.maddpg, env, tasks, traced=traced)
 
 
-#: Learners the runner can drive: ``name -> factory(config, env, tasks) -> Learner``.
-ALGOS: dict[str, Callable[[Any, MultiAgentEnv, Any], Learner]] = {"maddpg": _make_maddpg}
+#: Learners the runner can drive: ``name -> factory(config, env, tasks, traced=False) ->
+#: Learner`` (``traced``: see :class:`Traceable`).
+ALGOS: dict[str, Callable[..., Learner]] = {"maddpg": _make_maddpg}
+
+
+@dataclasses.dataclass(frozen=True)
+class Traceable:
+    """The hyperparameters of an algorithm that a sweep may trace (:mod:`metajax.sweep`): one
+    compiled program trains every value, vmapped.
+
+    * ``keys``: the dotted config keys the learner reads as numbers only (its ``Hypers``);
+    * ``hypers(config) -> Hypers``: their values in ``config`` (Python floats), the pytree a
+      learner built with ``traced=True`` takes as ``init(key, hypers=)`` /
+      ``update(state, t, hypers=)`` / ``policy(..., hypers=)``;
+    * ``structure(config) -> tuple``: what of those values still shapes the program (e.g.
+      whether MRA's ``mi_coef`` is 0, which drops a step): configs that differ there are
+      compiled apart.
+    """
+
+    keys: tuple[str, ...]
+    hypers: Callable[[Any], Any]
+    structure: Callable[[Any], tuple] = lambda cfg: ()
+
+
+#: :class:`Traceable` hyperparameters by algorithm name (MRA registers its own).
+TRACEABLE: dict[str, Traceable] = {
+    "maddpg": Traceable(tuple(f"maddpg.{f.name}" for f in dataclasses.fields(Hypers)),
+                        lambda cfg: Hypers.of(cfg.maddpg)),
+}
 
 
 # --- building blocks ------------------------------------------------------------------------------
@@ -195,11 +228,16 @@ def build_tasks(env: MultiAgentEnv, specs: tuple[dict, ...], n: int | None = Non
     return stack_tasks(made)
 
 
-def build_learner(cfg: TrainConfig, env: MultiAgentEnv) -> Learner:
+def build_learner(cfg: TrainConfig, env: MultiAgentEnv, traced: bool = False) -> Learner:
+    """The learner of ``cfg.algo`` (:data:`ALGOS`); ``traced=True`` (a sweep): one that takes
+    its :class:`Traceable` hyperparameters as traced ``hypers=`` arguments."""
     if cfg.algo not in ALGOS:
         raise ValueError(f"unknown algo {cfg.algo!r}; known: {', '.join(sorted(ALGOS))}")
     n_envs = cfg.maddpg.num_envs
-    return ALGOS[cfg.algo](cfg, env, build_tasks(env, cfg.tasks, n_envs))
+    tasks = build_tasks(env, cfg.tasks, n_envs)
+    if traced:
+        return ALGOS[cfg.algo](cfg, env, tasks, traced=True)
+    return ALGOS[cfg.algo](cfg, env, tasks)
 
 
 def restore_state(
@@ -211,11 +249,18 @@ def restore_state(
     the vmapped init, so the state comes back with its exact types.
     """
     keys = jax.random.split(jax.random.PRNGKey(seed), n_seeds)
-    abstract = abstract_like(jax.eval_shape(jax.vmap(learner.init), keys))
-    mesh = seed_mesh(n_seeds)
+    return restore_batched(jax.eval_shape(jax.vmap(learner.init), keys), n_seeds, ckpt, step)
+
+
+def restore_batched(
+    shapes: Any, members: int, ckpt: Checkpointer, step: int | None = None
+) -> tuple[Any, dict, dict]:
+    """Restore ``(state [members], config, meta)`` from ``ckpt``, placed on the seed mesh;
+    ``shapes``: the state's structure, shapes and dtypes (``jax.eval_shape`` of its init)."""
+    mesh = seed_mesh(members)
     abstract = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=leaf_sharding(s, mesh)),
-        abstract)
+        abstract_like(shapes))
     return ckpt.restore(abstract, step)
 
 
@@ -519,17 +564,17 @@ def make_finite_check(learner: Learner) -> Callable[[Any], np.ndarray]:
 
 
 def nonfinite_report(bad_metrics: dict[str, list[int]], finite_params: np.ndarray,
-                     chunk: int, n_chunks: int) -> str | None:
+                     chunk: int, n_chunks: int, unit: str = "seed") -> str | None:
     """``"non-finite <what> in chunk c/n (seed index(es) ...; also ...)"``, naming the first
     non-finite metric (or ``parameters``) and every seed index with one; ``None`` if all
-    finite."""
+    finite. ``unit``: what the batch axis holds (``"member"`` in a sweep)."""
     what = list(bad_metrics) + (["parameters"] if not finite_params.all() else [])
     if not what:
         return None
     seeds = sorted({*(i for v in bad_metrics.values() for i in v),
                     *np.flatnonzero(~finite_params).tolist()})
     also = f"; also {', '.join(what[1:])}" if len(what) > 1 else ""
-    label = "seed index" if len(seeds) == 1 else "seed indices"
+    label = f"{unit} index" if len(seeds) == 1 else f"{unit} indices"
     return (f"non-finite {what[0]} in chunk {chunk}/{n_chunks} "
             f"({label} {', '.join(map(str, seeds))}{also})")
 
@@ -569,6 +614,42 @@ def resume_refusal(run_dir: Path, conflicts: list[str]) -> str:
             f"{', '.join(RESUMABLE_FIELDS)} may change)")
 
 
+def num_chunks(cfg: TrainConfig, learner: Learner) -> int:
+    """Chunks of a run: ``ceil(total_env_steps / (env steps per update * chunk_updates))``,
+    at least 1."""
+    per_chunk = learner.env_steps_per_update * cfg.chunk_updates
+    return max(1, math.ceil(cfg.total_env_steps / per_chunk))
+
+
+@dataclasses.dataclass
+class Program:
+    """What :func:`run_chunks` trains into a run directory: one learner batched over
+    ``members`` (the seeds of a run; the grid points x seeds of a sweep group).
+
+    * ``learner``: ``update`` of one member (vmapped by :func:`make_chunk`);
+      ``env_steps_per_update``; ``policy_params`` for the parameter check of a state without
+      ``params`` (:func:`make_finite_check`);
+    * ``init(*init_args) -> state [members]``: the fresh batched state, a pure function
+      (:func:`run_chunks` jits it and places the state); its ``jax.eval_shape`` is the
+      template checkpoints are restored into;
+    * ``evaluate(state, chunk) -> dict``: the evaluation written to ``results.json``;
+    * ``config``: written to ``config.json`` and saved with every checkpoint; its
+      ``"algo_config"`` is the :func:`~metajax.config.to_dict` of the config;
+    * ``conflicts(saved config.json dict or None) -> [str]``: why a saved run cannot be
+      continued by this one (empty: it can, see :func:`resume_conflicts`);
+    * ``unit``: what a member is called in messages (``"seed"``, ``"member"``).
+    """
+
+    learner: Learner
+    members: int
+    init: Callable[..., Any]
+    init_args: tuple
+    evaluate: Callable[[Any, int], dict]
+    config: dict
+    conflicts: Callable[[dict | None], list[str]]
+    unit: str = "seed"
+
+
 def train(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -603,17 +684,53 @@ def train(
     env = build_env(cfg)
     for spec in (*cfg.tasks, *cfg.eval_tasks):
         check_task_spec(env, dict(spec))
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     learner = build_learner(cfg, env)
     eval_tasks = build_tasks(env, cfg.eval_tasks or distinct_tasks(cfg.tasks))
-    per_chunk = learner.env_steps_per_update * cfg.chunk_updates
-    n_chunks = max(1, math.ceil(cfg.total_env_steps / per_chunk))
-    mesh = seed_mesh(cfg.seeds)
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
-    init = jax.jit(jax.vmap(learner.init), compiler_options=ONCE)
+    evaluator = make_evaluator(learner, env, cfg.eval_episodes)
+    program = Program(
+        learner=learner,
+        members=cfg.seeds,
+        init=jax.vmap(learner.init),
+        init_args=(keys,),
+        evaluate=lambda state, chunk: _evaluate(evaluator, learner, state, eval_tasks, env,
+                                                cfg, chunk),
+        config={"algo_config": to_dict(cfg), "pipeline": pipeline},
+        conflicts=lambda saved: resume_conflicts((saved or {}).get("algo_config"), cfg),
+    )
+    return run_chunks(cfg, program, run_dir, resume, wandb_mode, progress, max_chunks, log)
+
+
+def run_chunks(
+    cfg: TrainConfig,
+    program: Program,
+    run_dir: str | Path,
+    resume: bool = False,
+    wandb_mode: str = "offline",
+    progress: bool | None = None,
+    max_chunks: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """The host loop of :func:`train` (and of each group of a sweep) over ``program``: chunks
+    of ``cfg.chunk_updates`` updates until ``cfg.total_env_steps``, ``metrics.jsonl`` (every
+    metric a list over the members), progress, wandb, the non-finite check, evaluations
+    (``cfg.eval_every`` and at the end, ``results.json``), checkpoints
+    (``cfg.checkpoint_every``, at the end and at the last chunk of this call) and resume; the
+    arguments are :func:`train`'s.
+
+    Raises:
+      CheckpointError: ``run_dir`` holds another run, or one ``program.conflicts`` refuses.
+      NonFiniteError: a NaN or an infinity (unless ``cfg.allow_nonfinite``).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    learner, members = program.learner, program.members
+    per_chunk = learner.env_steps_per_update * cfg.chunk_updates
+    n_chunks = num_chunks(cfg, learner)
+    mesh = seed_mesh(members)
     ckpt = Checkpointer(run_dir)
-    config_dict = {"algo_config": to_dict(cfg), "pipeline": pipeline}
+    config_dict = program.config
 
     start_chunk = 0
     saved_chunk: int | None = None  # the latest checkpoint (every saved state is finite)
@@ -621,11 +738,12 @@ def train(
     if resume and ckpt.latest_step() is not None:
         saved_cfg, _ = ckpt.read_config()
         saved_algo = (saved_cfg or {}).get("algo_config")
-        conflicts = resume_conflicts(saved_algo, cfg)
+        conflicts = program.conflicts(saved_cfg)
         if conflicts:
             ckpt.close()
             raise CheckpointError(resume_refusal(run_dir, conflicts))
-        state, _, meta = restore_state(learner, cfg.seeds, cfg.seed, ckpt)
+        shapes = jax.eval_shape(program.init, *program.init_args)
+        state, _, meta = restore_batched(shapes, members, ckpt)
         start_chunk = saved_chunk = int(meta["chunk"])
         _truncate_metrics(metrics_path, start_chunk)
         old_total = (saved_algo or {}).get("total_env_steps", cfg.total_env_steps)
@@ -640,13 +758,13 @@ def train(
             raise CheckpointError(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose "
                 "another --out")
-        state = shard_seeds(init(keys), mesh)
+        init = jax.jit(program.init, compiler_options=ONCE)
+        state = shard_seeds(init(*program.init_args), mesh)
         metrics_path.write_text("")
     write_atomic(run_dir / "config.json", json.dumps(config_dict, indent=1))
 
     chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
     finite = make_finite_check(learner)
-    evaluator = make_evaluator(learner, env, cfg.eval_episodes)
     wb = _wandb_run(wandb_mode, run_dir, cfg)
     show = sys.stderr.isatty() if progress is None else progress
     bar = _Progress(n_chunks * per_chunk, start_chunk * per_chunk, show)
@@ -663,12 +781,13 @@ def train(
                 state, m = chunk(state, jnp.int32(c))
             killpoint.kill_at(f"chunk:{c + 1}")
             m = jax.device_get(m)
-            bad = nonfinite_report(nonfinite_metrics(m), finite(state), c + 1, n_chunks)
+            bad = nonfinite_report(nonfinite_metrics(m), finite(state), c + 1, n_chunks,
+                                   program.unit)
             m = _to_host(m)
             dt = time.perf_counter() - t0
             steps_done += per_chunk
             row = {"chunk": c + 1, "time": round(dt, 4),
-                   "sps": per_chunk * cfg.seeds / dt, **m}
+                   "sps": per_chunk * members / dt, **m}
             history.append(row)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -682,7 +801,7 @@ def train(
             if wb is not None:
                 wb.log({"env_steps": m["env_steps"][0], "sps": row["sps"],
                         "episode_return": ret,
-                        **{f"{k}/seed{s}": v for k, vals in m.items()
+                        **{f"{k}/{program.unit}{s}": v for k, vals in m.items()
                            for s, v in enumerate(vals)}})
             if bad is not None:
                 if not cfg.allow_nonfinite:
@@ -696,8 +815,7 @@ def train(
                     warned = True
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
-                results = _evaluate(evaluator, learner, state, eval_tasks, env, cfg, c + 1,
-                                    cfg.name)
+                results = program.evaluate(state, c + 1)
                 write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
                 if wb is not None:
                     wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
@@ -712,21 +830,32 @@ def train(
             wb.finish()
     elapsed = time.perf_counter() - t_start
     if history:
-        log(f"{cfg.name}: {steps_done * cfg.seeds:,} env steps in {elapsed:.1f}s "
-            f"({steps_done * cfg.seeds / elapsed:,.0f}/s incl. compile), "
+        log(f"{cfg.name}: {steps_done * members:,} env steps in {elapsed:.1f}s "
+            f"({steps_done * members / elapsed:,.0f}/s incl. compile), "
             f"return {float(np.mean(history[-1]['episode_return'])):.3f}")
     return RunResult(state=state, metrics=history, results=results, run_dir=run_dir)
 
 
-def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk, label) -> dict:
-    params = learner.policy_params(state)
+def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
+    return evaluate_params(evaluator, learner.policy_params(state),
+                           int(np.asarray(state.env_steps)[0]), tasks, env, cfg, chunk)
+
+
+def evaluate_params(
+    evaluator: Callable[..., Any], params: Any, env_steps: int, tasks: Any, env: MultiAgentEnv,
+    cfg: TrainConfig, chunk: int,
+) -> dict:
+    """The ``results.json`` of a run at ``chunk``: ``evaluator`` (:func:`make_evaluator`) on
+    the policy parameters ``params [S]`` of its ``S`` seeds, greedy and stochastic, with the
+    run's evaluation key for that chunk; :func:`summarize_returns` per task, and the
+    statistics of :func:`add_stats` (method name: ``cfg.name``)."""
     key = jax.random.PRNGKey(cfg.seed + 10_007 * chunk)
-    out: dict = {"chunk": chunk, "env_steps": int(np.asarray(state.env_steps)[0]),
+    out: dict = {"chunk": chunk, "env_steps": env_steps,
                  "tasks": list(cfg.eval_tasks or distinct_tasks(cfg.tasks))}
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
         out["greedy" if greedy else "stochastic"] = summarize_returns(r, tasks, env)
-    return add_stats(out, env, tasks, label)
+    return add_stats(out, env, tasks, cfg.name)
 
 
 def optimal_values(env: MultiAgentEnv, tasks: Any) -> list[float] | None:
