@@ -40,8 +40,6 @@ ROOT = HERE.parent
 
 #: Every stage, in run order.
 STAGES = ("info", "env", "train", "mesa", "mra", "sweep")
-#: What the sweep stage records until ``metajax sweep`` exists (issue 16, item 5).
-SWEEP_SKIPPED = "skipped: metajax sweep not implemented"
 #: Modules the stages import (the preflight of ``info``).
 PREFLIGHT = ("envs", "metajax.maddpg", "metajax.runner", "metajax.mesa",
              "metajax.mra_experiments", "metajax.cli")
@@ -579,12 +577,33 @@ def _git() -> dict[str, Any]:
         return {"commit": None}
 
 
+def sweep_result(run_dir: Path, wall_s: float) -> dict[str, Any]:
+    """Figures and checks of the sweep stage from its directory (``metajax sweep``'s
+    ``sweep.json`` and ``results.json``): grid points, members (points x seeds), compiled
+    groups, env steps per member, members' env-steps/s over the stage's wall time (compile
+    included), the best point with its IQM, and the grid points whose scores are not finite."""
+    spec, res = _read_json(run_dir / "sweep.json"), _read_json(run_dir / "results.json")
+    if not spec or not res or not res.get("points"):
+        return {"figures": {}, "missing": [f"no finished sweep in {run_dir.name}"]}
+    points = res["points"]
+    seeds = int(res.get("seeds") or spec.get("seeds") or 0)
+    steps = max(int(p.get("env_steps") or 0) for p in points)
+    members = len(points) * seeds
+    bad = [p["point"] for p in points
+           if not all(math.isfinite(x) for row in p["scores"] for x in row)]
+    best = res.get("best") or {}
+    return {"figures": {"points": len(points), "members": members,
+                        "groups": len(spec.get("groups") or []) or 1,
+                        "env_steps_per_member": steps,
+                        "env_steps_per_s": members * steps / wall_s if wall_s > 0 else None},
+            "best": {"values": best.get("values"),
+                     "iqm": (best.get("iqm") or {}).get("point", best.get("mean"))},
+            "checks": {"nonfinite_points": bad}}
+
+
 def stage_entry(name: str, work: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One stage's record: ``status`` (ok / failed / timeout / skipped / pending), the shell's
     exit status, wall time and time limit, its figures and the error of a failed stage."""
-    if name == "sweep":
-        return {"status": "skipped", "reason": SWEEP_SKIPPED,
-                "todo": "issue 16 item 5: one 16-point sweep, once `metajax sweep` exists"}
     rc_rec = _read_json(work / f"{name}.rc")
     if rc_rec is None:
         return {"status": "pending"}
@@ -610,13 +629,17 @@ def stage_entry(name: str, work: Path, out: Path, args: argparse.Namespace) -> d
     elif name == "train":
         res = train_result(out / "train.json", args.train_seeds)
         entry["json"] = "train.json"
+    elif name == "sweep":
+        res = sweep_result(work / "sweep_run", float(rc_rec.get("wall_s") or 0.0))
     else:
         res = probe_result(name, work)
     entry.update(res)
     errors = list(res.get("missing", []))
-    if name in ("env", "train", "mesa", "mra"):
+    if name in ("env", "train", "mesa", "mra", "sweep"):
         errors += [f"figure {p} is not a positive number"
                    for p in positive_figures(res.get("figures", {}))]
+    if name == "sweep" and (res.get("checks") or {}).get("nonfinite_points"):
+        errors.append(f"non-finite scores at grid points {res['checks']['nonfinite_points']}")
     if rc in (124, 137):
         entry["status"] = "timeout"
         entry["error"] = f"time limit of {rc_rec.get('timeout_s')} s reached (exit {rc})"
@@ -786,6 +809,17 @@ def markdown(summary: dict) -> str:
                   f"seed {_f(mem.get('configured'), 2)} GB as configured (replay "
                   f"{buf.get('configured')}), {_f(mem.get('probe'), 2)} GB in the probe (replay "
                   f"{buf.get('probe')})."]
+    sw = st.get("sweep") or {}
+    fig = sw.get("figures") or {}
+    if fig:
+        best = sw.get("best") or {}
+        lines += ["", f"Sweep: {fig['points']} grid points x {fig['members'] // fig['points']} "
+                  f"seeds = {fig['members']} members in {fig['groups']} compiled program(s), "
+                  f"{fig['env_steps_per_member']:,} env steps each, "
+                  f"{_rate(fig.get('env_steps_per_s'))} env-steps/s over the stage's "
+                  f"{_f(sw.get('wall_s'))} s (compile included); best point {best.get('values')}"
+                  f" (IQM {_f(best.get('iqm'), 3)}); non-finite points: "
+                  f"{sw['checks'].get('nonfinite_points') or 'none'}."]
     lines += ["", END]
     return "\n".join(lines) + "\n"
 

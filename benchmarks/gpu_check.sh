@@ -6,7 +6,7 @@
 #   train  MADDPG training throughput at 1, 16, 64 and 256 seeds (train_throughput.py)
 #   mesa   a few chunks of `metajax run experiments/mesa_mpe_2a5l.py --preset paper`
 #   mra    a few chunks of `metajax run experiments/mra_fig5_resource.py --preset paper`
-#   sweep  TODO: skipped until `metajax sweep` exists
+#   sweep  one 16-point sweep (4 actor learning rates x 4 tau) of experiments/maddpg_climb.py
 #
 # Every stage runs under `timeout` (its own limit, and never past the whole budget); a stage
 # that fails or times out is recorded and the script goes on. The summary, $OUT/gpu_check.json,
@@ -61,22 +61,24 @@ done
 # --- sizes of each mode -------------------------------------------------------------------------
 if [ "$MODE" = gpu ]; then
     BUDGET=${BUDGET:-470}
-    declare -A DEFAULT=([info]=30 [env]=80 [train]=110 [mesa]=150 [mra]=100)
+    declare -A DEFAULT=([info]=30 [env]=70 [train]=100 [mesa]=120 [mra]=90 [sweep]=60)
     ENV_BATCHES=1,1024,16384,65536,262144
     ENV_ARGS=(--target 1000000 --min-time 0.5 --max-time 3)
     TRAIN_SEEDS=1,16,64,256
     TRAIN_ARGS=(--chunk-updates 10)
     MESA_CHUNKS=2
     MRA_CHUNKS=3
+    SWEEP_ARGS=(--seeds 4 --set total_env_steps=20000)
 else
     BUDGET=${BUDGET:-900}  # generous: a loaded 2-core CI machine (mostly compilation)
-    declare -A DEFAULT=([info]=60 [env]=180 [train]=180 [mesa]=240 [mra]=240)
+    declare -A DEFAULT=([info]=60 [env]=180 [train]=180 [mesa]=240 [mra]=240 [sweep]=180)
     ENV_BATCHES=1,64
     ENV_ARGS=(--target 2000 --min-steps 5 --max-steps 50 --min-time 0.05 --max-time 0.5)
     TRAIN_SEEDS=1,2
     TRAIN_ARGS=(--quick --chunk-updates 2)
     MESA_CHUNKS=2
     MRA_CHUNKS=2
+    SWEEP_ARGS=(--seeds 2 --set total_env_steps=400 chunk_updates=10 maddpg.learning_starts=100)
     export JAX_PLATFORMS=cpu
 fi
 RESERVE=3      # seconds kept for the summary after the last stage
@@ -181,11 +183,10 @@ run_stage mesa "$PY" benchmarks/_gpu_check.py probe mesa --mode "$MODE" \
 run_stage mra "$PY" benchmarks/_gpu_check.py probe mra --mode "$MODE" \
     --chunks "$MRA_CHUNKS" --work "$WORK"
 
-# --- sweep: TODO (issue 16 item 5) once `metajax sweep` exists ----------------------------------
-if selected sweep; then
-    say "sweep: skipped: metajax sweep not implemented"
-    echo "===== stage sweep: skipped: metajax sweep not implemented" >>"$OUT/gpu_check.log"
-fi
+# --- sweep: 16 grid points x seeds in one compiled program ----------------------------------------
+run_stage sweep "$PY" -m metajax.cli sweep experiments/maddpg_climb.py \
+    --grid maddpg.actor_lr=3e-4,1e-3,3e-3,1e-2 --grid maddpg.tau=0.005,0.01,0.05,0.1 \
+    "${SWEEP_ARGS[@]}" --out "$WORK/sweep_run" --wandb disabled --no-progress
 
 summary --final --print
 rc=$?

@@ -54,7 +54,7 @@ def _write(path: Path, obj: Any) -> None:
 
 def _fake_run(work: Path, out: Path, *, nan: bool = False, timeout: bool = False) -> None:
     """Stage outputs in the formats the real stages leave (see ``_gpu_check.py``)."""
-    for name in ("info", "env", "train", "mesa", "mra"):
+    for name in ("info", "env", "train", "mesa", "mra", "sweep"):
         rc = 124 if timeout and name == "mesa" else 0
         _write(work / f"{name}.rc", {"rc": rc, "wall_s": 2.5, "timeout_s": 60})
         (work / f"{name}.log").write_text(f"{name} log line\n")
@@ -105,6 +105,17 @@ def _fake_run(work: Path, out: Path, *, nan: bool = False, timeout: bool = False
              "game_ce": [1.0 / c, 0.5]}
             for c, t, g in ((1, 40.0, [0, 0]), (2, 2.0, [10, 10]), (3, 2.2, [20, 20]))]
     (arm / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # the sweep: 2 points x 2 seeds, one compiled group (metajax sweep's files)
+    sw = work / "sweep_run"
+    sw.mkdir()
+    _write(sw / "sweep.json", {"grid": {"maddpg.tau": [0.01, 0.1]}, "seeds": 2,
+                               "groups": [{"index": 0, "points": [0, 1]}]})
+    score = float("nan") if nan else 2.0
+    points = [{"point": 0, "values": {"maddpg.tau": 0.01}, "scores": [[1.0], [score]],
+               "env_steps": 400, "mean": 1.5, "iqm": {"point": 1.5}},
+              {"point": 1, "values": {"maddpg.tau": 0.1}, "scores": [[3.0], [4.0]],
+               "env_steps": 400, "mean": 3.5, "iqm": {"point": 3.5}}]
+    _write(sw / "results.json", {"seeds": 2, "points": points, "best": points[1]})
 
 
 def _summarize(tmp_path: Path, **fake: bool) -> dict:
@@ -129,8 +140,12 @@ def test_summary_reads_every_stage(tmp_path: Path) -> None:
     assert s["gpu"]["model"] == "NVIDIA H200" and s["gpu"]["source"] == "nvidia-smi"
     assert s["jax"]["jax"] == "0.11.2"
     assert {k: v["status"] for k, v in st.items()} == {
-        "info": "ok", "env": "ok", "train": "ok", "mesa": "ok", "mra": "ok", "sweep": "skipped"}
-    assert st["sweep"]["reason"] == "skipped: metajax sweep not implemented"
+        "info": "ok", "env": "ok", "train": "ok", "mesa": "ok", "mra": "ok", "sweep": "ok"}
+    sweep = st["sweep"]["figures"]
+    assert (sweep["points"], sweep["members"], sweep["groups"]) == (2, 4, 1)
+    wall = st["sweep"]["wall_s"]
+    assert sweep["env_steps_per_s"] == pytest.approx(4 * 400 / wall)
+    assert st["sweep"]["best"] == {"values": {"maddpg.tau": 0.1}, "iqm": 3.5}
     assert st["env"]["figures"]["treasure"]["64"]["agent_steps_per_s"] == pytest.approx(6e6)
     assert set(st["train"]["figures"]) == {"1", "2"}
     mesa = st["mesa"]["figures"]["stages"]
@@ -148,7 +163,8 @@ def test_summary_reads_every_stage(tmp_path: Path) -> None:
     assert mra["checks"]["game_ce"] == pytest.approx([1 / 3, 0.5])
     md = _module().markdown(s)  # the RESULTS.md section
     assert md.startswith("<!-- gpu_check:begin -->") and "NVIDIA H200, 143771 MiB" in md
-    assert "| sweep | skipped: metajax sweep not implemented |" in md
+    assert "Sweep: 2 grid points x 2 seeds = 4 members in 1 compiled program(s)" in md
+    assert "best point {'maddpg.tau': 0.1} (IQM 3.500)" in md
     assert "| collect | 6 | 12.0 | 1.00 | 240 |" in md
 
 
@@ -160,6 +176,8 @@ def test_summary_flags_nan_and_timeout(tmp_path: Path) -> None:
     assert mesa["log_tail"] == "mesa log line"
     assert mesa["checks"]["nonfinite"] is True
     assert mesa["checks"]["nonfinite_keys"] == ["metrics_collect:critic_loss"]
+    sweep = s["stages"]["sweep"]
+    assert sweep["status"] == "failed" and "non-finite scores at grid points [0]" in sweep["error"]
     assert s["_code"] == 1  # --final: a stage timed out
 
 
@@ -199,7 +217,7 @@ def test_gpu_check_cpu_smoke(tmp_path: Path) -> None:
     st = summary["stages"]
     failed = {k: v.get("error") for k, v in st.items() if v["status"] not in ("ok", "skipped")}
     assert not failed, failed
-    assert st["sweep"]["status"] == "skipped" and "not implemented" in st["sweep"]["reason"]
+    assert st["sweep"]["figures"]["points"] == 16
     assert summary["mode"] == "cpu-smoke" and summary["complete"]
     assert summary["jax"]["jax"] and summary["gpu"]["model"]
     assert set(st["env"]["figures"]) >= {"spread", "treasure"}
