@@ -495,6 +495,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_options(s: argparse.ArgumentParser, seeds: str, sets: str, out: str,
+                      resume: str) -> None:
+    """The options ``run`` and ``sweep`` share (their help texts differ where given)."""
+    s.add_argument("--preset", action="append", default=[], metavar="NAME",
+                   help="apply the file's PRESETS[NAME] (e.g. paper); repeatable, in order")
+    s.add_argument("--seeds", type=int, default=None, help=seeds)
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help=sets)
+    s.add_argument("--out", default="", help=out)
+    s.add_argument("--resume", action="store_true", help=resume)
+    s.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
+                   help="wandb mode (default: $WANDB_MODE, else offline)")
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal, else progress lines)")
+    s.add_argument("--allow-nonfinite", action="store_true",
+                   help="keep training after a NaN or an infinity in a metric or in the "
+                   "parameters (same as --set allow_nonfinite=true; default: stop with an "
+                   f"error, exit status {DIVERGED}, keeping the last finite checkpoint)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metajax", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -516,22 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train EXPERIMENT.py (a file defining CONFIG, and optionally "
                        "PRESETS and PIPELINE) into a run directory.")
     s.add_argument("experiment", help="experiment file, e.g. experiments/maddpg_treasure.py")
-    s.add_argument("--preset", action="append", default=[], metavar="NAME",
-                   help="apply the file's PRESETS[NAME] (e.g. paper); repeatable, in order")
-    s.add_argument("--seeds", type=int, default=None, help="seeds trained in parallel")
-    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override config fields, e.g. total_env_steps=20000 maddpg.actor_lr=1e-3")
-    s.add_argument("--out", default="", help="run directory (default runs/<config name>)")
-    s.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest checkpoint")
-    s.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
-                   help="wandb mode (default: $WANDB_MODE, else offline)")
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: when stderr is a terminal, else progress lines)")
-    s.add_argument("--allow-nonfinite", action="store_true",
-                   help="keep training after a NaN or an infinity in a metric or in the "
-                   "parameters (same as --set allow_nonfinite=true; default: stop with an "
-                   f"error, exit status {DIVERGED}, keeping the last finite checkpoint)")
+    _training_options(s, seeds="seeds trained in parallel",
+                      sets="override config fields, e.g. total_env_steps=20000 "
+                      "maddpg.actor_lr=1e-3",
+                      out="run directory (default runs/<config name>)",
+                      resume="continue the run in --out from its latest checkpoint")
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("sweep", help="train a hyperparameter grid in one compiled program",
@@ -544,22 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a swept config key and its values, e.g. maddpg.actor_lr=1e-3,1e-2; "
                    "repeat for a grid (their product)")
-    s.add_argument("--seeds", type=int, default=None,
-                   help="seeds per grid point (default: the config's)")
-    s.add_argument("--preset", action="append", default=[], metavar="NAME",
-                   help="apply the file's PRESETS[NAME] first; repeatable, in order")
-    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override config fields of every point")
-    s.add_argument("--out", default="", help="sweep directory (default runs/<name>_sweep)")
-    s.add_argument("--resume", action="store_true",
-                   help="continue the sweep in --out from every group's latest checkpoint")
-    s.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
-                   help="wandb mode (default: $WANDB_MODE, else offline)")
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: when stderr is a terminal)")
-    s.add_argument("--allow-nonfinite", action="store_true",
-                   help="keep training after a NaN or an infinity (default: stop, exit "
-                   f"status {DIVERGED})")
+    _training_options(s, seeds="seeds per grid point (default: the config's)",
+                      sets="override config fields of every point",
+                      out="sweep directory (default runs/<name>_sweep)",
+                      resume="continue the sweep in --out from every group's latest checkpoint")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("eval", help="evaluate a trained run's latest checkpoint")
