@@ -169,6 +169,26 @@ def _wandb_mode(arg: str | None) -> str:
     return arg or os.environ.get("WANDB_MODE") or "offline"
 
 
+def _copy_experiment(exp: xp.Experiment, out: Path, resume: bool) -> None:
+    """Copy the experiment file into ``out`` (kept on ``resume``), through a rename: a killed
+    run keeps it whole."""
+    copy = out / xp.EXPERIMENT_COPY
+    if not (resume and copy.exists()):
+        tmp = copy.with_name(f".{copy.name}.tmp")
+        shutil.copyfile(exp.path, tmp)
+        os.replace(tmp, copy)
+
+
+def _interrupted(args: argparse.Namespace, out: Path, kept: str) -> int:
+    """After Ctrl-C: say what ``out`` keeps and the command that continues it; exit 130."""
+    again = [a for a in args.argv if a != "--resume"]
+    if "--out" not in again:
+        again += ["--out", str(out)]
+    print(f"\ninterrupted: {out} keeps {kept}; continue with\n"
+          f"  metajax {' '.join(again)} --resume", file=sys.stderr)
+    return 130
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     exp = xp.load_experiment(args.experiment)
     overrides = parse_overrides(args.set)
@@ -198,23 +218,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"{out} was trained with a different config; refusing to resume "
                     f"(differences: {'; '.join(diff)})")
     _writable_dir(out)
-    copy = out / xp.EXPERIMENT_COPY
-    if not (args.resume and copy.exists()):  # through a rename: a killed run keeps it whole
-        tmp = copy.with_name(f".{copy.name}.tmp")
-        shutil.copyfile(exp.path, tmp)
-        os.replace(tmp, copy)
+    _copy_experiment(exp, out, args.resume)
     print(f"{exp.path} -> {out} (pipeline {exp.pipeline}, {cfg.seeds} seed(s))")
     try:
         result = xp.get_pipeline(exp.pipeline).run(
             cfg, out, resume=args.resume, wandb_mode=_wandb_mode(args.wandb),
             progress=args.progress)
     except KeyboardInterrupt:
-        again = [a for a in args.argv if a != "--resume"]
-        if "--out" not in again:
-            again += ["--out", str(out)]
-        print(f"\ninterrupted: {out} keeps its latest checkpoint; continue with\n"
-              f"  metajax {' '.join(again)} --resume", file=sys.stderr)
-        return 130
+        return _interrupted(args, out, "its latest checkpoint")
     results = getattr(result, "results", None) or {}
     if "greedy" in results:  # the train pipeline's evaluation (other pipelines print theirs)
         _print_eval_table(results)
@@ -246,23 +257,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plan = sweep.plan_sweep(cfg, grid, seeds)  # config errors: one line, before any output
     out = Path(args.out) if args.out else Path("runs") / f"{plan.base.name}_sweep"
     _writable_dir(out)
-    copy = out / xp.EXPERIMENT_COPY
-    if not (args.resume and copy.exists()):
-        tmp = copy.with_name(f".{copy.name}.tmp")
-        shutil.copyfile(exp.path, tmp)
-        os.replace(tmp, copy)
+    _copy_experiment(exp, out, args.resume)
     print(f"{exp.path} -> {out} (sweep of pipeline {exp.pipeline})")
     try:
         result = sweep.run_sweep(cfg, grid, seeds, out, resume=args.resume,
                                  wandb_mode=_wandb_mode(args.wandb), progress=args.progress,
                                  pipeline=exp.pipeline)
     except KeyboardInterrupt:
-        again = [a for a in args.argv if a != "--resume"]
-        if "--out" not in again:
-            again += ["--out", str(out)]
-        print(f"\ninterrupted: {out} keeps every group's latest checkpoint; continue with\n"
-              f"  metajax {' '.join(again)} --resume", file=sys.stderr)
-        return 130
+        return _interrupted(args, out, "every group's latest checkpoint")
     if result.summary:
         print(sweep.results_table(result.summary))
         best = result.summary["best"]
