@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import types
 import typing
@@ -11,6 +12,17 @@ from typing import Any
 
 class ConfigError(ValueError):
     """An unknown config key or a value of the wrong type."""
+
+
+def resolve(ref: str) -> Any:
+    """The object a ``"package.module:attribute"`` reference names, importing the module.
+
+    The registries (pipelines, learners, traceable hyperparameters) are literal tables of such
+    references, so nothing registers itself on import and a name is known before its module is
+    loaded.
+    """
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def parse_value(text: str) -> Any:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from metajax import runner
 from metajax.checkpoint import Checkpointer, CheckpointError
-from metajax.config import ConfigError, from_dict, override
+from metajax.config import ConfigError, from_dict, override, resolve
 
 #: Name of the copy of the experiment file kept in a run directory.
 EXPERIMENT_COPY = "experiment.py"
@@ -56,30 +56,30 @@ class Pipeline:
     load: Callable[..., Any] | None = None
 
 
-#: Pipelines by name; MESA and MRA register theirs with :func:`register_pipeline`.
-PIPELINES: dict[str, Pipeline] = {"train": Pipeline(runner.train, runner.TrainConfig)}
+#: The ``"train"`` pipeline: :func:`metajax.runner.train`.
+TRAIN_PIPELINE = Pipeline(runner.train, runner.TrainConfig)
 
-#: Modules that register a pipeline of the same name when imported; :func:`get_pipeline`
-#: imports them on first use, so that the CLI does not pay for every algorithm at start-up.
-PIPELINE_MODULES: dict[str, str] = {"mesa": "metajax.mesa", "mra": "metajax.mra"}
-
-
-def register_pipeline(name: str, pipeline: Pipeline) -> None:
-    """Add a pipeline under ``name`` (raises if the name is taken)."""
-    if name in PIPELINES:
-        raise ExperimentError(f"pipeline {name!r} is already registered")
-    PIPELINES[name] = pipeline
+#: Pipelines by name: ``name -> "module:attribute"`` of a :class:`Pipeline`, a literal table
+#: (nothing registers itself on import); :func:`get_pipeline` imports the module on first use,
+#: so the CLI does not pay for every algorithm at start-up.
+PIPELINES: dict[str, str] = {
+    "train": "metajax.experiment:TRAIN_PIPELINE",
+    "mra": "metajax.mra:PIPELINE",
+    "mra_compare": "metajax.mra_experiments:PIPELINE",
+    "mesa": "metajax.mesa:PIPELINE",
+}
 
 
 def get_pipeline(name: str) -> Pipeline:
-    if name not in PIPELINES and name in PIPELINE_MODULES:
-        importlib.import_module(PIPELINE_MODULES[name])
-    try:
-        return PIPELINES[name]
-    except KeyError:
+    """The :class:`Pipeline` of ``name`` (:data:`PIPELINES`).
+
+    Raises:
+      ExperimentError: an unknown name, listing the known ones.
+    """
+    if name not in PIPELINES:
         raise ExperimentError(
-            f"unknown pipeline {name!r}; registered: {', '.join(sorted(PIPELINES))}"
-        ) from None
+            f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}")
+    return resolve(PIPELINES[name])
 
 
 # --- experiment files -----------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from metajax import mesa_core as mc
 from metajax import run_stats, stats
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
 from metajax.config import to_dict
-from metajax.experiment import ExperimentError, Pipeline, register_pipeline
+from metajax.experiment import ExperimentError, Pipeline
 from metajax.kmeans import assign, fit_kmeans
 from metajax.maddpg import (
     ActionSpace,
@@ -1472,7 +1472,8 @@ def _no_load(run_dir: Path, cfg: Any, step: int | None) -> Any:
         "results.json); `metajax eval/render` work on runs of the train pipeline")
 
 
-register_pipeline("mesa", Pipeline(run_mesa, MESAConfig, load=_no_load))
+#: The ``"mesa"`` pipeline (:data:`metajax.experiment.PIPELINES`).
+PIPELINE = Pipeline(run_mesa, MESAConfig, load=_no_load)
 
 
 # --- behaviour cloning warm-up (Sec. 6.5) ---------------------------------------------------

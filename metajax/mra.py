@@ -51,8 +51,8 @@ host loop, metrics, checkpoints, resume, evaluation and the CLI's eval/render/pl
 with ``algo="mra"`` and an :class:`MRAOptions` section. The off-policy machinery shared with
 MADDPG (network widths, learning rates, ``gamma``, ``tau``, batch, buffer, parallel games per
 training game ``num_envs``, rollout length, ``K = updates_per_rollout``, warm-up) stays in the
-``maddpg`` section. Importing this module registers ``"mra"`` in :data:`metajax.runner.ALGOS`
-and the ``"mra"`` pipeline.
+``maddpg`` section. :data:`metajax.runner.ALGOS` names :func:`make_from_config` for ``"mra"``;
+:data:`metajax.experiment.PIPELINES` names :data:`PIPELINE`.
 
 Parameters are shared within a team (role-symmetric games, Sec. 6.1), stacked ``[T, ...]``.
 """
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +78,7 @@ from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
 from metajax import networks as nets
 from metajax import runner
-from metajax.experiment import PIPELINES, Pipeline, register_pipeline
+from metajax.experiment import Pipeline
 from metajax.maddpg import (
     Learner,
     MADDPGConfig,
@@ -1249,7 +1248,7 @@ def _load_init(cfg: MRAConfig) -> Callable[[Array], dict]:
     return init_params
 
 
-def _make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any,
+def make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any,
                       traced: bool = False) -> Learner:
     """:data:`metajax.runner.ALGOS` factory: the ``[G]`` distinct training games of
     ``cfg.tasks`` (the runner's cycled ``tasks`` are not used)."""
@@ -1260,13 +1259,13 @@ def _make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any,
     return make_mra(cfg.maddpg, cfg.mra, env, games, init_params, traced)
 
 
-runner.ALGOS.setdefault("mra", _make_from_config)
-runner.TRACEABLE.setdefault("mra", runner.Traceable(
+#: MRA's entry of :data:`metajax.runner.TRACEABLE`.
+TRACEABLE = runner.Traceable(
     keys=(*(f"maddpg.{f}" for f in MRAHypers.MADDPG_FIELDS),
           *(f"mra.{f}" for f in MRAHypers.MRA_FIELDS)),
     hypers=lambda cfg: MRAHypers.of(cfg.maddpg, cfg.mra),
     structure=lambda cfg: (cfg.mra.mi_coef > 0,),
-))
+)
 
 
 def run_mra(cfg: MRAConfig, run_dir: str | Path, **kwargs: Any) -> runner.RunResult:
@@ -1274,8 +1273,8 @@ def run_mra(cfg: MRAConfig, run_dir: str | Path, **kwargs: Any) -> runner.RunRes
     return runner.train(cfg, run_dir, pipeline="mra", **kwargs)
 
 
-if "mra" not in PIPELINES:
-    register_pipeline("mra", Pipeline(run_mra, MRAConfig))
+#: The ``"mra"`` pipeline (:data:`metajax.experiment.PIPELINES`).
+PIPELINE = Pipeline(run_mra, MRAConfig)
 
 
 # --- evaluation with chosen latents ---------------------------------------------------------------
@@ -1379,8 +1378,3 @@ def attention_episode(
     # the graph spans agents and objects: draw the agents' share, renormalized over the agents
     att = att / np.maximum(att.sum(-1, keepdims=True), 1e-9)
     return states, np.concatenate([att, att[-1:]], axis=0), np.asarray(rewards)
-
-
-# The experiments' pipeline ("mra_compare") is registered with this module, so that any run
-# directory of the MRA family can be read back once ``metajax.mra`` is imported.
-importlib.import_module("metajax.mra_experiments")

@@ -741,8 +741,8 @@ def _load_compare(run_dir: Path, cfg: CompareConfig, step: int | None = None):
         f"or plot one of them, e.g. {Path(run_dir) / next(iter(cfg.arms))}")
 
 
-if "mra_compare" not in xp.PIPELINES:
-    xp.register_pipeline("mra_compare", xp.Pipeline(run_compare, CompareConfig, _load_compare))
+#: The ``"mra_compare"`` pipeline (:data:`metajax.experiment.PIPELINES`).
+PIPELINE = xp.Pipeline(run_compare, CompareConfig, _load_compare)
 
 
 # --- committed raw results -----------------------------------------------------------------------

@@ -53,7 +53,7 @@ from envs.core import MultiAgentEnv
 from envs.wrappers import stack_tasks
 from metajax import killpoint, run_stats
 from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
-from metajax.config import ConfigError, flat_diff, from_dict, to_dict
+from metajax.config import ConfigError, flat_diff, from_dict, resolve, to_dict
 from metajax.maddpg import Hypers, Learner, MADDPGConfig, make_maddpg
 
 Array = jax.Array
@@ -136,9 +136,20 @@ def _make_maddpg(cfg: TrainConfig, env: MultiAgentEnv, tasks: Any,
     return make_maddpg(cfg.maddpg, env, tasks, traced=traced)
 
 
-#: Learners the runner can drive: ``name -> factory(config, env, tasks, traced=False) ->
-#: Learner`` (``traced``: see :class:`Traceable`).
-ALGOS: dict[str, Callable[..., Learner]] = {"maddpg": _make_maddpg}
+#: Learners the runner can drive: ``name -> "module:factory"``, the factory being
+#: ``factory(config, env, tasks, traced=False) -> Learner`` (``traced``: see
+#: :class:`Traceable`); imported on first use (:func:`learner_factory`).
+ALGOS: dict[str, str] = {
+    "maddpg": "metajax.runner:_make_maddpg",
+    "mra": "metajax.mra:make_from_config",
+}
+
+
+def learner_factory(algo: str) -> Callable[..., Learner]:
+    """The factory of :data:`ALGOS` for ``algo`` (raises ``ValueError`` if unknown)."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; known: {', '.join(sorted(ALGOS))}")
+    return resolve(ALGOS[algo])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,11 +171,21 @@ class Traceable:
     structure: Callable[[Any], tuple] = lambda cfg: ()
 
 
-#: :class:`Traceable` hyperparameters by algorithm name (MRA registers its own).
-TRACEABLE: dict[str, Traceable] = {
-    "maddpg": Traceable(tuple(f"maddpg.{f.name}" for f in dataclasses.fields(Hypers)),
-                        lambda cfg: Hypers.of(cfg.maddpg)),
+MADDPG_TRACEABLE = Traceable(tuple(f"maddpg.{f.name}" for f in dataclasses.fields(Hypers)),
+                             lambda cfg: Hypers.of(cfg.maddpg))
+
+#: :class:`Traceable` hyperparameters by algorithm name: ``name -> "module:attribute"``,
+#: imported on first use (:func:`traceable`); an algorithm without an entry cannot be swept.
+TRACEABLE: dict[str, str] = {
+    "maddpg": "metajax.runner:MADDPG_TRACEABLE",
+    "mra": "metajax.mra:TRACEABLE",
 }
+
+
+def traceable(algo: str) -> Traceable | None:
+    """The :class:`Traceable` of ``algo`` (:data:`TRACEABLE`), ``None`` if it has none."""
+    ref = TRACEABLE.get(algo)
+    return resolve(ref) if ref else None
 
 
 # --- building blocks ------------------------------------------------------------------------------
@@ -231,13 +252,11 @@ def build_tasks(env: MultiAgentEnv, specs: tuple[dict, ...], n: int | None = Non
 def build_learner(cfg: TrainConfig, env: MultiAgentEnv, traced: bool = False) -> Learner:
     """The learner of ``cfg.algo`` (:data:`ALGOS`); ``traced=True`` (a sweep): one that takes
     its :class:`Traceable` hyperparameters as traced ``hypers=`` arguments."""
-    if cfg.algo not in ALGOS:
-        raise ValueError(f"unknown algo {cfg.algo!r}; known: {', '.join(sorted(ALGOS))}")
-    n_envs = cfg.maddpg.num_envs
-    tasks = build_tasks(env, cfg.tasks, n_envs)
+    factory = learner_factory(cfg.algo)
+    tasks = build_tasks(env, cfg.tasks, cfg.maddpg.num_envs)
     if traced:
-        return ALGOS[cfg.algo](cfg, env, tasks, traced=True)
-    return ALGOS[cfg.algo](cfg, env, tasks)
+        return factory(cfg, env, tasks, traced=True)
+    return factory(cfg, env, tasks)
 
 
 def restore_state(

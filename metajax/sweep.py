@@ -188,7 +188,7 @@ def plan_sweep(cfg: runner.TrainConfig, grid: dict[str, list], seeds: int) -> Pl
     points = tuple({k: _get(c, k) for k in keys} for c in configs)
     groups: dict[tuple, list[int]] = {}
     for i, (p, c) in enumerate(zip(points, configs, strict=True)):
-        tr = runner.TRACEABLE.get(c.algo)
+        tr = runner.traceable(c.algo)
         traced = set(tr.keys) if tr else set()
         sig = (tuple((k, _hashable(v)) for k, v in p.items() if k not in traced),
                tr.structure(c) if tr else ())
@@ -196,7 +196,7 @@ def plan_sweep(cfg: runner.TrainConfig, grid: dict[str, list], seeds: int) -> Pl
     out = []
     for g, (sig, members) in enumerate(groups.items()):
         c = configs[members[0]]
-        tr = runner.TRACEABLE.get(c.algo)
+        tr = runner.traceable(c.algo)
         traced = tuple(k for k in keys if tr and k in tr.keys
                        and len({_hashable(points[i][k]) for i in members}) > 1)
         static = {k: points[members[0]][k] for k, _ in sig[0]}
@@ -277,10 +277,10 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
     env = runner.build_env(cfg)
     for spec in (*cfg.tasks, *cfg.eval_tasks):
         runner.check_task_spec(env, dict(spec))
-    tr = runner.TRACEABLE.get(cfg.algo)
+    tr = runner.traceable(cfg.algo)
     if tr is None:
         raise ConfigError(f"algo {cfg.algo!r} has no runner.TRACEABLE entry (its traceable "
-                          "hyperparameters); register one to sweep it")
+                          "hyperparameters); add one to sweep it")
     base = runner.build_learner(cfg, env, traced=True)
     learner = member_learner(base)
     s = plan.seeds

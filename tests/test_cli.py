@@ -253,7 +253,7 @@ def test_interrupted_run_says_how_to_resume(experiment_file, tmp_path, monkeypat
     def interrupted(cfg, run_dir, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(xp.PIPELINES, "train", xp.Pipeline(interrupted, TrainConfig))
+    monkeypatch.setattr(xp, "TRAIN_PIPELINE", xp.Pipeline(interrupted, TrainConfig))
     out = tmp_path / "r"
     assert main(["run", str(experiment_file), "--out", str(out), "--set", "seed=3"]) == 130
     err = _error(capsys)
