@@ -376,32 +376,46 @@ def episode_stats(learner: Any, env: Any, params: Any, specs: list[dict], episod
 def reference_rows(cfg: CompareConfig, run_dir: Path, report: list[dict]) -> dict:
     """The reference policies of ``cfg.references`` on the report tasks, with the arms'
     evaluator: ``{kind: {task: {"stochastic": {mean, std, ci, per_seed, team...},
-    "episode_stats"?}}}`` (``cfg.seeds`` x ``base.eval_episodes`` episodes, the key of the
-    first arm's final evaluation)."""
-    first = next(n for n in cfg.arms if n not in cfg.aux_arms)
-    arm_dir = cfg.arm_dir(first, run_dir)
-    res = json.loads((arm_dir / "results.json").read_text())
-    arm_cfg = cfg.arm_config(first, run_dir)
-    env = runner.build_env(arm_cfg)
-    tasks = runner.build_tasks(env, tuple(report))
-    key = _eval_key(arm_cfg, res)
-    out: dict[str, dict] = {}
-    for kind in cfg.references:
-        r = np.asarray(reference.reference_returns(env, tasks, kind, arm_cfg.eval_episodes, key,
-                                                   seeds=cfg.seeds))
-        summ = runner.summarize_returns(r, tasks, env)
-        rows = {}
-        for i, spec in enumerate(report):
-            rows[_spec_key(spec)] = {"stochastic": {**summ[i],
-                                                    "ci": stats.interval(summ[i]["per_seed"])}}
-        if cfg.episode_stats:
-            per = episode_stats(reference.reference_learner(env, kind), env,
-                                jnp.tile(reference.kind_codes(env, kind)[None],
-                                         (cfg.seeds, 1)), report, arm_cfg.eval_episodes, key)
-            for k, v in per.items():
-                rows[k]["episode_stats"] = v
-        out[kind] = rows
-    return out
+    "episode_stats"?}}}`` (``cfg.seeds`` x ``base.eval_episodes`` episodes).
+
+    Each task is played in the env (and with the key of the final evaluation) of the first arm
+    that evaluated it, so a report task with more agents than the training games (Fig. 4's
+    large game) gets that arm's larger env; tasks of one arm are played in one call.
+    """
+    arms = [n for n in cfg.arms if n not in cfg.aux_arms]
+    owner: dict[str, list[dict]] = {}
+    for spec in report:
+        name = next((n for n in arms if spec in _evaluated_tasks(cfg, n, run_dir)), arms[0])
+        owner.setdefault(name, []).append(spec)
+    out: dict[str, dict] = {kind: {} for kind in cfg.references}
+    for name, specs in owner.items():
+        arm_dir = cfg.arm_dir(name, run_dir)
+        res = json.loads((arm_dir / "results.json").read_text())
+        arm_cfg = cfg.arm_config(name, run_dir)
+        env = runner.build_env(arm_cfg)
+        tasks = runner.build_tasks(env, tuple(specs))
+        key = _eval_key(arm_cfg, res)
+        for kind in cfg.references:
+            r = np.asarray(reference.reference_returns(env, tasks, kind, arm_cfg.eval_episodes,
+                                                       key, seeds=cfg.seeds))
+            summ = runner.summarize_returns(r, tasks, env)
+            rows = out[kind]
+            for i, spec in enumerate(specs):
+                rows[_spec_key(spec)] = {"stochastic": {
+                    **summ[i], "ci": stats.interval(summ[i]["per_seed"])}}
+            if cfg.episode_stats:
+                per = episode_stats(reference.reference_learner(env, kind), env,
+                                    jnp.tile(reference.kind_codes(env, kind)[None],
+                                             (cfg.seeds, 1)), specs, arm_cfg.eval_episodes, key)
+                for k, v in per.items():
+                    rows[k]["episode_stats"] = v
+    return {kind: {_spec_key(s): out[kind][_spec_key(s)] for s in report} for kind in out}
+
+
+def _evaluated_tasks(cfg: CompareConfig, name: str, run_dir: Path) -> list[dict]:
+    """The task specs arm ``name``'s final evaluation played (its ``results.json``)."""
+    res = json.loads((cfg.arm_dir(name, run_dir) / "results.json").read_text())
+    return [dict(t) for t in res["tasks"]]
 
 
 def comparisons(cfg: CompareConfig, summary: dict, report: list[dict]) -> dict:

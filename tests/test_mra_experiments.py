@@ -3,6 +3,7 @@ resolved from the base config, and bad comparisons are refused before anything r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,38 @@ def test_exported_curves_keep_every_seed_and_chunk(tmp_path):
     # chunk 2 of 8 at 25 %: seeds 2, 3, 4, 5 -> mean 3.5; the end, chunk 8: mean 9.5
     assert "3.50" in row.split("|")[3] and "(200 steps)" in row
     assert "9.50" in row.split("|")[6] and "(800 steps)" in row
+
+
+def test_reference_rows_play_each_task_in_the_env_of_the_arm_that_evaluated_it(tmp_path):
+    """Fig. 4's large game has more agents than the base env holds: its reference rows are
+    played in the env of the arm trained on it (the first arm's env would refuse the task),
+    and equal the reference policy played there directly with that arm's evaluation key."""
+    from metajax import reference, runner
+    from metajax.mra_experiments import (
+        TINY_TEST_LEARNER,
+        _eval_key,
+        run_compare,
+        single_game_arm,
+    )
+
+    small, large = {"n_agents": 2, "n_treasures": 2}, {"n_agents": 3, "n_treasures": 2}
+    cfg = CompareConfig(
+        name="tiny_large", seeds=2, references=("random",),
+        base=mra.MRAConfig(env="treasure", env_config=dict(max_agents=2, max_objects=2,
+                                                           episode_length=6),
+                           tasks=(small,), maddpg=TINY_TEST_LEARNER, total_env_steps=320,
+                           chunk_updates=4, eval_episodes=3, checkpoint_every=0),
+        arms={"small": {},
+              "large": single_game_arm(large, env_config=dict(max_agents=3, max_objects=2,
+                                                                episode_length=6))},
+        report_tasks=(small, large))
+    summary = run_compare(cfg, tmp_path, log=lambda *a: None, progress=False).summary
+    rows = summary["reference"]["random"]
+    assert list(rows) == ["n_agents=2 n_treasures=2", "n_agents=3 n_treasures=2"]
+    arm_cfg = cfg.arm_config("large", tmp_path)
+    env = runner.build_env(arm_cfg)
+    res = json.loads((tmp_path / "large" / "results.json").read_text())
+    r = np.asarray(reference.reference_returns(
+        env, runner.build_tasks(env, (large,)), "random", 3, _eval_key(arm_cfg, res), seeds=2))
+    want = runner.summarize_returns(r, runner.build_tasks(env, (large,)), env)[0]["per_seed"]
+    np.testing.assert_allclose(rows["n_agents=3 n_treasures=2"]["stochastic"]["per_seed"], want)

@@ -33,7 +33,7 @@ def test_traceable_entries():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(xp.ExperimentError, match="known: .*mesa.*mra.*train"):
+    with pytest.raises(xp.ExperimentError, match=r"known: .*mesa.*mra.*train"):
         xp.get_pipeline("nope")
     with pytest.raises(ValueError, match="known: maddpg, mra"):
         runner.learner_factory("nope")
