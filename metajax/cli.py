@@ -518,10 +518,27 @@ def _training_options(s: argparse.ArgumentParser, seeds: str, sets: str, out: st
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``metajax`` argument parser: one sub-command per ``_add_<command>``."""
     p = argparse.ArgumentParser(prog="metajax", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    _add_envs(sub)
+    _add_rollout(sub)
+    _add_run(sub)
+    _add_sweep(sub)
+    _add_eval(sub)
+    _add_render(sub)
+    _add_plot(sub)
+    _add_compare(sub)
+    _add_export(sub)
+    return p
+
+
+def _add_envs(sub: Any) -> None:
     s = sub.add_parser("envs", help="list environments")
     s.set_defaults(fn=cmd_envs)
+
+
+def _add_rollout(sub: Any) -> None:
     s = sub.add_parser("rollout", help="random-action rollout of an environment")
     s.add_argument("env", help=f"one of: {', '.join(sorted(envs.REGISTRY))}")
     s.add_argument("--games", type=int, default=4, help="games rolled out in parallel")
@@ -534,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="", help="directory for the GIF and returns.json")
     s.set_defaults(fn=cmd_rollout)
 
+
+def _add_run(sub: Any) -> None:
     s = sub.add_parser("run", help="train an experiment file",
                        description="Train EXPERIMENT.py (a file defining CONFIG, and optionally "
                        "PRESETS and PIPELINE) into a run directory.")
@@ -545,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
                       resume="continue the run in --out from its latest checkpoint")
     s.set_defaults(fn=cmd_run)
 
+
+def _add_sweep(sub: Any) -> None:
     s = sub.add_parser("sweep", help="train a hyperparameter grid in one compiled program",
                        description="Train every point of a grid over EXPERIMENT.py (a train or "
                        "mra pipeline) x --seeds seeds: hyperparameters read as numbers "
@@ -561,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
                       resume="continue the sweep in --out from every group's latest checkpoint")
     s.set_defaults(fn=cmd_sweep)
 
+
+def _add_eval(sub: Any) -> None:
     s = sub.add_parser("eval", help="evaluate a trained run's latest checkpoint")
     s.add_argument("run_dir", help="run directory (from metajax run)")
     s.add_argument("--task", nargs="*", action="append", default=None, metavar="KEY=VALUE",
@@ -572,6 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="", help="results file (default RUN_DIR/eval.json)")
     s.set_defaults(fn=cmd_eval)
 
+
+def _add_render(sub: Any) -> None:
     s = sub.add_parser("render", help="trained agents in their env (GIF or PNG)")
     s.add_argument("run_dir", help="run directory (from metajax run)")
     s.add_argument("--out", default="",
@@ -589,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step", type=int, default=None, help="checkpoint (default: the latest)")
     s.set_defaults(fn=cmd_render)
 
+
+def _add_plot(sub: Any) -> None:
     s = sub.add_parser("plot", help="learning curves of a run (PNG)")
     s.add_argument("run_dir", help="run directory (from metajax run)")
     s.add_argument("--out", default="", help="PNG file (default RUN_DIR/<metric>.png)")
@@ -603,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     _stats_args(s)
     s.set_defaults(fn=cmd_plot)
 
+
+def _add_compare(sub: Any) -> None:
     s = sub.add_parser("compare", help="statistics table of runs' evaluations",
                        description="IQM, mean, median and optimality gap with 95 % stratified "
                        "bootstrap CIs over seeds, and the probability of improvement of each "
@@ -613,13 +642,14 @@ def build_parser() -> argparse.ArgumentParser:
     _stats_args(s)
     s.set_defaults(fn=cmd_compare)
 
+
+def _add_export(sub: Any) -> None:
     s = sub.add_parser("export", help="write runs' evaluation returns for other tools")
     s.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run directories")
     s.add_argument("--marl-eval", required=True, metavar="OUT.json",
                    help="write marl-eval's raw-data JSON ({env: {task: {algorithm: "
                    "{seed_i: {step_0, absolute_metrics}}}}})")
     s.set_defaults(fn=cmd_export)
-    return p
 
 
 def _stats_args(s: argparse.ArgumentParser) -> None:

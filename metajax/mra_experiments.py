@@ -647,6 +647,18 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
     stochastic-policy return with its 95 % bootstrap CI over seeds (greedy mean in
     parentheses), the reference rows, which arms beat the scripted reference, the paired
     comparisons, the prior's separation, zero-shot, episode statistics and cross-play."""
+    lines = _md_returns(cfg, summary)
+    lines += _md_comparisons(summary)
+    lines += _md_priors(summary)
+    lines += _md_zero_shot(summary)
+    lines += _md_episode_stats(summary)
+    lines += _md_order(summary)
+    lines += _md_cross(summary)
+    return "\n".join(lines) + "\n"
+
+
+def _md_returns(cfg: CompareConfig, summary: dict) -> list[str]:
+    """The returns table: arms and reference rows per report task."""
     report = summary.get("report_tasks", [])
     keys = [_spec_key(s) for s in report]
     lines = [f"### {cfg.name}", "",
@@ -671,6 +683,12 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
     lines += ["", "Cells: stochastic-policy return per agent, mean [95 % stratified bootstrap "
               "CI] over seeds (greedy mean in parentheses); reference rows played with the "
               "same evaluator, seeds and episodes."]
+    return lines
+
+
+def _md_comparisons(summary: dict) -> list[str]:
+    """Which arms beat the scripted row; the paired comparisons."""
+    lines: list[str] = []
     comp = summary.get("comparisons", {})
     learned = {k: v["learned"] for k, v in comp.items() if v.get("learned")}
     if learned:
@@ -687,6 +705,12 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
         for k, n, p in pairs:
             lines.append(f"| {k} | {n} | {stats.fmt(p['diff'])} | {p['p_value']:.3f} | "
                          f"{p['prob_improvement']:.2f} | {p['verdict']} |")
+    return lines
+
+
+def _md_priors(summary: dict) -> list[str]:
+    """The prior's separation of the games per arm."""
+    lines: list[str] = []
     priors = {n: e["prior"] for n, e in summary["arms"].items() if "prior" in e}
     if priors:
         lines += ["", "| arm | prior TV between games (per seed) | JS (nats) | entropy per game "
@@ -698,6 +722,12 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
             lines.append(f"| {n} | {', '.join(f'{x:.3f}' for x in p['tv'])} | "
                          f"{np.mean(p['js']):.4f} | {ent} | {ce} | "
                          f"{p['separates']} of {p['seeds']} seeds |")
+    return lines
+
+
+def _md_zero_shot(summary: dict) -> list[str]:
+    """Zero-shot returns: expectation over z and best-of-z."""
+    lines: list[str] = []
     zs = {n: e["zero_shot"] for n, e in summary["arms"].items() if "zero_shot" in e}
     if zs:
         lines += ["", "| arm | task | expectation over z | best-of-z (head chosen on separate "
@@ -711,6 +741,12 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
                   "game (expectation) or set to one head for every agent (best-of-z) at the "
                   "episode start and kept for the episode; the best head is picked on other "
                   "episodes than those that score it."]
+    return lines
+
+
+def _md_episode_stats(summary: dict) -> list[str]:
+    """Per-episode statistics of the arms and the references."""
+    lines: list[str] = []
     st = {n: e["episode_stats"] for n, e in summary["arms"].items() if "episode_stats" in e}
     for kind, rows in summary.get("reference", {}).items():
         ref_st = {k: v["episode_stats"] for k, v in rows.items() if "episode_stats" in v}
@@ -727,6 +763,12 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
         lines += ["", "Per episode, mean over seeds and episodes (stochastic actions): team<t> "
                   "the mean per-agent return of team t, the step extras summed over the "
                   "episode, length in steps."]
+    return lines
+
+
+def _md_order(summary: dict) -> list[str]:
+    """The paper's claimed order against the observed means."""
+    lines: list[str] = []
     if summary.get("order"):
         lines += ["", "| report task | paper's claim | observed (best first) | means order |",
                   "| --- | --- | --- | --- |"]
@@ -740,13 +782,19 @@ def summary_markdown(cfg: CompareConfig, summary: dict) -> str:
                          f"{'yes' if o['holds'] else 'no'} |")
         lines += ["", "'means order' compares means only; a claim holds where the paired "
                   "comparison above says so."]
+    return lines
+
+
+def _md_cross(summary: dict) -> list[str]:
+    """Cross-play pairings."""
+    lines: list[str] = []
     if summary.get("cross"):
         lines += ["", "| pairing | team 0 return (norm.) | team 1 return (norm.) |",
                   "| --- | --- | --- |"]
         for k, v in summary["cross"].items():
             lines.append(f"| {k} | {v['team0']:.3f} ({v['team0_normalized']:.2f}) | "
                          f"{v['team1']:.3f} ({v['team1_normalized']:.2f}) |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _load_compare(run_dir: Path, cfg: CompareConfig, step: int | None = None):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL_CONFIGS
+from helpers import SMALL_CONFIGS
 from jumanji import specs
 from jumanji import types as jumanji_types
 

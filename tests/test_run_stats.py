@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import is_finite_float
 from PIL import Image
 
 from metajax import mesa, run_stats, stats
@@ -270,7 +271,7 @@ def _check_marl_eval_layout(data: dict) -> None:
                             assert isinstance(m.pop("step_count"), int)
                         assert set(m) == metrics
                         assert all(isinstance(v, list) and v and all(
-                            isinstance(x, float) for x in v) for v in m.values())
+                            is_finite_float(x) for x in v) for v in m.values())
             shapes.add(tuple((a, tuple(r)) for a, r in algos.items()))
         assert len(shapes) == 1, f"{env}: tasks differ in algorithms or runs"
 
