@@ -1,8 +1,13 @@
-"""Helpers shared by test modules (plain functions; fixtures live in ``conftest.py``)."""
+"""Helpers shared by test modules (plain functions; fixtures live in the test modules and in
+``conftest.py``)."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -73,3 +78,18 @@ CONFIG = TrainConfig(
     seeds=2,
 {more})
 '''
+
+
+def run_in_subprocess(module: str, function: str, out: Path, env: dict[str, str]) -> None:
+    """Call ``tests/<module>.py``'s ``function(str(out))`` in a fresh Python process with
+    ``env`` added to the environment (for what needs its own process, such as another XLA
+    device count); raises with the end of the process's output if it fails."""
+    tests = Path(__file__).resolve().parent
+    script = (f"import sys; sys.path.insert(0, {str(tests)!r}); import {module}; "
+              f"{module}.{function}(sys.argv[1])")
+    proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=str(tests.parent),
+                          env={**os.environ, "WANDB_MODE": "disabled", **env},
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module}.{function} failed ({proc.returncode}):\n"
+                           f"{(proc.stdout + proc.stderr)[-4000:]}")

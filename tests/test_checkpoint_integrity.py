@@ -5,7 +5,7 @@ intact checkpoint with a one-line warning; with every checkpoint damaged the CLI
 ``error:`` line and exits with status 2.
 
 One module-scoped run (1 seed, 2 chunks of a 3-agent treasure game, checkpoints 1 and 2, in a
-background job) is copied by every test that damages it; the Checkpointer tests use a
+module fixture) is copied by every test that damages it; the Checkpointer tests use a
 three-array tree.
 """
 
@@ -22,13 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import background_job, background_result
 
 from metajax import experiment as xp
 from metajax.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError, abstract_like
 from metajax.cli import main
 
 os.environ["WANDB_MODE"] = "disabled"
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 EXPERIMENT = '''"""A tiny treasure game for the checkpoint integrity tests."""
 
@@ -64,12 +65,12 @@ def integrity_run_job(out: str) -> None:
         raise SystemExit(code)
 
 
-background_job("integrity_run", "test_checkpoint_integrity", "integrity_run_job", "trained")
-
 
 @pytest.fixture(scope="module")
-def trained() -> Path:
-    return background_result("integrity_run") / "tiny"
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("integrity_run") / "out"
+    integrity_run_job(str(out))
+    return out / "tiny"
 
 
 @pytest.fixture

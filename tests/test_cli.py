@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import background_job, background_result
 from helpers import is_finite_float
 from PIL import Image
 
@@ -22,6 +21,8 @@ from metajax.experiment import configure, load_experiment, read_run_config
 from metajax.runner import TrainConfig
 
 os.environ["WANDB_MODE"] = "disabled"
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 EPISODE_LENGTH = 5
 
@@ -59,8 +60,7 @@ def experiment_file(tmp_path_factory) -> Path:
 
 
 def cli_run_job(out: str) -> None:
-    """``metajax run`` of the tiny experiment into ``out/tiny`` (a background job, see
-    ``conftest.background_job``)."""
+    """``metajax run`` of the tiny experiment into ``out/tiny``."""
     root = Path(out)
     root.mkdir(parents=True)
     (root / "tiny.py").write_text(TINY_EXPERIMENT)
@@ -71,12 +71,12 @@ def cli_run_job(out: str) -> None:
         raise SystemExit(code)
 
 
-background_job("cli_run", "test_cli", "cli_run_job", "run_dir")
-
 
 @pytest.fixture(scope="module")
-def run_dir() -> Path:
-    return background_result("cli_run") / "tiny"
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli_run") / "out"
+    cli_run_job(str(out))
+    return out / "tiny"
 
 
 def _error(capsys) -> str:

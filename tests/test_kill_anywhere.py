@@ -6,26 +6,23 @@ checkpoints, whose final state is equal bit for bit.
 
 The run is the 2-seed one-step climb game of ``tests/test_reliability.py`` (the cheapest env to
 compile): 4 chunks of 8 env steps, a checkpoint after every chunk (Orbax keeps the last 2), an
-evaluation every 2 chunks. The uninterrupted run is a background job; each killed run is a CLI
+evaluation every 2 chunks. The uninterrupted run is a module fixture; each killed run is a CLI
 subprocess with ``METAJAX_TEST_KILL_AT`` set, sharing the session's compilation cache; the final
 ``--resume`` runs the CLI in this process.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import background_job, background_result
 from helpers import tiny_climb_experiment
 
 from metajax import experiment as xp
@@ -33,6 +30,8 @@ from metajax import killpoint, runner
 from metajax.checkpoint import DAMAGED_DIR, Checkpointer
 from metajax.cli import main
 from metajax.killpoint import VAR
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 os.environ["WANDB_MODE"] = "disabled"
 
@@ -46,8 +45,7 @@ TMP = ".orbax-checkpoint-tmp"
 
 
 def reference_job(out: str) -> None:
-    """The uninterrupted run through the CLI into ``out/run`` (a background job, see
-    ``conftest.background_job``)."""
+    """The uninterrupted run through the CLI into ``out/run``."""
     root = Path(out)
     root.mkdir(parents=True)
     (root / "exp.py").write_text(EXPERIMENT)
@@ -56,21 +54,15 @@ def reference_job(out: str) -> None:
         raise SystemExit(code)
 
 
-background_job("kill_reference", "test_kill_anywhere", "reference_job", "reference")
-
-
-@functools.cache
-def _reference() -> dict:
-    run = background_result("kill_reference") / "run"
-    return {"rows": _rows(run), "results": _results(run), "steps": _steps(run),
-            "state": xp.load_run(run).state}
-
 
 @pytest.fixture(scope="module")
-def reference() -> Callable[[], dict]:
-    """The uninterrupted run's rows, results, checkpoint steps and final state, read when first
-    called (a test kills its runs while the job still runs)."""
-    return _reference
+def reference(tmp_path_factory) -> dict:
+    """The uninterrupted run's rows, results, checkpoint steps and final state."""
+    out = tmp_path_factory.mktemp("kill_reference") / "out"
+    reference_job(str(out))
+    run = out / "run"
+    return {"rows": _rows(run), "results": _results(run), "steps": _steps(run),
+            "state": xp.load_run(run).state}
 
 
 def _rows(run: Path) -> list[dict]:
@@ -140,7 +132,7 @@ def test_resume_after_a_kill_is_bit_for_bit(points, reference, tmp_path, capsys)
         _killed_run(exp, run, point, resume=i > 0)
         _check_killed_at(point, run)
 
-    ref = reference()  # once the job is done, this resume finds every program in the cache
+    ref = reference
     assert main(["run", str(exp), "--out", str(run), *QUIET, "--resume"]) == 0
     captured = capsys.readouterr()
     assert "warning" not in captured.err, captured.err  # a tmp directory is not damage

@@ -21,13 +21,14 @@ import types
 import jax
 import numpy as np
 import pytest
-from conftest import background_job, background_result
 
 import envs
 from metajax import mesa
 from metajax.checkpoint import Checkpointer, CheckpointError
 from metajax.maddpg import ORIGINAL
 from metajax.mesa import METHODS, MESAConfig, run_mesa
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 _M = dataclasses.replace(ORIGINAL, actor_lr=5e-3, critic_lr=5e-3, batch_size=32,
                          buffer_size=10_000, num_envs=20, rollout_steps=1, learning_starts=500,
@@ -46,16 +47,15 @@ CFG = MESAConfig(
 
 
 def mesa_job(out: str) -> None:
-    """The whole pipeline, as a background job (see ``conftest.background_job``)."""
+    """The whole pipeline."""
     run_mesa(CFG, out, log=lambda s: None)
 
 
-background_job("mesa_learning", "test_mesa_learning", "mesa_job", "run")
-
 
 @pytest.fixture(scope="module")
-def run():
-    out = background_result("mesa_learning")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mesa_learning") / "out"
+    mesa_job(str(out))
     return out, types.SimpleNamespace(results=json.loads((out / "results.json").read_text()))
 
 

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import background_job, background_result
 from helpers import assert_every_leaf_changed, assert_no_leaf_changed
 
 import envs
@@ -23,6 +22,8 @@ from envs.core import Observation
 from metajax import mra
 from metajax import networks as nets
 from metajax.runner import build_tasks
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 #: Compiler options for programs that run once or twice: quicker to compile, slower to run.
 FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -236,8 +237,8 @@ def _build() -> tuple:
 
 
 def mra_job(out: str) -> None:
-    """Train ``SEEDS`` seeds for ``UPDATES`` updates (a background job, see
-    ``conftest.background_job``); writes the final state's leaves and the metrics."""
+    """Train ``SEEDS`` seeds for ``UPDATES`` updates; writes the final state's leaves and the
+    metrics."""
     _, _, parts, keys, update = _build()
     state = jax.jit(jax.vmap(parts.learner.init), compiler_options=FAST)(keys)
     history = []
@@ -250,14 +251,13 @@ def mra_job(out: str) -> None:
     np.savez(Path(out) / "metrics.npz", **metrics)
 
 
-background_job("mra_learning", "test_mra", "mra_job", "trained")
-
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(tmp_path_factory):
     """The trained state of :func:`mra_job` and the seed-vmapped ``update`` (compiled here
     again, normally a cache hit), which the Reptile test calls with another ``alpha``."""
-    out = background_result("mra_learning")
+    out = tmp_path_factory.mktemp("mra_learning") / "out"
+    mra_job(str(out))
     env, games, parts, keys, update = _build()
     like = jax.eval_shape(jax.vmap(parts.learner.init), keys)
     with np.load(out / "state.npz") as z:

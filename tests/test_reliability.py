@@ -20,13 +20,14 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import background_job, background_result
 from helpers import tiny_climb_experiment
 
 from metajax import experiment as xp
 from metajax import runner
 from metajax.cli import DIVERGED, main
 from metajax.config import ConfigError, override
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 os.environ["WANDB_MODE"] = "disabled"
 
@@ -90,7 +91,7 @@ DIVERGING = [*QUIET, "--set", "maddpg.critic_lr=1e10", "total_env_steps=32"]
 
 def diverged_job(out: str) -> None:
     """The diverging run through the CLI into ``out/run``, its exit status and stderr in
-    ``out/code`` and ``out/stderr`` (a background job, see ``conftest.background_job``)."""
+    ``out/code`` and ``out/stderr``."""
     root = Path(out)
     root.mkdir(parents=True)
     (root / "exp.py").write_text(EXPERIMENT)
@@ -101,13 +102,12 @@ def diverged_job(out: str) -> None:
     (root / "stderr").write_text(err.getvalue())
 
 
-background_job("reliability_diverged", "test_reliability", "diverged_job", "diverged")
-
 
 @pytest.fixture(scope="module")
-def diverged() -> tuple[Path, int, str]:
+def diverged(tmp_path_factory) -> tuple[Path, int, str]:
     """``(run directory, exit status, stderr)`` of the diverging run."""
-    root = background_result("reliability_diverged")
+    root = tmp_path_factory.mktemp("reliability_diverged") / "out"
+    diverged_job(str(root))
     return root / "run", int((root / "code").read_text()), (root / "stderr").read_text()
 
 
@@ -202,8 +202,7 @@ def test_unwritable_out_is_one_line(experiment_file, tmp_path, capsys):
 
 
 def short_run_job(out: str) -> None:
-    """The experiment run to its 16 env steps (2 chunks) through the CLI into ``out/run`` (a
-    background job, see ``conftest.background_job``)."""
+    """The experiment run to its 16 env steps (2 chunks) through the CLI into ``out/run``."""
     root = Path(out)
     root.mkdir(parents=True)
     (root / "exp.py").write_text(EXPERIMENT)
@@ -212,13 +211,13 @@ def short_run_job(out: str) -> None:
         raise SystemExit(code)
 
 
-background_job("reliability_short", "test_reliability", "short_run_job", "short_run")
-
 
 @pytest.fixture(scope="module")
-def short_run() -> Path:
+def short_run(tmp_path_factory) -> Path:
     """The run directory of ``short_run_job``."""
-    return background_result("reliability_short") / "run"
+    out = tmp_path_factory.mktemp("reliability_short") / "out"
+    short_run_job(str(out))
+    return out / "run"
 
 
 def test_eval_with_unknown_task_field_is_one_line(short_run, capsys):

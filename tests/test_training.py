@@ -11,11 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import background_job, background_result
+from helpers import run_in_subprocess
 
 import envs
 from metajax.maddpg import MADDPGConfig
 from metajax.runner import TrainConfig, train
+
+pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 LEARN = TrainConfig(
     name="learn",
@@ -34,17 +36,16 @@ LEARN = TrainConfig(
 
 
 def train_full_run(out: str) -> None:
-    """The learning run, as a background job (see ``conftest.background_job``)."""
+    """The learning run."""
     train(LEARN, out, wandb_mode="disabled", progress=False, log=lambda s: None)
 
 
-background_job("treasure_learning", "test_training", "train_full_run", "full_run")
-
 
 @pytest.fixture(scope="module")
-def full_run() -> types.SimpleNamespace:
+def full_run(tmp_path_factory) -> types.SimpleNamespace:
     """The uninterrupted run: its directory, ``results.json`` and ``metrics.jsonl`` rows."""
-    run_dir = background_result("treasure_learning")
+    run_dir = tmp_path_factory.mktemp("treasure_learning") / "out"
+    train_full_run(str(run_dir))
     return types.SimpleNamespace(
         run_dir=run_dir,
         results=json.loads((run_dir / "results.json").read_text()),
@@ -150,18 +151,18 @@ def shard_job(out: str) -> None:
         {"devices": devices, "n_devices": jax.device_count(), "metrics": r.metrics}))
 
 
-# the cheapest game to compile (sharding is about the seed axis, not the env); each device
-# count needs its own process
-for _n in (4, 1):
-    background_job(f"shard{_n}", "test_training", "shard_job", "shard_runs", env={
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={_n}", "JAX_PLATFORMS": "cpu"})
-
-
 @pytest.fixture(scope="module")
-def shard_runs() -> tuple[dict, dict]:
-    """``result.json`` of the 4-device and the 1-device run."""
-    return tuple(json.loads((background_result(f"shard{n}") / "result.json").read_text())
-                 for n in (4, 1))
+def shard_runs(tmp_path_factory) -> tuple[dict, dict]:
+    """``result.json`` of the 4-device and the 1-device run, each in its own process (the
+    device count is fixed when XLA's CPU backend starts); the cheapest game to compile, as
+    sharding is about the seed axis, not the env."""
+    results = []
+    for n in (4, 1):
+        out = tmp_path_factory.mktemp(f"shard{n}") / "out"
+        run_in_subprocess("test_training", "shard_job", out, {
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"})
+        results.append(json.loads((out / "result.json").read_text()))
+    return tuple(results)
 
 
 def test_sharded_seeds_match_single_device(shard_runs):
