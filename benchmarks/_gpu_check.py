@@ -41,8 +41,8 @@ ROOT = HERE.parent
 #: Every stage, in run order.
 STAGES = ("info", "env", "train", "mesa", "mra", "sweep")
 #: Modules the stages import (the preflight of ``info``).
-PREFLIGHT = ("envs", "metajax.maddpg", "metajax.runner", "metajax.mesa",
-             "metajax.mra_experiments", "metajax.cli")
+PREFLIGHT = ("envs", "metajax.algos.maddpg", "metajax.pipelines.runner", "metajax.pipelines.mesa",
+             "metajax.pipelines.mra_compare", "metajax.cli")
 
 #: The envs of the ``env`` stage (``gpu_check.sh`` passes them to ``env_throughput.py``).
 ENV_NAMES = ("spread", "treasure")
@@ -164,8 +164,8 @@ def plan_mesa(mode: str, chunks: int, run_dir: Path) -> dict[str, Any]:
     import jax
 
     import envs
-    from metajax import experiment as xp
-    from metajax.maddpg import make_maddpg
+    from metajax.algos.maddpg import make_maddpg
+    from metajax.pipelines import experiment as xp
 
     exp = xp.load_experiment(ROOT / MESA_FILE)
     presets = ["paper"] if mode == "gpu" else []
@@ -218,8 +218,8 @@ def plan_mra(mode: str, chunks: int, run_dir: Path) -> dict[str, Any]:
     records that size)."""
     import jax
 
-    from metajax import experiment as xp
-    from metajax import runner
+    from metajax.pipelines import experiment as xp
+    from metajax.pipelines import runner
 
     exp = xp.load_experiment(ROOT / MRA_FILE)
     presets = ["paper"] if mode == "gpu" else []

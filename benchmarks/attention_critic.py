@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/attention_critic.py            # rewrites its RESULTS.md section
     .venv/bin/python benchmarks/attention_critic.py --quick    # smoke run, no RESULTS.md
 
-The former :class:`~metajax.networks.AttentionCritic` computed one agent's ``Q_i`` per call and
+The former :class:`~metajax.core.networks.AttentionCritic` computed one agent's ``Q_i`` per call and
 re-encoded every agent of the game for it, so every agent's value cost ``A^2`` encodings per
 sample; now every agent is encoded once and the attention is shared (``A`` encodings; ``T * A``
 with ``T`` teams of shared parameters). Both versions are measured in one invocation: the
@@ -79,7 +79,7 @@ def worker(root: Path, sharing: str, updates: int, min_reps: int, min_time: floa
 
     import envs
     import metajax
-    from metajax.maddpg import MADDPGConfig, make_maddpg
+    from metajax.algos.maddpg import MADDPGConfig, make_maddpg
 
     src = Path(metajax.__file__).resolve()
     if root.resolve() not in src.parents:

@@ -159,7 +159,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
         >"$WORK/nvidia_smi.csv" 2>/dev/null || rm -f "$WORK/nvidia_smi.csv"
 fi
 if [ -z "$WHEELS" ] && [ -d "$ROOT/.whl" ]; then WHEELS=$ROOT/.whl; fi
-if [ -n "$WHEELS" ] && ! "$PY" -c "import envs, metajax.mesa, metajax.mra_experiments" \
+if [ -n "$WHEELS" ] && ! "$PY" -c "import envs, metajax.pipelines.mesa, metajax.pipelines.mra_compare" \
         >/dev/null 2>&1; then
     say "installing the wheels of $WHEELS into $WORK/site"
     if "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

@@ -11,12 +11,12 @@ Run from the repository root::
 What is timed, for each experiment and N (each measurement in a fresh subprocess, so no jit
 cache is shared between them; JAX's persistent compilation cache is off):
 
-* **sweep**: :func:`metajax.sweep.run_sweep` of an N-point grid (``maddpg.actor_lr`` x
+* **sweep**: :func:`metajax.pipelines.sweep.run_sweep` of an N-point grid (``maddpg.actor_lr`` x
   ``maddpg.tau``, both traced: one compiled program) x ``--seeds`` seeds: the wall time of the
   call, i.e. planning, building, init, compilation, every chunk, the final evaluation of every
   point, checkpoints and the results table;
-* **N runs**: :func:`metajax.runner.train` of each point in turn in one process (what a script
-  looping over the grid does; no interpreter start-up per run, which favours the runs): the
+* **N runs**: :func:`metajax.pipelines.runner.train` of each point in turn in one process (what
+  a script looping over the grid does; no interpreter start-up per run, which favours the runs): the
   summed wall time. Programs that are identical between the runs (init, evaluator: they do not
   depend on the swept values) are compiled once there, which favours them too.
 
@@ -83,8 +83,8 @@ def grid_for(n: int) -> dict[str, list[float]]:
 def worker(kind: str, experiment: str, overrides: dict, n: int, seeds: int, out: Path) -> dict:
     """Time one measurement (see the module docstring) and return its figures."""
     os.environ["WANDB_MODE"] = "disabled"
-    from metajax import experiment as xp
-    from metajax import runner, sweep
+    from metajax.pipelines import experiment as xp
+    from metajax.pipelines import runner, sweep
 
     exp = xp.load_experiment(ROOT / EXPERIMENTS[experiment][0])
     cfg = xp.configure(exp, (), overrides, seeds)
@@ -147,7 +147,8 @@ def render(results: dict) -> str:
         f"Command: `{results['command']}`",
         "",
         "Wall time, compile included, each measurement in a fresh process. *Sweep*: "
-        "`metajax.sweep.run_sweep` of an N-point grid (`maddpg.actor_lr` x `maddpg.tau`, both "
+        "`metajax.pipelines.sweep.run_sweep` of an N-point grid (`maddpg.actor_lr` x "
+        "`maddpg.tau`, both "
         "traced: one compiled program) x seeds; *N runs*: `runner.train` of every point in "
         "turn in one process (the same members, keys and env steps). *First chunk*: the first "
         "chunk's wall time in `metrics.jsonl` (its compilation plus one chunk; mean over the "

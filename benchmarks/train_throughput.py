@@ -15,9 +15,9 @@ The peer needs its own venv (kept out of the project's)::
 What is timed (learning on throughout: only chunks in which every update took its gradient
 steps are timed, ``learning_starts`` = one batch so the buffer is pre-filled quickly):
 
-* **ours**: :func:`metajax.runner.make_chunk` (``jit(vmap(scan(learner.update)))`` over
-  ``--chunk-updates`` updates), state placed with :func:`~metajax.runner.shard_seeds`. MADDPG
-  :data:`~metajax.maddpg.ORIGINAL` (1 env, 100 env steps then 1 gradient step per update,
+* **ours**: :func:`metajax.train.loop.make_chunk` (``jit(vmap(scan(learner.update)))`` over
+  ``--chunk-updates`` updates), state placed with :func:`~metajax.train.loop.shard_seeds`. MADDPG
+  :data:`~metajax.algos.maddpg.ORIGINAL` (1 env, 100 env steps then 1 gradient step per update,
   batch 1024, 64-64 MLPs, lr 1e-2, gamma 0.95, tau 0.01), relaxed Gumbel-softmax actions
   (``action_type="relaxed"``), per-agent parameters.
 
@@ -66,8 +66,8 @@ import numpy as np  # noqa: E402
 from _timing import machine_info, write_section  # noqa: E402
 
 import envs  # noqa: E402
-from metajax.maddpg import ORIGINAL, MADDPGConfig, make_maddpg  # noqa: E402
-from metajax.runner import make_chunk, seed_mesh, shard_seeds  # noqa: E402
+from metajax.algos.maddpg import ORIGINAL, MADDPGConfig, make_maddpg  # noqa: E402
+from metajax.train.loop import make_chunk, seed_mesh, shard_seeds  # noqa: E402
 
 BEGIN = "<!-- train_throughput:begin -->"
 END = "<!-- train_throughput:end -->"

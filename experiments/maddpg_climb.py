@@ -22,8 +22,8 @@ MESA's GRU actor (64 units) and its 3 seeds. Render the learned joint action wit
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.runner import TrainConfig
 
 PIPELINE = "train"
 

@@ -24,8 +24,8 @@ meant for an accelerator.
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.runner import TrainConfig
 
 PIPELINE = "train"
 

@@ -21,8 +21,8 @@ buffer 1e6, 80k episodes = 1.6M env steps per seed); meant for an accelerator.
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.runner import TrainConfig
 
 PIPELINE = "train"
 

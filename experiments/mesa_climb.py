@@ -33,8 +33,8 @@ Analysis presets (not the paper's protocol):
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.mesa import MESAConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.mesa import MESAConfig
 
 PIPELINE = "mesa"
 

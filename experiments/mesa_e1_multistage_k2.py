@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metajax.experiment import load_experiment
+from metajax.pipelines.experiment import load_experiment
 
 PIPELINE = "mesa"
 

@@ -38,7 +38,7 @@ help there and the result says so.
 
 import numpy as np
 
-from metajax.mesa import mpe_climb_config
+from metajax.pipelines.mesa import mpe_climb_config
 
 PIPELINE = "mesa"
 

@@ -33,7 +33,7 @@ or separated 95 % CIs). **Falsified** if P3 does not hold. Reported either way.
 import dataclasses
 from pathlib import Path
 
-from metajax.experiment import load_experiment
+from metajax.pipelines.experiment import load_experiment
 
 PIPELINE = "mesa"
 

@@ -24,7 +24,7 @@ a random policy; ``curves.png`` Fig. 7 (right).
 
 import dataclasses
 
-from metajax.mesa import MPE_PAPER_PRESET, mpe_climb_config
+from metajax.pipelines.mesa import MPE_PAPER_PRESET, mpe_climb_config
 
 PIPELINE = "mesa"
 

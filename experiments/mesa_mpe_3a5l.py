@@ -4,14 +4,14 @@
 k = 2 of them on the (unobserved) target landmark, 0.5 when all are on landmarks and none on the
 target. Protocol: the paper's task distribution (each task its own landmark layout and target,
 App. B.1.2), with 6 training and 3 test tasks per seed against Table 1's 30 and 15/18 (5x and
-5-6x fewer), 3 seeds (the paper: 3). See :func:`metajax.mesa.mpe_climb_config` for the CPU
+5-6x fewer), 3 seeds (the paper: 3). See :func:`metajax.pipelines.mesa.mpe_climb_config` for the CPU
 default and
 ``MPE_PAPER_PRESET`` (``--preset paper``) for Table 1's scale.
 
     metajax run experiments/mesa_mpe_3a5l.py
 """
 
-from metajax.mesa import MPE_PAPER_PRESET, mpe_climb_config
+from metajax.pipelines.mesa import MPE_PAPER_PRESET, mpe_climb_config
 
 PIPELINE = "mesa"
 CONFIG = mpe_climb_config(n_agents=3, n_landmarks=5)

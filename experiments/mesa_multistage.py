@@ -30,8 +30,8 @@ trajectories, lr 5e-3, 3000 random steps, GRU actors. The default is trimmed for
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.mesa import MESAConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.mesa import MESAConfig
 
 PIPELINE = "mesa"
 

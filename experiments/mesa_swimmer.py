@@ -23,8 +23,8 @@ trajectories, lr 1e-4, 50k random steps, 2 exploration policies).
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.mesa import MESAConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.mesa import MESAConfig
 
 PIPELINE = "mesa"
 

@@ -12,8 +12,8 @@ Default (2-core CPU): 3 resources, games {3, 4, 6}, 40k env steps per seed and a
     metajax run experiments/mra_e3_phi_variants.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

@@ -12,8 +12,8 @@ paper's sets, App. E.1 learner, 1.6M env steps, 4 seeds.
     metajax run experiments/mra_e4_training_set.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

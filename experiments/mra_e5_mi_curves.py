@@ -12,8 +12,8 @@ Default (2-core CPU): {2, 3, 4, 6} agents, 3 resources, 40k env steps, 4 seeds.
     metajax run experiments/mra_e5_mi_curves.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

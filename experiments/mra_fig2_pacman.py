@@ -16,8 +16,8 @@ Default (2-core CPU): target (4 Pac-Man, 2 ghosts, 6 food), MRA/Reptile games
     metajax run experiments/mra_fig2_pacman.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

@@ -12,8 +12,8 @@ Default (2-core CPU): target 6 agents and 3 resources (sizes 0.1, 0.2, 0.3), MRA
     metajax run experiments/mra_fig2_resource.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

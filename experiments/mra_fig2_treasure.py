@@ -15,8 +15,8 @@ env steps per seed and arm, 4 seeds. ``--preset paper``: target (6, 20 treasures
     metajax run experiments/mra_fig2_treasure.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

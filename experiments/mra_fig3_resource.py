@@ -13,8 +13,8 @@ resources (max 15 agents), App. E.1 learner, 1.6M env steps per arm, 4 seeds.
     metajax run experiments/mra_fig3_resource.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

@@ -16,8 +16,8 @@ K = 10, Adam 3e-4), 12 parallel rollouts split over the games, episode length 20
     metajax run experiments/mra_fig3_treasure.py --preset paper
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

@@ -15,8 +15,8 @@ steps of pre-training, 400k per arm, 4 seeds.
     metajax run experiments/mra_fig4_pacman.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

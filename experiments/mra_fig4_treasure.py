@@ -19,8 +19,8 @@ learner, 1.6M env steps of pre-training and 400k per adaptation arm, 4 seeds.
     metajax run experiments/mra_fig4_treasure.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

@@ -14,8 +14,8 @@ seeds.
     metajax run experiments/mra_fig5_resource.py
 """
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import (
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import (
     MRA_CPU,
     MRA_CPU_OPTIONS,
     MRA_PAPER_OPTIONS,

@@ -2,12 +2,12 @@
 
 ``metajax run EXPERIMENT.py [--preset NAME] [--seeds N] [--set key=value ...] [--out DIR]
 [--resume] [--wandb offline|online|disabled]``: train an experiment file (see
-:mod:`metajax.experiment`) into a run directory (default ``runs/<name>``).
+:mod:`metajax.pipelines.experiment`) into a run directory (default ``runs/<name>``).
 ``metajax sweep EXPERIMENT.py --grid key=v1,v2,... [--grid ...] [--seeds N] [--set ...] [--out
 DIR] [--resume]``: a hyperparameter grid x seeds in one compiled program per group (see
-:mod:`metajax.sweep`), with a results table (IQM and 95 % CI per point) and the best point.
-``metajax eval RUN_DIR [--task key=value ...] [--episodes N]``: evaluate the latest checkpoint,
-greedy and stochastic; print a table and write ``RUN_DIR/eval.json``.
+:mod:`metajax.pipelines.sweep`), with a results table (IQM and 95 % CI per point) and the best
+point. ``metajax eval RUN_DIR [--task key=value ...] [--episodes N]``: evaluate the latest
+checkpoint, greedy and stochastic; print a table and write ``RUN_DIR/eval.json``.
 ``metajax render RUN_DIR [--out FILE] [--task ...] [--seed-index i]``: the trained agents in
 their env (particle worlds: GIF; swimmer: hinge-angle plot; matrix games: action distribution).
 ``metajax plot RUN_DIR [--out FILE] [--metric NAME ...]``: learning curves per seed and
@@ -16,7 +16,7 @@ mean +- std.
 performance profiles of the run's evaluation (any pipeline), PNGs in the run directory.
 ``metajax compare RUN_DIR [RUN_DIR ...] [--per-task] [--group NAME ...] [--threshold X]``: IQM,
 mean, median, optimality gap with 95 % CIs and the probability of improvement of each pair
-(:mod:`metajax.run_stats`).
+(:mod:`metajax.train.run_stats`).
 ``metajax export RUN_DIR [RUN_DIR ...] --marl-eval OUT.json``: evaluation returns in
 marl-eval's JSON layout.
 ``metajax envs``: list the registered environments and their static maxima.
@@ -27,8 +27,8 @@ population, vmapped, one compilation), print per-game returns and throughput, an
 Errors a user can fix (missing files, unknown config keys or task fields, invalid configs,
 an unwritable ``--out``, missing or incompatible checkpoints) print one ``error:`` line and exit
 with status 2, before anything is compiled; a run that diverged (a NaN or an infinity in a
-metric or in the parameters, see :func:`metajax.runner.train`) prints one ``error:`` line and
-exits with status 3, keeping its last finite checkpoint; an interrupted run exits with 130 and
+metric or in the parameters, see :func:`metajax.pipelines.runner.train`) prints one ``error:`` line
+and exits with status 3, keeping its last finite checkpoint; an interrupted run exits with 130 and
 leaves a directory that ``--resume`` continues. ``--resume --set total_env_steps=<larger>``
 extends a finished or interrupted run.
 """
@@ -52,16 +52,19 @@ import numpy as np
 import envs
 from envs.core import EnvError
 from envs.wrappers import AutoReset, random_actions, stack_tasks
-from metajax import experiment as xp
-from metajax import plots, run_stats, runner, stats
-from metajax.checkpoint import CheckpointError
+from metajax import plots, stats
 from metajax.config import ConfigError, flat_diff, parse_overrides, to_dict
+from metajax.core import taskspec
+from metajax.pipelines import experiment as xp
+from metajax.pipelines import runner
+from metajax.train import evaluation, loop, run_stats
+from metajax.train.checkpoint import CheckpointError
 
 #: Exceptions that are the user's to fix: one ``error:`` line, exit status 2.
 USER_ERRORS = (EnvError, ConfigError, xp.ExperimentError, CheckpointError, plots.PlotError,
                run_stats.RunError)
 
-#: Exit status of a run stopped by a NaN or an infinity (:class:`runner.NonFiniteError`).
+#: Exit status of a run stopped by a NaN or an infinity (:class:`loop.NonFiniteError`).
 DIVERGED = 3
 
 
@@ -93,7 +96,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     env = envs.make(args.env, **_kv(args.env_config))
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.games + 1)
     if args.task:
-        tasks = stack_tasks([runner.make_task(env, _kv(args.task))] * args.games)
+        tasks = stack_tasks([taskspec.make_task(env, _kv(args.task))] * args.games)
     else:
         tasks = stack_tasks([env.sample_task(k) for k in keys[1:]])
     auto = AutoReset(env)
@@ -208,9 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{out} already holds a run; pass --resume to continue it or choose another --out")
         saved, _ = xp.read_run_config(out)
         if isinstance(cfg, runner.TrainConfig):  # may grow total_env_steps, see runner.train
-            diff = runner.resume_conflicts(to_dict(saved), cfg)
+            diff = loop.resume_conflicts(to_dict(saved), cfg)
             if diff:
-                raise CheckpointError(runner.resume_refusal(out, diff))
+                raise CheckpointError(loop.resume_refusal(out, diff))
         else:
             diff = _config_diff(to_dict(saved), to_dict(cfg))
             if diff:
@@ -237,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from metajax import sweep
+    from metajax.pipelines import sweep
 
     exp = xp.load_experiment(args.experiment)
     if exp.pipeline not in sweep.PIPELINES:
@@ -315,8 +318,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _writable_dir(out.parent)
     run = xp.load_run(args.run_dir, args.step)
     specs = _task_specs(args.task) or run.eval_specs
-    tasks = runner.build_tasks(run.env, specs)  # unknown task fields: one error line
-    evaluator = runner.make_evaluator(run.learner, run.env, args.episodes)
+    tasks = taskspec.build_tasks(run.env, specs)  # unknown task fields: one error line
+    evaluator = evaluation.make_evaluator(run.learner, run.env, args.episodes)
     params = run.params()
     key = jax.random.PRNGKey(args.seed)
     results: dict = {
@@ -328,8 +331,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     }
     for greedy in (True, False):
         r = np.asarray(evaluator(params, tasks, key, greedy))
-        results["greedy" if greedy else "stochastic"] = runner.summarize_returns(r, tasks, run.env)
-    runner.add_stats(results, run.env, tasks, run.config.name)
+        results["greedy" if greedy else "stochastic"] = evaluation.summarize_returns(
+            r, tasks, run.env)
+    evaluation.add_stats(results, run.env, tasks, run.config.name)
     print(f"{run.run_dir}: checkpoint {run.step}, {results['env_steps']:,} env steps per seed, "
           f"{run.config.seeds} seed(s), {args.episodes} episodes per task; "
           "mean return per agent, mean ± std over seeds")
@@ -421,7 +425,7 @@ RENDERERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Path]], ...] = 
 def cmd_render(args: argparse.Namespace) -> int:
     run = xp.load_run(args.run_dir, args.step)
     args.task_spec = parse_overrides(args.task) if args.task is not None else run.eval_specs[0]
-    task = runner.make_task(run.env, args.task_spec)
+    task = taskspec.make_task(run.env, args.task_spec)
     run.params(args.seed_index)  # validates the seed index before compiling anything
     out = Path(args.out) if args.out else run.run_dir / "render.gif"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -670,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except runner.NonFiniteError as e:
+    except loop.NonFiniteError as e:
         print(f"error: {e}", file=sys.stderr)
         return DIVERGED
 

@@ -58,12 +58,13 @@ def is_finite_float(v: Any) -> bool:
 def tiny_climb_experiment(name: str, total_env_steps: int, **fields: int) -> str:
     """The text of an experiment file training MADDPG on a 2-agent, 4-action climb game
     (``k=2, u=1``) for ``total_env_steps`` env steps per seed, 2 seeds, 8 env steps per chunk;
-    ``fields`` are further :class:`metajax.runner.TrainConfig` fields (e.g. ``eval_every=2``)."""
+    ``fields`` are further :class:`metajax.pipelines.runner.TrainConfig` fields (e.g.
+    ``eval_every=2``)."""
     more = "".join(f"    {k}={v!r},\n" for k, v in fields.items())
     return f'''"""A tiny climb game for the tests ({name})."""
 
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.pipelines.runner import TrainConfig
 
 CONFIG = TrainConfig(
     name={name!r},

@@ -19,7 +19,7 @@ from jumanji import types as jumanji_types
 import envs
 from envs.core import EnvError, MultiAgentEnv, Observation, TimeStep
 from envs.wrappers import AutoReset, random_actions, stack_tasks
-from metajax.runner import ONCE
+from metajax.train.loop import ONCE
 
 NAMES = sorted(envs.REGISTRY)
 

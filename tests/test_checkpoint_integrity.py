@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metajax import experiment as xp
-from metajax.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError, abstract_like
 from metajax.cli import main
+from metajax.pipelines import experiment as xp
+from metajax.train.checkpoint import DAMAGED_DIR, Checkpointer, CheckpointError, abstract_like
 
 os.environ["WANDB_MODE"] = "disabled"
 
@@ -33,8 +33,8 @@ pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
 EXPERIMENT = '''"""A tiny treasure game for the checkpoint integrity tests."""
 
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.pipelines.runner import TrainConfig
 
 CONFIG = TrainConfig(
     name="tiny_integrity",
@@ -295,7 +295,7 @@ def test_read_config_falls_back_and_fails_in_one_line(small, capsys):
 def test_a_damaged_mesa_stage_is_one_error_line(tmp_path):
     """MESA's stage checkpoints (``stages/<name>``, one step each) go through the same
     Checkpointer: a damaged stage cannot fall back, it fails in one line."""
-    from metajax.mesa import _Stages
+    from metajax.pipelines.mesa import _Stages
 
     config = {"algo_config": {}, "pipeline": "mesa"}
     stages = _Stages(tmp_path, config)

@@ -15,10 +15,11 @@ import pytest
 from helpers import is_finite_float
 from PIL import Image
 
-from metajax import experiment as xp
 from metajax.cli import main
-from metajax.experiment import configure, load_experiment, read_run_config
-from metajax.runner import TrainConfig
+from metajax.pipelines import runner
+from metajax.pipelines.experiment import configure, load_experiment, read_run_config
+from metajax.pipelines.registry import Pipeline
+from metajax.pipelines.runner import TrainConfig
 
 os.environ["WANDB_MODE"] = "disabled"
 
@@ -28,8 +29,8 @@ EPISODE_LENGTH = 5
 
 TINY_EXPERIMENT = f'''"""A tiny treasure game for the CLI tests."""
 
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.pipelines.runner import TrainConfig
 
 CONFIG = TrainConfig(
     name="tiny",
@@ -254,7 +255,7 @@ def test_interrupted_run_says_how_to_resume(experiment_file, tmp_path, monkeypat
     def interrupted(cfg, run_dir, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xp, "TRAIN_PIPELINE", xp.Pipeline(interrupted, TrainConfig))
+    monkeypatch.setattr(runner, "PIPELINE", Pipeline(interrupted, TrainConfig))
     out = tmp_path / "r"
     assert main(["run", str(experiment_file), "--out", str(out), "--set", "seed=3"]) == 130
     err = _error(capsys)
@@ -275,8 +276,8 @@ def test_matrix_game_run_eval_render(tmp_path, capsys):
     """A one-step climb game: eval prints its table, render draws the action distribution."""
     path = tmp_path / "climb.py"
     path.write_text(
-        "from metajax.maddpg import MADDPGConfig\n"
-        "from metajax.runner import TrainConfig\n"
+        "from metajax.algos.maddpg import MADDPGConfig\n"
+        "from metajax.pipelines.runner import TrainConfig\n"
         "CONFIG = TrainConfig(name='c', env='climb', env_config=dict(num_actions=4),\n"
         "    tasks=(dict(k=2, u=1),), maddpg=MADDPGConfig(hidden=(8,), batch_size=8,\n"
         "    buffer_size=64, num_envs=4, rollout_steps=1, learning_starts=8),\n"

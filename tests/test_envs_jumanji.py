@@ -52,7 +52,7 @@ from envs.core import (
     spec_property,
 )
 from envs.wrappers import AutoReset, random_actions
-from metajax.runner import ONCE
+from metajax.train.loop import ONCE
 
 NAMES = sorted(envs.REGISTRY)
 STEPPED = NAMES

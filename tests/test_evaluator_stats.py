@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import envs
-from metajax import runner
-from metajax.maddpg import Learner
+from metajax.core import taskspec
+from metajax.core.interfaces import Learner
+from metajax.train import evaluation
 
 EPISODES = 6
 LENGTH = 12
@@ -31,7 +32,7 @@ def pacman():
     # Huge ghosts in a small world: Pac-Man are caught, and games end early, within a few steps.
     env = envs.make("pacman", max_pacman=2, max_ghosts=2, max_objects=3, episode_length=LENGTH,
                     ghost_size=0.45, food_size=0.1)
-    tasks = runner.build_tasks(env, ({"n_pacman": 1, "n_ghosts": 2, "n_food": 3},
+    tasks = taskspec.build_tasks(env, ({"n_pacman": 1, "n_ghosts": 2, "n_food": 3},
                                      {"n_pacman": 2, "n_ghosts": 1, "n_food": 2}))
     return env, tasks, _random_learner(env)
 
@@ -67,7 +68,7 @@ def _python_loop(env, learner, tasks, key, n_seeds):
 def test_pacman_stats_match_a_python_loop(pacman):
     env, tasks, learner = pacman
     key = jax.random.PRNGKey(3)
-    evaluate = runner.make_evaluator(learner, env, EPISODES, stats=True)
+    evaluate = evaluation.make_evaluator(learner, env, EPISODES, stats=True)
     ret, stats = evaluate(jnp.zeros((2,)), tasks, key, True)
     assert set(stats) == {"length", "caught", "eaten"}
     for v in stats.values():
@@ -83,15 +84,15 @@ def test_pacman_stats_match_a_python_loop(pacman):
     np.testing.assert_array_equal(want["caught"][:, 0][early[:, 0]], 1.0)
     np.testing.assert_array_equal(want["caught"][:, 1][early[:, 1]], 2.0)
     # The returns alone are what the default evaluator returns.
-    plain = runner.make_evaluator(learner, env, EPISODES)(jnp.zeros((2,)), tasks, key, True)
+    plain = evaluation.make_evaluator(learner, env, EPISODES)(jnp.zeros((2,)), tasks, key, True)
     np.testing.assert_array_equal(np.asarray(plain), np.asarray(ret))
 
 
 def test_non_scalar_extras_are_skipped():
     """Resource's extras: ``occupied`` ``[]`` is summed, ``occupants`` ``[M]`` is skipped."""
     env = envs.make("resource", max_agents=2, max_objects=2, episode_length=4)
-    tasks = runner.build_tasks(env, ({"n_agents": 2, "n_resources": 2},))
-    ret, stats = runner.make_evaluator(_random_learner(env), env, 3, stats=True)(
+    tasks = taskspec.build_tasks(env, ({"n_agents": 2, "n_resources": 2},))
+    ret, stats = evaluation.make_evaluator(_random_learner(env), env, 3, stats=True)(
         jnp.zeros((1,)), tasks, jax.random.PRNGKey(0), True)
     assert ret.shape == (1, 1, 3, 2)
     assert set(stats) == {"length", "occupied"}

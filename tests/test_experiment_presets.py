@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metajax import experiment as xp
+from metajax.pipelines import experiment as xp
 
 FILES = sorted(Path(__file__).parents[1].glob("experiments/*.py"))
 

@@ -1,5 +1,5 @@
 """Kill anywhere: a ``metajax run`` SIGKILLed during compilation, mid-chunk or during a
-checkpoint write (the test-only kill points of :mod:`metajax.killpoint`), then continued with
+checkpoint write (the test-only kill points of :mod:`metajax.train.killpoint`), then continued with
 ``metajax run ... --resume``, ends exactly as the uninterrupted run: the same ``metrics.jsonl``
 rows (but for the wall-clock ``time`` and ``sps``), the same ``results.json`` and the same
 checkpoints, whose final state is equal bit for bit.
@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 from helpers import tiny_climb_experiment
 
-from metajax import experiment as xp
-from metajax import killpoint, runner
-from metajax.checkpoint import DAMAGED_DIR, Checkpointer
 from metajax.cli import main
-from metajax.killpoint import VAR
+from metajax.pipelines import experiment as xp
+from metajax.train import killpoint, loop
+from metajax.train.checkpoint import DAMAGED_DIR, Checkpointer
+from metajax.train.killpoint import VAR
 
 pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
@@ -165,9 +165,9 @@ def test_a_metrics_row_cut_short_is_dropped_on_resume(tmp_path):
     after the checkpoint resumed from, so it goes with the rest of the tail."""
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"chunk": 1, "x": 1}\n{"chunk": 2, "x": 2}\n{"chunk": 3, "x"')
-    runner._truncate_metrics(path, 2)
+    loop._truncate_metrics(path, 2)
     assert path.read_text() == '{"chunk": 1, "x": 1}\n{"chunk": 2, "x": 2}\n'
     path.write_text('{"chunk": 1, "x": 1}\n{"chunk": 2, "x"\n{"chunk": 3, "x": 3}\n')
     with pytest.raises(json.JSONDecodeError):  # damage inside the file is not a kill's
-        runner._truncate_metrics(path, 2)
+        loop._truncate_metrics(path, 2)
     assert not list(tmp_path.glob(".*.tmp"))

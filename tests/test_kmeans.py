@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metajax.kmeans import assign, fit_kmeans, kmeans_plusplus_init, lloyd
+from metajax.algos.mesa.kmeans import assign, fit_kmeans, kmeans_plusplus_init, lloyd
 
 
 def _blobs(rng: np.random.Generator, means: np.ndarray, per: int, scale: float) -> np.ndarray:

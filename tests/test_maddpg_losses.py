@@ -7,23 +7,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metajax import maddpg
+from metajax.algos import maddpg
 from metajax.config import ConfigError, override, parse_overrides
-from metajax.runner import TrainConfig
+from metajax.core import ops
+from metajax.pipelines.runner import TrainConfig
 
 
 def test_td_target_and_critic_loss():
     r = jnp.array([[1.0, 0.5], [0.0, 2.0]])
     d = jnp.array([[1.0, 0.0], [1.0, 1.0]])
     qn = jnp.array([[2.0, 3.0], [4.0, -1.0]])
-    y = maddpg.td_target(r, d, qn, 0.9)
+    y = ops.td_target(r, d, qn, 0.9)
     np.testing.assert_allclose(np.asarray(y), [[1 + 1.8, 0.5], [3.6, 2 - 0.9]], rtol=1e-6)
     q = jnp.array([[2.0, 1.0], [3.0, 0.0]])
     mask = jnp.array([[True, True], [True, False]])
     want = ((2 - 2.8) ** 2 + (1 - 0.5) ** 2 + (3 - 3.6) ** 2) / 3
     assert float(maddpg.critic_loss(q, y, mask)) == pytest.approx(want, rel=1e-6)
     # the target carries no gradient
-    g = jax.grad(lambda n: maddpg.critic_loss(q, maddpg.td_target(r, d, n, 0.9), mask))(qn)
+    g = jax.grad(lambda n: maddpg.critic_loss(q, ops.td_target(r, d, n, 0.9), mask))(qn)
     np.testing.assert_array_equal(np.asarray(g), 0.0)
 
 
@@ -39,34 +40,34 @@ def test_actor_loss():
 def test_soft_update():
     t = {"w": jnp.array([1.0, 2.0])}
     o = {"w": jnp.array([3.0, -2.0])}
-    np.testing.assert_allclose(np.asarray(maddpg.soft_update(t, o, 0.25)["w"]), [1.5, 1.0])
+    np.testing.assert_allclose(np.asarray(ops.soft_update(t, o, 0.25)["w"]), [1.5, 1.0])
 
 
 def test_gumbel_softmax_sample_and_gradient():
     logits = jnp.array([0.5, -1.0, 2.0, 0.0])
-    y = maddpg.gumbel_softmax(jax.random.PRNGKey(0), logits, 1.0)
+    y = ops.gumbel_softmax(jax.random.PRNGKey(0), logits, 1.0)
     assert float(y.sum()) == pytest.approx(1.0, rel=1e-6) and np.all(np.asarray(y) > 0)
     # with the same key the noise is g, so y = softmax(logits + g)
     g = jax.random.gumbel(jax.random.PRNGKey(0), logits.shape)
     np.testing.assert_allclose(np.asarray(y), np.asarray(jax.nn.softmax(logits + g)),
                                rtol=1e-6)
     # frequencies follow softmax(logits)
-    ys = jax.vmap(lambda k: maddpg.gumbel_softmax(k, logits))(
+    ys = jax.vmap(lambda k: ops.gumbel_softmax(k, logits))(
         jax.random.split(jax.random.PRNGKey(1), 4000))
     freq = np.bincount(np.asarray(ys.argmax(-1)), minlength=4) / 4000
     np.testing.assert_allclose(freq, np.asarray(jax.nn.softmax(logits)), atol=0.03)
     # gradients flow to the logits
-    grad = jax.grad(lambda lg: maddpg.gumbel_softmax(jax.random.PRNGKey(0), lg)[2])(logits)
+    grad = jax.grad(lambda lg: ops.gumbel_softmax(jax.random.PRNGKey(0), lg)[2])(logits)
     assert np.abs(np.asarray(grad)).sum() > 1e-3
 
 
 def test_straight_through_is_one_hot_forward_soft_backward():
     y = jnp.array([0.2, 0.5, 0.3])
-    st = maddpg.straight_through(y)
+    st = ops.straight_through(y)
     np.testing.assert_allclose(np.asarray(st), [0, 1, 0], atol=1e-7)
     w = jnp.array([1.0, 2.0, 3.0])
     np.testing.assert_allclose(
-        np.asarray(jax.grad(lambda v: (maddpg.straight_through(v) * w).sum())(y)), [1, 2, 3])
+        np.asarray(jax.grad(lambda v: (ops.straight_through(v) * w).sum())(y)), [1, 2, 3])
 
 
 def test_config_validation_and_overrides():

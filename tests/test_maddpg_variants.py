@@ -11,8 +11,9 @@ from flax import traverse_util
 from helpers import assert_every_leaf_changed
 
 import envs
-from metajax.maddpg import ActionSpace, MADDPGConfig, make_maddpg
-from metajax.runner import ONCE
+from metajax.algos.maddpg import MADDPGConfig, make_maddpg
+from metajax.core.interfaces import ActionSpace
+from metajax.train.loop import ONCE
 
 TINY = dict(batch_size=8, buffer_size=64, learning_starts=8, rollout_steps=4, num_envs=2,
             updates_per_rollout=1, hidden=(16,), num_heads=2, head_dim=4, embed_dim=8,

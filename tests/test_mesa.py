@@ -13,10 +13,11 @@ import pytest
 
 import envs
 from envs.wrappers import AutoReset, GoalObservation
-from metajax import mesa
-from metajax import mesa_core as mc
-from metajax.maddpg import ORIGINAL, ActionSpace, make_maddpg
-from metajax.runner import ONCE
+from metajax.algos.maddpg import ORIGINAL, make_maddpg
+from metajax.algos.mesa import core as mc
+from metajax.core.interfaces import ActionSpace
+from metajax.pipelines import mesa
+from metajax.train.loop import ONCE
 
 _LEARNER = dataclasses.replace(
     ORIGINAL, batch_size=8, buffer_size=64, num_envs=4, rollout_steps=1, learning_starts=8,
@@ -358,7 +359,7 @@ def test_multistage_features_separate_stages_but_not_histories():
     """The multi-stage climb default metric (experiments/mesa_multistage.py): the same joint
     action at two different stages is more than eps apart, different joint actions at one
     stage too, while two histories of one stage with the same joint action are within eps."""
-    from metajax.experiment import load_experiment
+    from metajax.pipelines.experiment import load_experiment
 
     cfg = load_experiment(Path(__file__).parents[1] / "experiments" / "mesa_multistage.py").config
     env = envs.make(cfg.env, **cfg.env_config)
@@ -389,7 +390,7 @@ def test_multistage_features_separate_stages_but_not_histories():
 def test_one_step_default_split_is_the_papers():
     """experiments/mesa_climb.py: test games drawn uniformly from all 20 games (both k = 1 and
     k = 2 occur), disjoint from each seed's 10 training games; k2_only keeps the old split."""
-    from metajax.experiment import configure, load_experiment
+    from metajax.pipelines.experiment import configure, load_experiment
 
     exp = load_experiment(Path(__file__).parents[1] / "experiments" / "mesa_climb.py")
     cfg = exp.config
@@ -408,7 +409,7 @@ def test_one_step_default_split_is_the_papers():
 
 
 def test_mesa_report_refuses_an_unfinished_run(tmp_path, capsys):
-    from metajax import mesa_report
+    from metajax.pipelines import mesa_report
 
     with pytest.raises(SystemExit):
         mesa_report.main([str(tmp_path)])
@@ -429,7 +430,7 @@ def _stage_step(bad_chunk: int):
 
 
 def test_stage_loop_stops_on_a_nonfinite_chunk(tmp_path):
-    from metajax.runner import NonFiniteError
+    from metajax.train.loop import NonFiniteError
 
     lines = []
     lg = mesa._Log(tmp_path, lines.append)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metajax import mesa_core as mc
+from metajax.algos.mesa import core as mc
 
 
 def _np(x):

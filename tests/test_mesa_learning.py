@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 import envs
-from metajax import mesa
-from metajax.checkpoint import Checkpointer, CheckpointError
-from metajax.maddpg import ORIGINAL
-from metajax.mesa import METHODS, MESAConfig, run_mesa
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines import mesa
+from metajax.pipelines.mesa import METHODS, MESAConfig, run_mesa
+from metajax.train.checkpoint import Checkpointer, CheckpointError
 
 pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
@@ -187,7 +187,7 @@ def test_a_deleted_stage_is_recomputed_equal_to_the_uninterrupted_run(run, tmp_p
 
 
 def test_report_from_the_committed_export_equals_the_report_from_the_run(run, tmp_path):
-    from metajax import mesa_report
+    from metajax.pipelines import mesa_report
 
     out, res = run
     data = mesa_report.export(out, "cmd")

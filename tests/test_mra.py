@@ -19,9 +19,10 @@ from helpers import assert_every_leaf_changed, assert_no_leaf_changed
 
 import envs
 from envs.core import Observation
-from metajax import mra
-from metajax import networks as nets
-from metajax.runner import build_tasks
+from metajax.algos import mra
+from metajax.core import networks as nets
+from metajax.core.taskspec import build_tasks
+from metajax.pipelines import mra as mra_pipeline
 
 pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
@@ -205,7 +206,7 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="needs a latent"):
         mra.MRAOptions(latent="none", phi="concat")
     with pytest.raises(ValueError, match="param_sharing"):
-        mra.MRAConfig(maddpg=dataclasses.replace(mra.MRA_SMALL, param_sharing="agent"))
+        mra_pipeline.MRAConfig(maddpg=dataclasses.replace(mra.MRA_SMALL, param_sharing="agent"))
     env = envs.make("treasure", max_agents=2, max_objects=2, action_type="relaxed")
     games = build_tasks(env, ({"n_agents": 2},))
     with pytest.raises(ValueError, match="discrete actions"):
@@ -221,7 +222,8 @@ TINY = dataclasses.replace(
     mra.MRA_SMALL, batch_size=64, buffer_size=4000, learning_starts=200, rollout_steps=10,
     num_envs=4, updates_per_rollout=8, hidden=(32,), num_heads=2, head_dim=8, embed_dim=16,
     critic_hidden=32, actor_lr=5e-3, critic_lr=5e-3, reward_scale=10.0)
-#: The CPU-scale learning rates of Eq. 11 and Eq. 13 (metajax.mra_experiments.MRA_CPU_OPTIONS).
+#: The CPU-scale learning rates of Eq. 11 and Eq. 13
+#: (metajax.pipelines.mra_compare.MRA_CPU_OPTIONS).
 OPTS = mra.MRAOptions(phi_lr=3e-3, prior_lr=3e-3)
 UPDATES = 260  # 10.4k env steps, every game visited 130 times
 SEEDS = 1

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metajax import experiment as xp
-from metajax import mra, stats
-from metajax.mra_experiments import CompareConfig, comparisons, summary_markdown
+from metajax import stats
+from metajax.pipelines import experiment as xp
+from metajax.pipelines import mra as mra_pipeline
+from metajax.pipelines.mra_compare import CompareConfig, comparisons, summary_markdown
 
 FILES = sorted(Path(__file__).parents[1].glob("experiments/mra_*.py"))
 
@@ -33,7 +34,7 @@ def test_experiment_file_configs(path):
         cfg = xp.configure(exp, presets)
         for name in cfg.arms:
             arm = cfg.arm_config(name, Path("/tmp/run"))
-            assert isinstance(arm, mra.MRAConfig)
+            assert isinstance(arm, mra_pipeline.MRAConfig)
             assert arm.seeds == cfg.seeds and arm.tasks
             if arm.mra.mode == "adapt":
                 assert arm.mra.init_from.startswith("/tmp/run/")
@@ -43,7 +44,7 @@ def test_experiment_file_configs(path):
 
 
 def test_compare_config_errors():
-    base = mra.MRAConfig()
+    base = mra_pipeline.MRAConfig()
     with pytest.raises(ValueError, match="at least one arm"):
         CompareConfig(base=base, arms={})
     with pytest.raises(ValueError, match="unknown arm"):
@@ -120,13 +121,13 @@ def test_compare_run_reports_references_episode_stats_and_prior(tmp_path):
     and best-of-z scored on other episodes than those that chose the head."""
     import json
 
-    from metajax.mra_experiments import TINY_TEST_LEARNER, run_compare
+    from metajax.pipelines.mra_compare import TINY_TEST_LEARNER, run_compare
 
     games = ({"n_pacman": 1, "n_ghosts": 1, "n_food": 2}, {"n_pacman": 2, "n_ghosts": 1,
                                                            "n_food": 2})
     cfg = CompareConfig(
         name="tiny", seeds=2, zero_shot=True, zero_shot_episodes=4, episode_stats=True,
-        base=mra.MRAConfig(env="pacman", env_config=dict(max_pacman=2, max_ghosts=1,
+        base=mra_pipeline.MRAConfig(env="pacman", env_config=dict(max_pacman=2, max_ghosts=1,
                                                          max_objects=2, episode_length=8),
                            tasks=games, maddpg=TINY_TEST_LEARNER, total_env_steps=640,
                            chunk_updates=4, eval_episodes=4, checkpoint_every=0),
@@ -163,7 +164,7 @@ def test_cross_play_splices_teams_and_normalizes_by_hand():
     stacks; each team's column normalized to [0, 1] over the pairings."""
     import jax.numpy as jnp
 
-    from metajax.mra_experiments import normalize_cross, splice_teams
+    from metajax.pipelines.mra_compare import normalize_cross, splice_teams
 
     p0 = {"w": jnp.array([[[1.0], [2.0]], [[3.0], [4.0]]])}  # [S=2, T=2, 1]
     p1 = {"w": jnp.array([[[10.0], [20.0]], [[30.0], [40.0]]])}
@@ -182,7 +183,7 @@ def test_exported_results_rederive_the_tables(tmp_path):
     import json
 
     from metajax.config import to_dict
-    from metajax.mra_experiments import export_summary, markdown_from_export
+    from metajax.pipelines.mra_compare import export_summary, markdown_from_export
 
     cfg = CompareConfig(name="x", arms={"mra": {}, "reptile": {}}, expected_best="mra")
     summary = _summary(cfg, {"mra": [10.0, 11.0, 12.0, 13.0], "reptile": [0.0, 1.0, 2.0, 3.0]},
@@ -201,7 +202,7 @@ def test_exported_curves_keep_every_seed_and_chunk(tmp_path):
     import json
 
     from metajax.config import to_dict
-    from metajax.mra_experiments import export_summary, markdown_from_export
+    from metajax.pipelines.mra_compare import export_summary, markdown_from_export
 
     cfg = CompareConfig(name="x", arms={"mra": {}, "reptile": {}}, expected_best="mra",
                         curve_metrics=("mi",))
@@ -230,18 +231,22 @@ def test_reference_rows_play_each_task_in_the_env_of_the_arm_that_evaluated_it(t
     """Fig. 4's large game has more agents than the base env holds: its reference rows are
     played in the env of the arm trained on it (the first arm's env would refuse the task),
     and equal the reference policy played there directly with that arm's evaluation key."""
-    from metajax import reference, runner
-    from metajax.mra_experiments import (
+    from metajax.algos import reference
+    from metajax.core import taskspec
+    from metajax.pipelines import mra as mra_pipeline
+    from metajax.pipelines import runner
+    from metajax.pipelines.mra_compare import (
         TINY_TEST_LEARNER,
         _eval_key,
         run_compare,
         single_game_arm,
     )
+    from metajax.train import evaluation
 
     small, large = {"n_agents": 2, "n_treasures": 2}, {"n_agents": 3, "n_treasures": 2}
     cfg = CompareConfig(
         name="tiny_large", seeds=2, references=("random",),
-        base=mra.MRAConfig(env="treasure", env_config=dict(max_agents=2, max_objects=2,
+        base=mra_pipeline.MRAConfig(env="treasure", env_config=dict(max_agents=2, max_objects=2,
                                                            episode_length=6),
                            tasks=(small,), maddpg=TINY_TEST_LEARNER, total_env_steps=320,
                            chunk_updates=4, eval_episodes=3, checkpoint_every=0),
@@ -256,6 +261,6 @@ def test_reference_rows_play_each_task_in_the_env_of_the_arm_that_evaluated_it(t
     env = runner.build_env(arm_cfg)
     res = json.loads((tmp_path / "large" / "results.json").read_text())
     r = np.asarray(reference.reference_returns(
-        env, runner.build_tasks(env, (large,)), "random", 3, _eval_key(arm_cfg, res), seeds=2))
-    want = runner.summarize_returns(r, runner.build_tasks(env, (large,)), env)[0]["per_seed"]
+        env, taskspec.build_tasks(env, (large,)), "random", 3, _eval_key(arm_cfg, res), seeds=2))
+    want = evaluation.summarize_returns(r, taskspec.build_tasks(env, (large,)), env)[0]["per_seed"]
     np.testing.assert_allclose(rows["n_agents=3 n_treasures=2"]["stochastic"]["per_seed"], want)

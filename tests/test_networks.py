@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs.core import Observation
-from metajax import networks as nets
+from metajax.core import networks as nets
 
 A, M = 4, 3
 

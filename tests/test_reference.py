@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import envs
-from metajax import reference, runner
+from metajax.algos import reference
+from metajax.core import taskspec
+from metajax.train import evaluation
 
 EPISODES = 16
 NOOP, PX, MX, PY, MY = range(5)
@@ -16,7 +18,7 @@ NOOP, PX, MX, PY, MY = range(5)
 
 def _mean_per_agent(returns, tasks, env) -> float:
     """Mean return per agent in the game over seeds, episodes and the single task."""
-    mask = np.asarray(jax.vmap(runner._agent_mask_of(env))(tasks))[0]
+    mask = np.asarray(jax.vmap(evaluation._agent_mask_of(env))(tasks))[0]
     return float(np.asarray(returns)[:, 0][..., mask].mean())
 
 
@@ -109,7 +111,7 @@ def test_clear_errors():
 
 def test_scripted_beats_random_on_resource_occupation():
     env = envs.make("resource", max_agents=3, max_objects=3, episode_length=20)
-    tasks = runner.build_tasks(env, ({"n_agents": 3, "n_resources": 3},))
+    tasks = taskspec.build_tasks(env, ({"n_agents": 3, "n_resources": 3},))
     out = {kind: reference.reference_returns(env, tasks, kind, EPISODES, jax.random.PRNGKey(0),
                                              stats=True) for kind in ("random", "scripted")}
     ret = {k: _mean_per_agent(r, tasks, env) for k, (r, _) in out.items()}
@@ -124,7 +126,7 @@ def test_scripted_beats_random_on_resource_occupation():
 
 def test_scripted_beats_random_on_treasure_collection():
     env = envs.make("treasure", max_agents=2, max_objects=6, episode_length=20)
-    tasks = runner.build_tasks(env, ({"n_agents": 2, "n_treasures": 6},))
+    tasks = taskspec.build_tasks(env, ({"n_agents": 2, "n_treasures": 6},))
     out = {kind: reference.reference_returns(env, tasks, kind, EPISODES, jax.random.PRNGKey(0),
                                              seeds=2, stats=True)
            for kind in ("random", "scripted")}
@@ -139,9 +141,9 @@ def test_scripted_beats_random_on_treasure_collection():
 
 def test_scripted_teams_beat_random_on_pacman():
     env = envs.make("pacman", max_pacman=4, max_ghosts=2, max_objects=6, episode_length=20)
-    tasks = runner.build_tasks(env, ({"n_pacman": 4, "n_ghosts": 2, "n_food": 6},))
-    team = np.asarray(runner._team_ids(env))
-    mask = np.asarray(jax.vmap(runner._agent_mask_of(env))(tasks))[0]
+    tasks = taskspec.build_tasks(env, ({"n_pacman": 4, "n_ghosts": 2, "n_food": 6},))
+    team = np.asarray(evaluation._team_ids(env))
+    mask = np.asarray(jax.vmap(evaluation._agent_mask_of(env))(tasks))[0]
     out, per_team = {}, {}
     for name, kind in {"random": "random", "chase": ("random", "scripted"),
                        "flee": ("scripted", "random")}.items():
@@ -149,7 +151,7 @@ def test_scripted_teams_beat_random_on_pacman():
                                            stats=True)
         out[name] = {k: float(v.mean()) for k, v in s.items()}
         per_team[name] = {t: float(v.mean()) for t, v in
-                          runner.team_returns(np.asarray(r)[:, 0], team, mask).items()}
+                          evaluation.team_returns(np.asarray(r)[:, 0], team, mask).items()}
     # measured (caught / eaten per episode; team returns per agent):
     #   random: 0.25 / 1.1, Pac-Man -0.70, ghosts -0.73
     #   chasing ghosts (random Pac-Man): 2.0 / 0.88, Pac-Man -2.9, ghosts 3.9
@@ -170,17 +172,17 @@ def test_team_returns_by_hand():
     mask = np.array([True, True, False, True, True])
     r = np.array([[1.0, 3.0, 99.0, -2.0, 4.0],
                   [0.0, -1.0, 99.0, 6.0, 0.0]])
-    out = runner.team_returns(r, team, mask)
+    out = evaluation.team_returns(r, team, mask)
     assert set(out) == {0, 1}
     np.testing.assert_allclose(out[0], [2.0, -0.5])
     np.testing.assert_allclose(out[1], [1.0, 3.0])
-    one = runner.team_returns(r[0], team, mask)
+    one = evaluation.team_returns(r[0], team, mask)
     assert one[0].shape == () and float(one[0]) == 2.0 and float(one[1]) == 1.0
     # Per-task masks broadcast against [K, E, A] returns: task 1 has no ghost G4.
     masks = np.array([[True, True, False, True, True],
                       [True, False, False, True, False]])[:, None]
-    out = runner.team_returns(np.stack([r, r]), team, masks)
+    out = evaluation.team_returns(np.stack([r, r]), team, masks)
     np.testing.assert_allclose(out[0], [[2.0, -0.5], [1.0, 0.0]])
     np.testing.assert_allclose(out[1], [[1.0, 3.0], [-2.0, 6.0]])
     # A team with no agent in the game is left out.
-    assert set(runner.team_returns(r, team, team == 0)) == {0}
+    assert set(evaluation.team_returns(r, team, team == 0)) == {0}

@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from helpers import tiny_climb_experiment
 
-from metajax import experiment as xp
-from metajax import runner
 from metajax.cli import DIVERGED, main
 from metajax.config import ConfigError, override
+from metajax.pipelines import experiment as xp
+from metajax.pipelines import runner
+from metajax.train import loop
 
 pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
@@ -68,20 +69,20 @@ def test_nonfinite_checks_name_metric_and_seeds():
                "critic_loss": np.array([[0.1, np.inf], [0.1, 0.2]], np.float32),
                "actor_loss": np.array([[0.1, 0.2], [np.nan, 0.2]], np.float32),
                "q_mean": np.zeros((2, 2), np.float32)}
-    bad = runner.nonfinite_metrics(metrics)
+    bad = loop.nonfinite_metrics(metrics)
     assert bad == {"critic_loss": [0], "actor_loss": [1]}
-    msg = runner.nonfinite_report(bad, np.array([True, False]), 3, 5)
+    msg = loop.nonfinite_report(bad, np.array([True, False]), 3, 5)
     assert msg == "non-finite critic_loss in chunk 3/5 (seed indices 0, 1; also actor_loss, " \
                   "parameters)"
-    assert runner.nonfinite_report({}, np.array([True, True]), 3, 5) is None
-    assert runner.nonfinite_report({}, np.array([True, False]), 1, 2) == (
+    assert loop.nonfinite_report({}, np.array([True, True]), 3, 5) is None
+    assert loop.nonfinite_report({}, np.array([True, False]), 1, 2) == (
         "non-finite parameters in chunk 1/2 (seed index 1)")
 
     w = np.ones((3, 4), np.float32)
     w[2, 1] = np.nan
     state = types.SimpleNamespace(params={"w": w, "n": np.arange(3)})  # seeds [S=3, ...]
     learner = runner.Learner(*([None] * 7))
-    np.testing.assert_array_equal(runner.make_finite_check(learner)(state), [True, True, False])
+    np.testing.assert_array_equal(loop.make_finite_check(learner)(state), [True, True, False])
 
 
 #: ``metajax run`` of a run whose critic learning rate, 1e10, makes the critic loss infinite at
@@ -267,7 +268,7 @@ def test_resume_refuses_a_smaller_total_or_another_field(short_run, experiment_f
     assert "chunk_updates: 2 -> 4" in err and "maddpg.actor_lr: 0.01 -> 0.5" in err
     assert "total_env_steps" not in err.split("(differences:")[1].split("; only")[0]
     # fields that cannot change what is trained may change
-    assert runner.resume_conflicts(
+    assert loop.resume_conflicts(
         json.loads((short_run / "config.json").read_text())["algo_config"],
         override(xp.read_run_config(short_run)[0],
                  {"eval_every": 3, "checkpoint_every": 5, "allow_nonfinite": True})) == []

@@ -1,4 +1,4 @@
-"""The statistics of every pipeline's run directory (:mod:`metajax.run_stats`) and the CLI on
+"""The statistics of every pipeline's run directory (:mod:`metajax.train.run_stats`) and the CLI on
 them: ``compare``, ``plot --stats`` and ``export --marl-eval``, on small run directories
 written here in each pipeline's layout (the train pipeline's real run is in ``test_cli``)."""
 
@@ -12,8 +12,10 @@ import pytest
 from helpers import is_finite_float
 from PIL import Image
 
-from metajax import mesa, run_stats, stats
+from metajax import stats
 from metajax.cli import main
+from metajax.pipelines import mesa
+from metajax.train import run_stats
 
 RNG = np.random.default_rng(0)
 
@@ -313,13 +315,14 @@ def test_export_marl_eval_layout(runs, tmp_path, capsys):
 
 def test_the_runner_records_the_optimum_of_envs_that_know_it():
     import envs
-    from metajax import runner
+    from metajax.core import taskspec
+    from metajax.train import evaluation
 
     climb = envs.make("climb", max_agents=2, num_actions=4)
-    tasks = runner.build_tasks(climb, ({"k": 2, "u": 1}, {"k": 1, "u": 0}))
-    assert runner.optimal_values(climb, tasks) == [1.0, 1.0]
+    tasks = taskspec.build_tasks(climb, ({"k": 2, "u": 1}, {"k": 1, "u": 0}))
+    assert evaluation.optimal_values(climb, tasks) == [1.0, 1.0]
     multi = envs.make("climb_multistage", max_agents=2, num_stages=3, num_actions=4)
-    assert runner.optimal_values(multi, runner.build_tasks(multi, ({},))) == [3.0]
+    assert evaluation.optimal_values(multi, taskspec.build_tasks(multi, ({},))) == [3.0]
     treasure = envs.make("treasure", max_agents=3, max_objects=3, episode_length=5)
-    tasks = runner.build_tasks(treasure, ({"n_agents": 2, "n_treasures": 2},))
-    assert runner.optimal_values(treasure, tasks) is None
+    tasks = taskspec.build_tasks(treasure, ({"n_agents": 2, "n_treasures": 2},))
+    assert evaluation.optimal_values(treasure, tasks) is None

@@ -17,18 +17,19 @@ import chex
 import numpy as np
 import pytest
 
-from metajax import experiment as xp
-from metajax import runner, sweep
+from metajax.algos.maddpg import MADDPGConfig
 from metajax.cli import main
 from metajax.config import ConfigError
-from metajax.maddpg import MADDPGConfig
+from metajax.pipelines import experiment as xp
+from metajax.pipelines import runner, sweep
+from metajax.train import loop
 
 os.environ["WANDB_MODE"] = "disabled"
 
 EXPERIMENT = '''"""A tiny climb game for the sweep tests."""
 
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.pipelines.runner import TrainConfig
 
 CONFIG = TrainConfig(
     name="swept",
@@ -75,7 +76,7 @@ def swept(experiment_file, tmp_path_factory):
     ``chex.assert_max_traces(n=1)``: a second trace of the chunk (a recompilation, or a group
     per point) fails the sweep."""
     out = tmp_path_factory.mktemp("sweep") / "out"
-    make_chunk = runner.make_chunk
+    make_chunk = loop.make_chunk
     chunks = []
 
     def once(learner, *args, **kwargs):
@@ -159,13 +160,14 @@ def _spread_continuous():
 def _mra():
     """MRA on two treasure games: its loss coefficients, Reptile step size and the prior's
     temperature are traced (with the Eq. 11 step on, mi_coef > 0)."""
-    from metajax import mra
+    from metajax.algos import mra
+    from metajax.pipelines import mra as mra_pipeline
 
     tiny = dataclasses.replace(
         mra.MRA_SMALL, batch_size=16, buffer_size=200, learning_starts=20, rollout_steps=5,
         num_envs=2, updates_per_rollout=2, hidden=(8,), num_heads=2, head_dim=4, embed_dim=8,
         critic_hidden=8)
-    cfg = mra.MRAConfig(
+    cfg = mra_pipeline.MRAConfig(
         env="treasure", env_config=dict(max_agents=3, max_objects=2, episode_length=5),
         tasks=({"n_agents": 2, "n_treasures": 2}, {"n_agents": 3, "n_treasures": 2}),
         maddpg=tiny, total_env_steps=60, chunk_updates=2, eval_episodes=2, seeds=SEEDS)
@@ -221,9 +223,9 @@ def test_shape_changing_keys_split_the_grid_into_listed_groups(experiment_file):
 
 
 def test_mra_mi_coef_zero_is_its_own_group():
-    from metajax import mra
+    from metajax.pipelines import mra as mra_pipeline
 
-    plan = sweep.plan_sweep(mra.MRAConfig(), {"mra.mi_coef": [0.0, 0.5, 1.0],
+    plan = sweep.plan_sweep(mra_pipeline.MRAConfig(), {"mra.mi_coef": [0.0, 0.5, 1.0],
                                               "mra.entropy_coef": [0.0, 0.01]}, 2)
     assert [len(g.points) for g in plan.groups] == [2, 4]
     assert plan.groups[0].structure == (False,) and plan.groups[1].traced == (

@@ -14,8 +14,8 @@ import pytest
 from helpers import run_in_subprocess
 
 import envs
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig, train
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.pipelines.runner import TrainConfig, train
 
 pytestmark = pytest.mark.early  # trains whole runs (see conftest.py)
 
@@ -128,7 +128,7 @@ def test_determinism_and_resume(full_run, tmp_path):
 
 
 def test_refuses_to_overwrite_or_resume_other_config(full_run, tmp_path):
-    from metajax.checkpoint import CheckpointError
+    from metajax.train.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="already holds a run"):
         train(LEARN, full_run.run_dir, wandb_mode="disabled", progress=False)

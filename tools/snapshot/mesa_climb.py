@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from metajax.maddpg import ORIGINAL
-from metajax.mesa import MESAConfig
+from metajax.algos.maddpg import ORIGINAL
+from metajax.pipelines.mesa import MESAConfig
 
 PIPELINE = "mesa"
 

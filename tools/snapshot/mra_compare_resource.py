@@ -1,7 +1,7 @@
 """Behaviour snapshot: MRA against Reptile on two resource games (tools/behaviour_snapshot.py)."""
 
-from metajax.mra import MRAConfig
-from metajax.mra_experiments import TINY_TEST_LEARNER, CompareConfig
+from metajax.pipelines.mra import MRAConfig
+from metajax.pipelines.mra_compare import TINY_TEST_LEARNER, CompareConfig
 
 PIPELINE = "mra_compare"
 

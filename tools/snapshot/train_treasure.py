@@ -1,7 +1,7 @@
 """Behaviour snapshot: MADDPG on two treasure populations (tools/behaviour_snapshot.py)."""
 
-from metajax.maddpg import MADDPGConfig
-from metajax.runner import TrainConfig
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.pipelines.runner import TrainConfig
 
 PIPELINE = "train"
 

@@ -2,7 +2,8 @@
 
 An experiment file is a Python module (``experiments/<name>.py``) that defines
 
-* ``CONFIG``: the typed config of the run (a dataclass, e.g. :class:`metajax.runner.TrainConfig`);
+* ``CONFIG``: the typed config of the run (a dataclass, e.g.
+  :class:`metajax.pipelines.runner.TrainConfig`);
 * ``PRESETS`` (optional): ``{name: {dotted.key: value}}`` override sets, e.g. ``"paper"`` with the
   papers' step counts;
 * ``PIPELINE`` (optional, default ``"train"``): the key in :data:`PIPELINES` that runs it.
@@ -20,16 +21,41 @@ import dataclasses
 import importlib.util
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from metajax import runner
-from metajax.checkpoint import Checkpointer, CheckpointError
 from metajax.config import ConfigError, from_dict, override, resolve
+from metajax.core import taskspec
+from metajax.pipelines import runner
+from metajax.pipelines.registry import PIPELINES, Pipeline
+from metajax.train import loop
+from metajax.train.checkpoint import Checkpointer, CheckpointError
+
+#: Modules that moved when the learning layer was split into layers (issue 14): an experiment
+#: file that imports an old path fails with the new one named.
+MOVED = {
+    "metajax.runner": "metajax.pipelines.runner (TrainConfig, train), metajax.train.loop, "
+                      "metajax.train.evaluation, metajax.core.taskspec",
+    "metajax.maddpg": "metajax.algos.maddpg (MADDPGConfig, ORIGINAL, make_maddpg), "
+                      "metajax.core.interfaces (Learner), metajax.core.ops",
+    "metajax.mra": "metajax.pipelines.mra (MRAConfig), metajax.algos.mra (MRAOptions, MRA_SMALL)",
+    "metajax.mra_experiments": "metajax.pipelines.mra_compare",
+    "metajax.mesa": "metajax.pipelines.mesa",
+    "metajax.mesa_core": "metajax.algos.mesa.core",
+    "metajax.mesa_report": "metajax.pipelines.mesa_report",
+    "metajax.kmeans": "metajax.algos.mesa.kmeans",
+    "metajax.experiment": "metajax.pipelines.experiment",
+    "metajax.sweep": "metajax.pipelines.sweep",
+    "metajax.reference": "metajax.algos.reference",
+    "metajax.networks": "metajax.core.networks",
+    "metajax.replay": "metajax.core.replay",
+    "metajax.checkpoint": "metajax.train.checkpoint",
+    "metajax.killpoint": "metajax.train.killpoint",
+    "metajax.run_stats": "metajax.train.run_stats",
+}
 
 #: Name of the copy of the experiment file kept in a run directory.
 EXPERIMENT_COPY = "experiment.py"
@@ -38,36 +64,6 @@ EXPERIMENT_COPY = "experiment.py"
 class ExperimentError(ValueError):
     """A missing or malformed experiment file, an unknown preset or pipeline, or a directory
     that is not a run directory."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Pipeline:
-    """How to run an experiment and how to read its config back.
-
-    * ``run(config, run_dir, *, resume, wandb_mode, progress) -> result``;
-    * ``config_type``: the dataclass of its config (``from_dict`` target for ``config.json``);
-    * ``load(run_dir, config, step) -> TrainedRun`` (optional): rebuild env and learner and
-      restore a checkpoint of a run directory it wrote, for ``eval``/``render``; ``None`` =
-      the runner's layout (:func:`load_run`'s default).
-    """
-
-    run: Callable[..., Any]
-    config_type: type
-    load: Callable[..., Any] | None = None
-
-
-#: The ``"train"`` pipeline: :func:`metajax.runner.train`.
-TRAIN_PIPELINE = Pipeline(runner.train, runner.TrainConfig)
-
-#: Pipelines by name: ``name -> "module:attribute"`` of a :class:`Pipeline`, a literal table
-#: (nothing registers itself on import); :func:`get_pipeline` imports the module on first use,
-#: so the CLI does not pay for every algorithm at start-up.
-PIPELINES: dict[str, str] = {
-    "train": "metajax.experiment:TRAIN_PIPELINE",
-    "mra": "metajax.mra:PIPELINE",
-    "mra_compare": "metajax.mra_experiments:PIPELINE",
-    "mesa": "metajax.mesa:PIPELINE",
-}
 
 
 def get_pipeline(name: str) -> Pipeline:
@@ -119,6 +115,9 @@ def load_experiment(path: str | Path) -> Experiment:
         spec.loader.exec_module(module)
     except Exception as e:
         sys.modules.pop(name, None)
+        if isinstance(e, ModuleNotFoundError) and e.name in MOVED:
+            raise ExperimentError(f"{path}: imports {e.name}, which has moved: import from "
+                                  f"{MOVED[e.name]}") from e
         raise ExperimentError(f"{path}: failed to import: {type(e).__name__}: {e}") from e
     if not hasattr(module, "CONFIG"):
         raise ExperimentError(f"{path} defines no CONFIG (the experiment's config dataclass)")
@@ -224,7 +223,7 @@ class TrainedRun:
     @property
     def eval_specs(self) -> tuple[dict, ...]:
         """The run's evaluation task specs (default: its distinct training tasks)."""
-        return tuple(self.config.eval_tasks or runner.distinct_tasks(self.config.tasks))
+        return tuple(self.config.eval_tasks or taskspec.distinct_tasks(self.config.tasks))
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
@@ -232,8 +231,8 @@ def load_run(run_dir: str | Path, step: int | None = None) -> TrainedRun:
     ``step``) checkpoint.
 
     Without ``step``, damaged checkpoints newer than the latest intact one are skipped with a
-    one-line warning on stderr (see :mod:`metajax.checkpoint`); ``TrainedRun.step`` is the step
-    read.
+    one-line warning on stderr (see :mod:`metajax.train.checkpoint`); ``TrainedRun.step`` is the
+    step read.
 
     Raises:
       ExperimentError: not a run directory. CheckpointError (one line): no checkpoint, none
@@ -302,6 +301,6 @@ def play(
         return Episode(states, acts, rewards, ts.observation.agent_mask, done)
 
     if episodes is None:
-        return jax.device_get(jax.jit(episode, compiler_options=runner.ONCE)(params, key))
-    many = jax.jit(jax.vmap(episode, (None, 0)), compiler_options=runner.ONCE)
+        return jax.device_get(jax.jit(episode, compiler_options=loop.ONCE)(params, key))
+    many = jax.jit(jax.vmap(episode, (None, 0)), compiler_options=loop.ONCE)
     return jax.device_get(many(params, jax.random.split(key, episodes)))

@@ -7,7 +7,8 @@
 * :func:`min_distance`, :func:`count_decay`, :func:`coverage_reward` - Eq. 6.
 * :func:`count_step` - one visit of the trajectory-level count ``N`` started from the global
   count ``N_hat`` (Alg. 1 lines 10 and 15); :func:`visit_counts`, :func:`update_global` - line
-  19; counts are over k-means clusters (:func:`metajax.kmeans.assign` is the hash ``phi``).
+  19; counts are over k-means clusters (:func:`metajax.algos.mesa.kmeans.assign` is the hash
+  ``phi``).
 * :func:`coverage_step` - Eq. 6 for one step of ``G`` games: the function the exploration
   policies are trained with; :func:`trajectory_counts` and :func:`trajectory_coverage_reward`
   scan it over one trajectory.
@@ -31,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from metajax.kmeans import assign
+from metajax.algos.mesa.kmeans import assign
 
 Array = jax.Array
 
@@ -419,9 +420,9 @@ def coverage_step(
     """Eq. 6 for one step of ``G`` games: ``(reward [G], inside [G] bool, counts [G, K])``.
 
     ``ds``: ``M_*``; ``centers [K, D]``: its k-means centers (the hash ``phi`` is
-    :func:`metajax.kmeans.assign`); ``counts [G, K]``: each game's trajectory count ``N``;
-    ``global_counts [K]``: ``N_hat``; ``sa [G, D]``: the visited joint (state, action) vectors,
-    in the layout of ``M_*``; ``done [G]``: the episode ends after this step.
+    :func:`metajax.algos.mesa.kmeans.assign`); ``counts [G, K]``: each game's trajectory count
+    ``N``; ``global_counts [K]``: ``N_hat``; ``sa [G, D]``: the visited joint (state, action)
+    vectors, in the layout of ``M_*``; ``done [G]``: the episode ends after this step.
 
     A visit within ``eps`` of ``M_*`` earns the derived reward ``r_hat`` of its nearest stored
     pair (``ds.value``, Eq. 5 at collection) times ``f_d`` of its cluster's count

@@ -1,9 +1,9 @@
 """MRA paper experiments: several learners ("arms") on the same games, then one summary.
 
 The ``"mra_compare"`` pipeline runs a :class:`CompareConfig`: every arm is an
-:class:`metajax.mra.MRAConfig` (``base`` with the arm's dotted overrides), trained by the runner
-into ``RUN_DIR/<arm>/`` (an ordinary ``"mra"`` run directory: ``metajax eval|render|plot`` work
-on it), one after the other. An arm may start from an earlier arm's result
+:class:`metajax.pipelines.mra.MRAConfig` (``base`` with the arm's dotted overrides), trained by the
+runner into ``RUN_DIR/<arm>/`` (an ordinary ``"mra"`` run directory: ``metajax eval|render|plot``
+work on it), one after the other. An arm may start from an earlier arm's result
 (``"mra.init_from": "arm:<name>"``, the adaptation of Fig. 4). Then, in ``RUN_DIR``:
 
 * ``summary.json`` / ``summary.md``: per arm its wall-clock, env steps per seed and final
@@ -12,7 +12,7 @@ on it), one after the other. An arm may start from an earlier arm's result
   task, the cross-play table of two arms' teams (``cross``, MRA App. E.2), and ``stats``: the
   arms' and references' IQM, mean, median, optimality gap, performance profiles and
   probabilities of improvement with 95 % stratified bootstrap CIs
-  (:func:`metajax.run_stats.compare_groups`);
+  (:func:`metajax.train.run_stats.compare_groups`);
 * ``curves.png``: per training game, each arm's training return (mean +- std over seeds)
   against env steps per seed; ``extra_curves.png`` for ``curve_metrics`` (e.g. Eq. 11's bound
   and Eq. 13's loss, App. E.5);
@@ -39,9 +39,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from metajax import experiment as xp
-from metajax import mra, reference, run_stats, runner, stats
+from metajax import stats
+from metajax.algos import mra, reference
 from metajax.config import override, to_dict
+from metajax.core import taskspec
+from metajax.pipelines import experiment as xp
+from metajax.pipelines import mra as mra_pipeline
+from metajax.pipelines import runner
+from metajax.train import evaluation, run_stats
 
 ARM_PREFIX = "arm:"
 
@@ -84,7 +89,7 @@ def baseline_arms(target: dict, critic: str = "attention") -> dict:
     same MADDPG with parameters shared by homogeneous agents. ``critic``: MADDPG's centralized
     critic, ``attention`` (MAAC-style, App. E.1: "the critic also adopts a self-attention
     network in a similar way with MAAC"; every agent encoded once,
-    :class:`metajax.networks.AttentionCritic`) or ``mlp`` (the original MADDPG's)."""
+    :class:`metajax.core.networks.AttentionCritic`) or ``mlp`` (the original MADDPG's)."""
     c = {"maddpg.critic": critic}
     return {
         "baseline": single_game_arm(target),
@@ -115,7 +120,7 @@ class CompareConfig:
     * ``reuse``: ``{arm: run directory}`` arms already trained elsewhere with the same config
       (e.g. by another experiment that shares them); they are read, not trained, after a check
       that their ``config.json`` matches the arm's config up to its name;
-    * ``references``: reference policies (:mod:`metajax.reference`: ``random``, ``scripted``)
+    * ``references``: reference policies (:mod:`metajax.algos.reference`: ``random``, ``scripted``)
       played on every report task with the same evaluator, seeds and episodes as the arms;
       an arm whose stochastic return does not beat the scripted row on a task is reported as
       not having learned that game;
@@ -125,7 +130,7 @@ class CompareConfig:
     """
 
     name: str = "mra_compare"
-    base: mra.MRAConfig = dataclasses.field(default_factory=mra.MRAConfig)
+    base: mra_pipeline.MRAConfig = dataclasses.field(default_factory=mra_pipeline.MRAConfig)
     arms: dict = dataclasses.field(default_factory=dict)
     seeds: int = 1
     report_tasks: tuple[dict, ...] = ()
@@ -169,7 +174,7 @@ class CompareConfig:
         """Where arm ``name``'s run lives (its reused directory, else ``run_dir/name``)."""
         return Path(self.reuse[name]) if name in self.reuse else Path(run_dir) / name
 
-    def arm_config(self, name: str, run_dir: Path | None = None) -> mra.MRAConfig:
+    def arm_config(self, name: str, run_dir: Path | None = None) -> mra_pipeline.MRAConfig:
         """The full config of arm ``name`` (``arm:`` references resolved under ``run_dir``)."""
         ov = dict(self.arms[name])
         src = ov.get("mra.init_from", "")
@@ -219,8 +224,8 @@ def run_compare(
         log(f"[{cfg.name}] arm {name}: {arm_cfg.algo}, {len(arm_cfg.tasks)} game(s), "
             f"{arm_cfg.total_env_steps:,} env steps per seed, {arm_cfg.seeds} seed(s)")
         t0 = time.perf_counter()
-        mra.run_mra(arm_cfg, arm_dir, resume=resume, wandb_mode=wandb_mode, progress=progress,
-                     log=log)
+        mra_pipeline.run_mra(arm_cfg, arm_dir, resume=resume, wandb_mode=wandb_mode,
+                             progress=progress, log=log)
         timing[name] = timing.get(name, 0.0) + time.perf_counter() - t0
         timing_path.write_text(json.dumps(timing, indent=1))
     summary = summarize(cfg, run_dir, timing, log=log)
@@ -240,7 +245,7 @@ def _wall_clock(name: str, arm_dir: Path, timing: dict) -> float:
     return float("nan")
 
 
-def _check_reused(arm_dir: Path, arm_cfg: mra.MRAConfig) -> None:
+def _check_reused(arm_dir: Path, arm_cfg: mra_pipeline.MRAConfig) -> None:
     """A reused arm must be a finished run of the same config (names aside)."""
     if not (arm_dir / "results.json").exists():
         raise xp.ExperimentError(f"reused arm {arm_dir} has no results.json (not finished?)")
@@ -268,7 +273,7 @@ def summarize(cfg: CompareConfig, run_dir: Path, timing: dict, log=print) -> dic
         entry: dict[str, Any] = {
             "algo": arm_cfg.algo,
             "latent": arm_cfg.mra.latent if arm_cfg.algo == "mra" else "-",
-            "games": [dict(t) for t in runner.distinct_tasks(arm_cfg.tasks)],
+            "games": [dict(t) for t in taskspec.distinct_tasks(arm_cfg.tasks)],
             "env_steps": res["env_steps"],
             "seeds": arm_cfg.seeds,
             "wall_clock_s": round(_wall_clock(name, arm_dir, timing), 1),
@@ -339,7 +344,7 @@ def zero_shot(arm_dir: Path, specs: list[dict], episodes: int) -> dict:
     """Expectation-over-``z`` and best-of-``z`` returns (stochastic actions) of a trained MRA
     run on ``specs``: ``{task: {"expectation": [S], "best_of_z": [S], "per_head": [S, H]}}``."""
     run = xp.load_run(arm_dir)
-    tasks = runner.build_tasks(run.env, tuple(specs))
+    tasks = taskspec.build_tasks(run.env, tuple(specs))
     res = mra.latent_returns(run.learner, run.env, run.params(), tasks,
                              jax.random.PRNGKey(2024), episodes)
     out = {}
@@ -348,7 +353,7 @@ def zero_shot(arm_dir: Path, specs: list[dict], episodes: int) -> dict:
     return out
 
 
-def _eval_key(arm_cfg: mra.MRAConfig, res: dict) -> jax.Array:
+def _eval_key(arm_cfg: mra_pipeline.MRAConfig, res: dict) -> jax.Array:
     """The key of the runner's final evaluation of a run (so references and statistics are
     played on the same episodes' starts)."""
     return jax.random.PRNGKey(arm_cfg.seed + 10_007 * int(res.get("chunk", 0)))
@@ -358,12 +363,12 @@ def episode_stats(learner: Any, env: Any, params: Any, specs: list[dict], episod
                   key: jax.Array) -> dict:
     """Per task: each team's mean per-agent return ``team<t>`` ``[S]``, the per-episode sum of
     every scalar step extra (e.g. ``caught``, ``eaten``) and ``length`` ``[S]`` (means over
-    episodes), stochastic actions, from :func:`metajax.runner.make_evaluator` with
+    episodes), stochastic actions, from :func:`metajax.train.evaluation.make_evaluator` with
     ``stats=True``. ``params`` ``[S, ...]``."""
-    tasks = runner.build_tasks(env, tuple(specs))
-    ret, st = runner.make_evaluator(learner, env, episodes, stats=True)(params, tasks, key,
+    tasks = taskspec.build_tasks(env, tuple(specs))
+    ret, st = evaluation.make_evaluator(learner, env, episodes, stats=True)(params, tasks, key,
                                                                          False)
-    summ = runner.summarize_returns(np.asarray(ret), tasks, env)
+    summ = evaluation.summarize_returns(np.asarray(ret), tasks, env)
     out = {}
     for i, spec in enumerate(specs):
         e = {k: v for k, v in summ[i].items() if k.startswith("team") and k.endswith("per_seed")}
@@ -393,12 +398,12 @@ def reference_rows(cfg: CompareConfig, run_dir: Path, report: list[dict]) -> dic
         res = json.loads((arm_dir / "results.json").read_text())
         arm_cfg = cfg.arm_config(name, run_dir)
         env = runner.build_env(arm_cfg)
-        tasks = runner.build_tasks(env, tuple(specs))
+        tasks = taskspec.build_tasks(env, tuple(specs))
         key = _eval_key(arm_cfg, res)
         for kind in cfg.references:
             r = np.asarray(reference.reference_returns(env, tasks, kind, arm_cfg.eval_episodes,
                                                        key, seeds=cfg.seeds))
-            summ = runner.summarize_returns(r, tasks, env)
+            summ = evaluation.summarize_returns(r, tasks, env)
             rows = out[kind]
             for i, spec in enumerate(specs):
                 rows[_spec_key(spec)] = {"stochastic": {
@@ -482,9 +487,9 @@ def cross_play(cfg: CompareConfig, run_dir: Path) -> dict:
     runs = {n: xp.load_run(cfg.arm_dir(n, run_dir)) for n in (a, b)}
     env = runs[b].env
     learner = runs[b].learner
-    tasks = runner.build_tasks(env, (dict(cfg.cross_task),))
-    evaluate = runner.make_evaluator(learner, env, cfg.cross_episodes)
-    team = np.asarray(runner._team_ids(env))
+    tasks = taskspec.build_tasks(env, (dict(cfg.cross_task),))
+    evaluate = evaluation.make_evaluator(learner, env, cfg.cross_episodes)
+    team = np.asarray(evaluation._team_ids(env))
     mask = np.asarray(env.reset_to(jax.random.PRNGKey(0), _first(tasks))[1].observation
                       .agent_mask)
     table: dict[str, dict] = {}
@@ -492,7 +497,7 @@ def cross_play(cfg: CompareConfig, run_dir: Path) -> dict:
         for t1 in (a, b):
             params = splice_teams(runs[t0].params(), runs[t1].params())
             r = np.asarray(evaluate(params, tasks, jax.random.PRNGKey(7), False))[:, 0]
-            per = runner.team_returns(r, team, mask)  # {k: [S, E]}
+            per = evaluation.team_returns(r, team, mask)  # {k: [S, E]}
             table[f"team0={t0} team1={t1}"] = {
                 **{f"team{k}": float(per[k].mean()) for k in (0, 1)},
                 **{f"team{k}_per_seed": per[k].mean(-1).tolist() for k in (0, 1)}}
@@ -529,7 +534,7 @@ def render_attention_gif(
     run = xp.load_run(arm_dir)
     if getattr(run.config, "algo", "") != "mra":
         raise ValueError(f"{arm_dir} is not an MRA run (no relational graph to draw)")
-    task = runner.make_task(run.env, spec or run.eval_specs[0])
+    task = taskspec.make_task(run.env, spec or run.eval_specs[0])
     params = run.params(seed_index)
     states, att, rewards = mra.attention_episode(run.config, run.learner, run.env, params, task,
                                                  jax.random.PRNGKey(11))
@@ -554,7 +559,7 @@ def _game_curves(cfg: CompareConfig, run_dir: Path) -> dict[str, dict[str, tuple
         rows = [json.loads(ln) for ln in (cfg.arm_dir(name, run_dir) / "metrics.jsonl")
                 .read_text().splitlines() if ln.strip()]
         arm_cfg = cfg.arm_config(name, run_dir)
-        games = runner.distinct_tasks(arm_cfg.tasks)
+        games = taskspec.distinct_tasks(arm_cfg.tasks)
         for g, spec in enumerate(games):
             key = f"return_g{g}" if f"return_g{g}" in (rows[0] if rows else {}) else (
                 "episode_return" if len(games) == 1 else None)
@@ -803,7 +808,7 @@ def _load_compare(run_dir: Path, cfg: CompareConfig, step: int | None = None):
         f"or plot one of them, e.g. {Path(run_dir) / next(iter(cfg.arms))}")
 
 
-#: The ``"mra_compare"`` pipeline (:data:`metajax.experiment.PIPELINES`).
+#: The ``"mra_compare"`` pipeline (:data:`metajax.pipelines.registry.PIPELINES`).
 PIPELINE = xp.Pipeline(run_compare, CompareConfig, _load_compare)
 
 
@@ -881,12 +886,12 @@ def markdown_from_export(path: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m metajax.mra_experiments RUN --out X.json [--command "..."]`` exports a
-    comparison's raw results; ``python -m metajax.mra_experiments --from X.json`` prints its
+    """``python -m metajax.pipelines.mra_compare RUN --out X.json [--command "..."]`` exports a
+    comparison's raw results; ``python -m metajax.pipelines.mra_compare --from X.json`` prints its
     tables from the exported file."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m metajax.mra_experiments",
+    p = argparse.ArgumentParser(prog="python -m metajax.pipelines.mra_compare",
                                 description=main.__doc__)
     p.add_argument("run", nargs="?", help="an mra_compare run directory")
     p.add_argument("--out", help="where to write the raw results (JSON)")

@@ -1,12 +1,13 @@
 """Raw per-seed results of a MESA run, as the small JSON committed under
 ``experiments/results/``, and the tables of ``experiments/RESULTS.md`` computed from it.
 
-    python -m metajax.mesa_report runs/mesa_climb --out experiments/results/mesa_climb.json \\
+    python -m metajax.pipelines.mesa_report runs/mesa_climb --out
+    experiments/results/mesa_climb.json \\
         --command "metajax run experiments/mesa_climb.py --out runs/mesa_climb"
 
 prints the markdown (every interval a 95 % stratified bootstrap CI over seeds from
 :mod:`metajax.stats`; every comparison paired by seed). :func:`report` re-derives the same
-tables from a committed JSON alone: ``python -m metajax.mesa_report --from
+tables from a committed JSON alone: ``python -m metajax.pipelines.mesa_report --from
 experiments/results/mesa_climb.json``.
 """
 
@@ -19,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from metajax import mesa, stats
+from metajax import stats
+from metajax.pipelines import mesa
 
 #: Per-task arrays kept from ``results.json``'s ``zero_shot_high_reward``.
 _ZERO_SHOT = ("explorers_per_task", "random_per_task", "test_pairs_inside_per_task",
@@ -150,9 +152,9 @@ def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -
     import jax
 
     import envs
-    from metajax import mesa_core as mc
+    from metajax.algos.maddpg import make_maddpg
+    from metajax.algos.mesa import core as mc
     from metajax.config import from_dict
-    from metajax.maddpg import make_maddpg
 
     run_dir = Path(run_dir)
     cfg = from_dict(mesa.MESAConfig,

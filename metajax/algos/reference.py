@@ -1,8 +1,8 @@
 """Reference policies for the MRA games: uniform random moves and a simple script per game.
 
-Both are :class:`metajax.maddpg.Learner`-compatible (only ``policy`` and ``initial_carry`` are
-real), so :func:`metajax.runner.make_evaluator` plays them like a trained learner; they ignore
-their parameters and the ``greedy`` flag.
+Both are :class:`metajax.core.interfaces.Learner`-compatible (only ``policy`` and ``initial_carry``
+are real), so :func:`metajax.train.evaluation.make_evaluator` plays them like a trained learner;
+they ignore their parameters and the ``greedy`` flag.
 
 * ``"random"``: every agent draws a uniform random action from the env's action spec
   (discrete: one of the moves; bounded float actions: uniform in the bounds).
@@ -38,8 +38,8 @@ from jumanji import specs
 
 from envs.core import MultiAgentEnv, Observation
 from envs.particle.physics import DISCRETE_DIRECTIONS
-from metajax import runner
-from metajax.maddpg import Learner
+from metajax.core.interfaces import Learner
+from metajax.train import evaluation
 
 Array = jax.Array
 
@@ -181,7 +181,7 @@ def _coded_learner(env: MultiAgentEnv) -> Learner:
 
 
 def reference_learner(env: MultiAgentEnv, kind: str | Sequence[str]) -> Learner:
-    """A :class:`~metajax.maddpg.Learner` whose ``policy`` is the reference policy ``kind``
+    """A :class:`~metajax.core.interfaces.Learner` whose ``policy`` is the reference policy ``kind``
     (``"random"`` or ``"scripted"``, or one kind per team, indexed by ``obs.team``).
 
     Only ``policy`` and ``initial_carry`` (``[A, 0]``) work; ``init``/``update`` raise and
@@ -199,7 +199,7 @@ def reference_learner(env: MultiAgentEnv, kind: str | Sequence[str]) -> Learner:
 
 @functools.lru_cache(maxsize=32)
 def _evaluator(env: MultiAgentEnv, episodes: int, stats: bool) -> Callable[..., Any]:
-    return runner.make_evaluator(_coded_learner(env), env, episodes, stats=stats)
+    return evaluation.make_evaluator(_coded_learner(env), env, episodes, stats=stats)
 
 
 def reference_returns(
@@ -212,7 +212,7 @@ def reference_returns(
     stats: bool = False,
 ) -> Any:
     """Play the reference policy ``kind`` on ``tasks`` ``[K]`` with
-    :func:`metajax.runner.make_evaluator`: ``returns [seeds, K, episodes, A]``, or
+    :func:`metajax.train.evaluation.make_evaluator`: ``returns [seeds, K, episodes, A]``, or
     ``(returns, stats)`` with ``stats`` ``{name: [seeds, K, episodes]}`` when ``stats``.
 
     The "params" are the :func:`kind_codes` tiled to ``[seeds, num_teams]``, so every kind

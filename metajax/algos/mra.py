@@ -9,14 +9,14 @@ latent-variable policy ``a ~ pi_theta(. | o, g)``, ``g = phi(o, z)``, ``z ~ p_ps
   (hard) Gumbel-softmax. ``latent="uniform"`` is uni-MRA (``z`` uniform, no ``psi``);
   ``latent="none"`` is a unimodal policy (the Reptile and MAAC-style baselines).
 * **relational graph** ``g = phi(o, z)``: the multi-head attention of
-  :class:`metajax.networks.RelationalEncoder` (MRA Eq. 1) with head ``z`` selected (the
+  :class:`metajax.core.networks.RelationalEncoder` (MRA Eq. 1) with head ``z`` selected (the
   ``option`` architecture, :func:`select_graph`), or App. E.3's ``concat`` / ``bilinear``
   variants, where ``z`` is concatenated to / outer-multiplied with every observation entity
   (:func:`condition_obs`). ``phi`` is the query and key transforms (they make the graph);
   ``theta`` is everything else of the actor: the entity encoders, the value transform ``V`` of
   Eq. 1 and the policy head (Sec. 4.2: "theta includes the transformation V ... and the
   successive policy network parameters"). :func:`split_actor` / :func:`merge_actor`.
-* **policy and centralized critic** (Eq. 8-9): the actor is :class:`metajax.networks.Actor`
+* **policy and centralized critic** (Eq. 8-9): the actor is :class:`metajax.core.networks.Actor`
   (relational encoder, head ``z``); the critic :class:`MRACritic` is MAAC-style (attention over
   the other agents' state-action encodings, ``|A|`` Q-values for the agent's own action) and
   embeds every agent's observation with *the same graph* ``g`` the actor uses
@@ -46,13 +46,13 @@ latent-variable policy ``a ~ pi_theta(. | o, g)``, ``g = phi(o, z)``, ``z ~ p_ps
 Everything is vmapped over the training games (padded to the env's ``max_agents``: one
 compile serves every population) and, by the runner, over seeds.
 
-Configuration: :class:`MRAConfig` is a :class:`metajax.runner.TrainConfig` (so the runner's
-host loop, metrics, checkpoints, resume, evaluation and the CLI's eval/render/plot work for it)
-with ``algo="mra"`` and an :class:`MRAOptions` section. The off-policy machinery shared with
-MADDPG (network widths, learning rates, ``gamma``, ``tau``, batch, buffer, parallel games per
-training game ``num_envs``, rollout length, ``K = updates_per_rollout``, warm-up) stays in the
-``maddpg`` section. :data:`metajax.runner.ALGOS` names :func:`make_from_config` for ``"mra"``;
-:data:`metajax.experiment.PIPELINES` names :data:`PIPELINE`.
+Configuration: :class:`MRAOptions` (the ``mra`` section of
+:class:`metajax.pipelines.mra.MRAConfig`, a :class:`~metajax.pipelines.runner.TrainConfig`, so
+the runner's host loop, metrics, checkpoints, resume, evaluation and the CLI's eval/render/plot
+work for it). The off-policy machinery shared with MADDPG (network widths, learning rates,
+``gamma``, ``tau``, batch, buffer, parallel games per training game ``num_envs``, rollout
+length, ``K = updates_per_rollout``, warm-up) stays in the ``maddpg`` section
+(:class:`~metajax.algos.maddpg.MADDPGConfig`).
 
 Parameters are shared within a team (role-symmetric games, Sec. 6.1), stacked ``[T, ...]``.
 """
@@ -63,7 +63,6 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
@@ -76,12 +75,11 @@ from jumanji import specs
 
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
-from metajax import networks as nets
-from metajax import runner
-from metajax.experiment import Pipeline
-from metajax.maddpg import (
-    Learner,
-    MADDPGConfig,
+from metajax.algos.maddpg import MADDPGConfig
+from metajax.core import interfaces
+from metajax.core import networks as nets
+from metajax.core.interfaces import Learner
+from metajax.core.ops import (
     gumbel_softmax,
     make_optimizer,
     masked_mean,
@@ -89,20 +87,29 @@ from metajax.maddpg import (
     straight_through,
     td_target,
 )
-from metajax.replay import Transition, make_replay
+from metajax.core.replay import Transition, make_replay
+from metajax.train import evaluation
 
 Array = jax.Array
 
+
 LATENTS = ("prior", "uniform", "none")
+
+
 PHI_VARIANTS = ("option", "concat", "bilinear")
+
+
 REPTILE_MODES = ("sequential", "batched")
+
+
 MODES = ("train", "adapt")
+
+
 XI_INPUTS = ("graph", "pooled")
+
+
 #: Parameter names of the actor's relational encoder that make the graph (``phi``).
 PHI_NAMES = ("query", "key")
-
-
-# --- configuration ----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +217,7 @@ MRA_PAPER = MADDPGConfig(
     learning_starts=1024 * 4,
 )
 
+
 #: Laptop-scale defaults: smaller networks and batches, same structure.
 MRA_SMALL = dataclasses.replace(
     MRA_PAPER,
@@ -228,28 +236,6 @@ MRA_SMALL = dataclasses.replace(
     updates_per_rollout=4,
     learning_starts=500,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class MRAConfig(runner.TrainConfig):
-    """A run of the MRA learner (``algo="mra"``) or of a baseline (``algo="maddpg"``) through
-    the runner. ``tasks`` are the training games (each gets ``maddpg.num_envs`` parallel games);
-    ``eval_tasks`` may hold unseen populations (zero-shot evaluation)."""
-
-    name: str = "mra"
-    env: str = "resource"
-    algo: str = "mra"
-    maddpg: MADDPGConfig = MRA_SMALL
-    mra: MRAOptions = dataclasses.field(default_factory=MRAOptions)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.algo == "mra" and self.maddpg.param_sharing != "team":
-            raise ValueError("MRA shares parameters within teams: maddpg.param_sharing must be "
-                             f"'team', got {self.maddpg.param_sharing!r}")
-
-
-# --- pure pieces (unit-tested against hand computations) ----------------------------------------
 
 
 def population_descriptor(obs: Observation, num_teams: int) -> Array:
@@ -394,9 +380,6 @@ def sample_latent(key: Array, logits: Array) -> Array:
     return jax.nn.one_hot(idx, logits.shape[-1], dtype=jnp.float32)
 
 
-# --- networks ------------------------------------------------------------------------------------
-
-
 class LatentPrior(nn.Module):
     """``p_psi(z | m)``: ``log_softmax(MLP(m) / temperature)`` over ``num_latents`` values."""
 
@@ -418,7 +401,7 @@ class GraphEmbed(nn.Module):
 
     ``obs`` with any leading axes ``[...]``: ``self [..., d_s]``, ``agents [..., A, d_a]``,
     ``objects [..., M, d_o]``; ``graph [..., A + M]`` (other agents, then objects: the layout of
-    :class:`metajax.networks.RelationalEncoder`). Returns ``[..., embed_dim + value_dim]``.
+    :class:`metajax.core.networks.RelationalEncoder`). Returns ``[..., embed_dim + value_dim]``.
     """
 
     embed_dim: int = 64
@@ -501,15 +484,12 @@ class InferenceNet(nn.Module):
         return nets.MLP(self.hidden, self.num_games, activation=act)(x)
 
 
-# --- state ------------------------------------------------------------------------------------
-
-
 @struct.dataclass
 class MRAParams:
     """Learned parameters; ``actor``/``critic``/``prior`` (and targets) stacked per team
     ``[T, ...]``.
 
-    * ``actor``: :class:`metajax.networks.Actor` (``theta`` and ``phi``, see
+    * ``actor``: :class:`metajax.core.networks.Actor` (``theta`` and ``phi``, see
       :func:`split_actor`); ``critic``: :class:`MRACritic` (``zeta``);
     * ``target_actor`` / ``target_critic``: delayed ``theta_bar, phi_bar`` and ``zeta_bar``;
     * ``prior``: :class:`LatentPrior` (``psi``); ``inference``: :class:`InferenceNet` (``xi``,
@@ -584,7 +564,7 @@ class MRAHypers:
     """The hyperparameters the MRA learner reads as numbers, never as program structure: the
     shared off-policy ones of the ``maddpg`` section (:data:`MADDPG_FIELDS`) and the MRA ones
     of :class:`MRAOptions` (:data:`MRA_FIELDS`), named as there. Python floats (the config's)
-    or traced ``[]`` float32 arrays (a sweep, as :class:`metajax.maddpg.Hypers`); the learning
+    or traced ``[]`` float32 arrays (a sweep, as :class:`metajax.algos.maddpg.Hypers`); the learning
     rates are read by ``init`` of a learner built with ``traced=True`` (into the Adam states).
 
     ``mi_coef`` weighs the Eq. 11 step; whether that step exists (``mi_coef > 0``) is the
@@ -615,9 +595,6 @@ class MRAHypers:
         """The values of ``config`` and ``options`` (Python floats)."""
         return cls(**{f: getattr(config, f) for f in cls.MADDPG_FIELDS},
                    **{f: getattr(options, f) for f in cls.MRA_FIELDS})
-
-
-# --- the learner ---------------------------------------------------------------------------------
 
 
 def _take(tree: Any, i: Array | int) -> Any:
@@ -671,7 +648,7 @@ def actor_functions(
 class MRAParts(NamedTuple):
     """The learner and the pure pieces it is made of (for tests and custom loops).
 
-    * ``learner``: the runner interface (:class:`metajax.maddpg.Learner`);
+    * ``learner``: the runner interface (:class:`metajax.core.interfaces.Learner`);
     * ``inner_steps(params, opt, buffer, key) -> (params, opt, metrics)``: ``K`` critic +
       policy steps on one game's buffer;
     * ``learn_sequential(state, m, key) -> (state, metrics)``: Alg. 4's learning on game ``m``
@@ -720,10 +697,10 @@ def build_mra(
 
     Returns :class:`MRAParts`. Its learner's ``policy`` samples each agent's ``z`` from the
     prior at the first step of an episode (the carry holds it), so the runner's evaluator and
-    :func:`metajax.experiment.play` work unchanged.
+    :func:`metajax.pipelines.experiment.play` work unchanged.
 
     ``traced=True``: the learning rates live in the Adam states
-    (:func:`metajax.maddpg.make_optimizer`), and ``init``/``update``/``policy`` take an
+    (:func:`metajax.core.ops.make_optimizer`), and ``init``/``update``/``policy`` take an
     :class:`MRAHypers` of traced values (``hypers=``, one per member of a sweep). Without
     ``hypers=`` (and in the parts' functions, whose trailing ``h`` defaults to them) every
     function uses the config's (``Learner.hypers``).
@@ -1219,65 +1196,13 @@ def _check_like(loaded: dict, fresh: MRAParams) -> None:
                 "different network size, number of heads, latent or phi variant?)")
 
 
-# --- runner integration ------------------------------------------------------------------------
-
-
-#: Parameters an adaptation run takes from its trained run (``xi`` is trained per game set).
-ADAPT_FIELDS = ("actor", "target_actor", "critic", "target_critic", "prior")
-
-
-def _load_init(cfg: MRAConfig) -> Callable[[Array], dict]:
-    """``init_params`` for :func:`make_mra` from ``cfg.mra.init_from``: seed ``s`` of this run
-    starts from seed ``s`` of the trained run (found by matching the runner's init keys)."""
-    from metajax import experiment as xp
-
-    src = xp.load_run(cfg.mra.init_from)
-    if getattr(src.config, "algo", None) != "mra":
-        raise ValueError(f"mra.init_from={cfg.mra.init_from!r} is not an MRA run")
-    if src.config.seeds < cfg.seeds:
-        raise ValueError(
-            f"mra.init_from has {src.config.seeds} seed(s); this run asks for {cfg.seeds}")
-    params = jax.device_get(src.state.params)
-    loaded = {f: jax.tree.map(jnp.asarray, getattr(params, f)) for f in ADAPT_FIELDS}
-    keys = jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds)
-
-    def init_params(key: Array) -> dict:
-        idx = jnp.argmax(jnp.all(keys == key[None], axis=-1))
-        return {f: _take(v, idx) for f, v in loaded.items()}
-
-    return init_params
-
-
-def make_from_config(cfg: runner.TrainConfig, env: MultiAgentEnv, tasks: Any,
-                      traced: bool = False) -> Learner:
-    """:data:`metajax.runner.ALGOS` factory: the ``[G]`` distinct training games of
-    ``cfg.tasks`` (the runner's cycled ``tasks`` are not used)."""
-    if not isinstance(cfg, MRAConfig):
-        raise ValueError(f"algo 'mra' needs an MRAConfig, got {type(cfg).__name__}")
-    games = runner.build_tasks(env, runner.distinct_tasks(cfg.tasks))
-    init_params = _load_init(cfg) if cfg.mra.init_from else None
-    return make_mra(cfg.maddpg, cfg.mra, env, games, init_params, traced)
-
-
-#: MRA's entry of :data:`metajax.runner.TRACEABLE`.
-TRACEABLE = runner.Traceable(
+#: MRA's entry of :data:`metajax.pipelines.registry.TRACEABLE`.
+TRACEABLE = interfaces.Traceable(
     keys=(*(f"maddpg.{f}" for f in MRAHypers.MADDPG_FIELDS),
           *(f"mra.{f}" for f in MRAHypers.MRA_FIELDS)),
     hypers=lambda cfg: MRAHypers.of(cfg.maddpg, cfg.mra),
     structure=lambda cfg: (cfg.mra.mi_coef > 0,),
 )
-
-
-def run_mra(cfg: MRAConfig, run_dir: str | Path, **kwargs: Any) -> runner.RunResult:
-    """The ``"mra"`` pipeline: :func:`metajax.runner.train` with this module's config."""
-    return runner.train(cfg, run_dir, pipeline="mra", **kwargs)
-
-
-#: The ``"mra"`` pipeline (:data:`metajax.experiment.PIPELINES`).
-PIPELINE = Pipeline(run_mra, MRAConfig)
-
-
-# --- evaluation with chosen latents ---------------------------------------------------------------
 
 
 def fixed_latent_carry(num_agents: int, num_latents: int, h: int) -> Array:
@@ -1302,7 +1227,7 @@ def latent_returns(
 
     Learners without a latent give ``expectation`` only.
     """
-    evaluate = runner.make_evaluator(learner, env, episodes)
+    evaluate = evaluation.make_evaluator(learner, env, episodes)
     width = learner.initial_carry().shape[-1]
     a = env.max_agents
     mask = np.asarray(jax.vmap(lambda t: env.reset_to(jax.random.PRNGKey(0), t)[1]
@@ -1346,7 +1271,7 @@ def make_graph_fn(
 
 
 def attention_episode(
-    cfg: MRAConfig, learner: Learner, env: MultiAgentEnv, params: PolicyParams, task: Any,
+    cfg: Any, learner: Learner, env: MultiAgentEnv, params: PolicyParams, task: Any,
     key: Array, greedy: bool = True,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """One episode with the agents' relational graphs (App. E.6, Fig. 11): ``(states [T + 1],

@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from metajax import killpoint
+from metajax.train import killpoint
 
 #: The file Orbax writes into a step (and each item) directory when the save is complete.
 COMMIT_MARKER = ocp.path.atomicity_types.COMMIT_SUCCESS_FILE

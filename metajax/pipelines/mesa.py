@@ -6,7 +6,7 @@ The pipeline, vmapped over seeds (and over training or test tasks inside each st
    learner per task, vmapped); every rollout's joint (state, action) vectors with reward
    ``>= R*``, and their zero-reward predecessors relabelled with Eq. 5, enter a fixed-capacity
    dataset ``M_*`` (reservoir sampled per task, then the union over tasks). k-means on ``M_*``
-   gives the hash ``phi`` (:mod:`metajax.kmeans`).
+   gives the hash ``phi`` (:mod:`metajax.algos.mesa.kmeans`).
 2. **Exploration policies** (Alg. 1 lines 7-20): ``E`` MADDPG policies trained one after
    another over the training tasks on the coverage reward of Eq. 6 (:class:`CoverageAux`): a
    visit within ``eps`` of ``M_*`` earns the stored ``r_hat`` of the nearest pair, times
@@ -32,7 +32,7 @@ padded agents contribute zeros. The L2 distance on them is Eq. 6's metric.
 ``config.json``, ``metrics_<stage>.jsonl`` per stage (``metrics.jsonl`` is MESA's meta-test),
 ``results.json`` (with a ``"stats"`` block: IQM, mean, median, optimality gap, performance
 profiles and probabilities of improvement of the methods with 95 % stratified bootstrap CIs,
-:func:`metajax.run_stats.mesa_groups`) and ``results.md`` (the table), ``curves.png``
+:func:`metajax.train.run_stats.mesa_groups`) and ``results.md`` (the table), ``curves.png``
 (greedy return of each method during meta-testing) and Orbax checkpoints of each finished
 stage under ``stages/``; ``--resume`` skips the finished stages.
 """
@@ -59,29 +59,19 @@ from flax import struct
 import envs
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import GoalObservation
-from metajax import mesa_core as mc
-from metajax import run_stats, stats
-from metajax.checkpoint import Checkpointer, CheckpointError, abstract_like
+from metajax import stats
+from metajax.algos.maddpg import MADDPGConfig, MADDPGState, make_maddpg
+from metajax.algos.mesa import core as mc
+from metajax.algos.mesa.kmeans import assign, fit_kmeans
 from metajax.config import to_dict
-from metajax.experiment import ExperimentError, Pipeline
-from metajax.kmeans import assign, fit_kmeans
-from metajax.maddpg import (
-    ActionSpace,
-    Learner,
-    MADDPGConfig,
-    MADDPGState,
-    RolloutHooks,
-    gumbel_softmax,
-    make_maddpg,
-)
-from metajax.replay import make_replay
-from metajax.runner import (
-    ONCE,
-    NonFiniteError,
-    make_task,
-    nonfinite_metrics,
-    nonfinite_report,
-)
+from metajax.core.interfaces import ActionSpace, Learner, RolloutHooks
+from metajax.core.ops import gumbel_softmax
+from metajax.core.replay import make_replay
+from metajax.core.taskspec import make_task
+from metajax.pipelines.experiment import ExperimentError, Pipeline
+from metajax.train import run_stats
+from metajax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
+from metajax.train.loop import ONCE, NonFiniteError, nonfinite_metrics, nonfinite_report
 
 Array = jax.Array
 
@@ -116,7 +106,7 @@ class MESAConfig:
     weight}``) slices of every agent's flat observation (:func:`joint_features`). The radius is
     ``eps``, or, with ``eps_quantile = q``, chosen per seed from the training tasks alone after
     collection: the ``q``-quantile of the distance from each stored pair to the nearest pair of
-    another training task (:func:`metajax.mesa_core.radius_from_training`; ``results.json``
+    another training task (:func:`metajax.algos.mesa.core.radius_from_training`; ``results.json``
     records it as ``eps_per_seed``).
 
     Learners: ``maddpg`` is the off-policy learner ``f`` of meta-testing; ``collect`` (default:
@@ -128,7 +118,7 @@ class MESAConfig:
     compiles, slower steps: for tiny configs and tests, where compilation dominates).
 
     ``allow_nonfinite``: by default a chunk of any stage whose metrics hold a NaN or an infinity
-    stops the run (:class:`metajax.runner.NonFiniteError`, exit status 3 from the CLI; finished
+    stops the run (:class:`metajax.train.loop.NonFiniteError`, exit status 3 from the CLI; finished
     stages stay checkpointed for ``--resume``); ``True`` logs one warning per stage instead.
 
     Budgets in env steps (per learner): ``collect_steps`` per training task,
@@ -455,7 +445,7 @@ def collect_hooks(cfg: MESAConfig, n_envs: int, steps: int, dim: int) -> Rollout
 
 def flush_rollout(aux: CollectAux, cfg: MESAConfig) -> CollectAux:
     """Add the recorded rollout's valuable pairs and relabelled predecessors to ``M_*``
-    (:func:`metajax.mesa_core.dataset_keep`; values from Eq. 5). Relabelling looks ahead only
+    (:func:`metajax.algos.mesa.core.dataset_keep`; values from Eq. 5). Relabelling looks ahead only
     within the rollout, so a rollout of whole episodes is exact (a predecessor more than a
     rollout away from its valuable pair would get ``gamma^(t'-t) ~ 0`` anyway)."""
     r, done = aux.reward.T, aux.done.T  # [N, R]
@@ -495,7 +485,7 @@ class CoverageAux:
 
 def scan_chunk(rows: int, dim: int) -> int:
     """Rows of ``M_*`` compared at once with ``rows`` pairs of ``dim`` features: at most 256
-    (so that :func:`metajax.mesa_core.nearest` skips the empty part of a large capacity) and
+    (so that :func:`metajax.algos.mesa.core.nearest` skips the empty part of a large capacity) and
     ``[rows, chunk, dim]`` near 64 MB at most (one chunk of the whole capacity needed 109 GB for
     the 2A6L MPE zero-shot stage)."""
     return max(1, min(256, (1 << 24) // max(1, rows * dim)))
@@ -503,8 +493,8 @@ def scan_chunk(rows: int, dim: int) -> int:
 
 def coverage_step(aux: CoverageAux, sa: Array, done: Array,
                   power: float) -> tuple[Array, CoverageAux]:
-    """:func:`metajax.mesa_core.coverage_step` (Eq. 6, radius ``aux.eps``) on the carried state
-    of ``N`` games: ``sa [N, D]`` visited pairs, ``done [N]`` episode ends after this step.
+    """:func:`metajax.algos.mesa.core.coverage_step` (Eq. 6, radius ``aux.eps``) on the carried
+    state of ``N`` games: ``sa [N, D]`` visited pairs, ``done [N]`` episode ends after this step.
     Returns ``(reward [N], aux)`` with the counts advanced and the running metrics updated."""
     r, inside, counts = mc.coverage_step(aux.ds, aux.centers, aux.counts, aux.global_counts,
                                          sa, done, aux.eps, power, scan_chunk(*sa.shape))
@@ -724,7 +714,7 @@ def _nest(fn: Callable, levels: int, in_axes: tuple) -> Callable:
 
 def _chunk_fn(update: Callable, chunk: int, levels: int, fast: bool = False) -> Callable:
     """``jit(vmap^levels(scan(update)))``: ``(state, c) -> (state, metrics [..., chunk])``;
-    ``fast``: compiled at XLA's cheap optimisation level (:data:`metajax.runner.ONCE`)."""
+    ``fast``: compiled at XLA's cheap optimisation level (:data:`metajax.train.loop.ONCE`)."""
 
     def one(state: Any, c: Array) -> tuple[Any, dict]:
         ts = c * chunk + jnp.arange(chunk)
@@ -773,7 +763,7 @@ def _run_stage(log: _Log, stage: str, step: Callable, state: Any, n_updates: int
     ``after(state, chunks_done) -> (state, extra metrics)`` runs on the host between chunks.
 
     A chunk whose float metrics (``[S, ...]``) hold a NaN or an infinity raises
-    :class:`metajax.runner.NonFiniteError` before its row is logged or its state kept (the
+    :class:`metajax.train.loop.NonFiniteError` before its row is logged or its state kept (the
     stage's checkpoint is written only after the stage), unless ``allow_nonfinite``: then one
     warning is logged and the stage goes on."""
     n_chunks = max(1, math.ceil(n_updates / chunk))
@@ -1472,7 +1462,7 @@ def _no_load(run_dir: Path, cfg: Any, step: int | None) -> Any:
         "results.json); `metajax eval/render` work on runs of the train pipeline")
 
 
-#: The ``"mesa"`` pipeline (:data:`metajax.experiment.PIPELINES`).
+#: The ``"mesa"`` pipeline (:data:`metajax.pipelines.registry.PIPELINES`).
 PIPELINE = Pipeline(run_mesa, MESAConfig, load=_no_load)
 
 

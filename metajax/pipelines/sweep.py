@@ -7,9 +7,9 @@ slowest). Each point is the experiment's config with those values, trained with 
 evaluation keys).
 
 **What is traced.** The hyperparameters an algorithm reads as numbers only
-(:data:`metajax.runner.TRACEABLE`: for MADDPG :class:`metajax.maddpg.Hypers`, the learning
-rates, ``gamma``, ``tau``, the exploration noise, the Gumbel-softmax temperature, the
-regularisers and ``reward_scale``; for MRA :class:`metajax.mra.MRAHypers`, with its
+(:data:`metajax.pipelines.registry.TRACEABLE`: for MADDPG :class:`metajax.algos.maddpg.Hypers`, the
+learning rates, ``gamma``, ``tau``, the exploration noise, the Gumbel-softmax temperature, the
+regularisers and ``reward_scale``; for MRA :class:`metajax.algos.mra.MRAHypers`, with its
 learning rates, loss coefficients, Reptile ``alpha`` and the prior's temperature) become a
 ``[M]`` stack of arrays, one per member, carried with the learner state (:class:`Member`); the
 learner is built with ``traced=True`` (learning rates in the Adam states through
@@ -56,14 +56,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from metajax import plots, runner, stats
-from metajax.checkpoint import CheckpointError
+from metajax import plots, stats
 from metajax.config import ConfigError, flat_diff, override, parse_value, to_dict
-from metajax.maddpg import Learner
+from metajax.core import taskspec
+from metajax.core.interfaces import Learner
+from metajax.pipelines import runner
+from metajax.train import evaluation, loop
+from metajax.train.checkpoint import CheckpointError
 
 #: Grid keys a sweep refuses: the seeds come from ``--seeds``; one sweep has one name.
 REFUSED_KEYS = ("seeds", "seed", "name")
-#: Pipelines whose experiments a sweep can run (their ``run`` is :func:`metajax.runner.train`).
+#: Pipelines whose experiments a sweep can run (their ``run`` is
+#: :func:`metajax.pipelines.runner.train`).
 PIPELINES = ("train", "mra")
 SPEC_FILE = "sweep.json"
 GROUPS_DIR = "groups"
@@ -105,7 +109,7 @@ class Group:
     * ``index``; ``points``: indices (into :attr:`Plan.points`) of its grid points, in grid
       order;
     * ``static``: the grid values it fixes (keys that cannot be traced), ``{}`` if none;
-      ``structure``: what its traced values decide of the program (:class:`runner.Traceable`);
+      ``structure``: what its traced values decide of the program (:class:`interfaces.Traceable`);
     * ``traced``: the grid keys its members differ in (vmapped);
     * ``config``: the config it is built from (its first point's; seeds = the sweep's).
     """
@@ -156,7 +160,7 @@ def plan_sweep(cfg: runner.TrainConfig, grid: dict[str, list], seeds: int) -> Pl
     """Expand ``grid`` over ``cfg`` and split its points into compiled groups.
 
     A key is traced when it is in :data:`runner.TRACEABLE` of the point's algorithm; points
-    that agree on every other grid key (and on :attr:`runner.Traceable.structure`) share a
+    that agree on every other grid key (and on :attr:`interfaces.Traceable.structure`) share a
     group.
 
     Raises:
@@ -269,14 +273,14 @@ def _stack(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.asarray(np.asarray(xs, np.float32)), *trees)
 
 
-def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
-    """The :class:`runner.Program` of ``group``: members ``[len(points) * seeds]``, each
+def group_program(plan: Plan, group: Group, pipeline: str) -> loop.Program:
+    """The :class:`loop.Program` of ``group``: members ``[len(points) * seeds]``, each
     initialised with seed ``s``'s key of a run of its point and its point's hyperparameters;
-    evaluated per point exactly as that run (:func:`runner.evaluate_params`)."""
+    evaluated per point exactly as that run (:func:`evaluation.evaluate_params`)."""
     cfg = group.config
     env = runner.build_env(cfg)
     for spec in (*cfg.tasks, *cfg.eval_tasks):
-        runner.check_task_spec(env, dict(spec))
+        taskspec.check_task_spec(env, dict(spec))
     tr = runner.traceable(cfg.algo)
     if tr is None:
         raise ConfigError(f"algo {cfg.algo!r} has no runner.TRACEABLE entry (its traceable "
@@ -287,8 +291,8 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
     n = len(group.points) * s
     hypers = _stack([tr.hypers(plan.configs[p]) for p in group.points for _ in range(s)])
     keys = jnp.tile(jax.random.split(jax.random.PRNGKey(cfg.seed), s), (len(group.points), 1))
-    eval_tasks = runner.build_tasks(env, cfg.eval_tasks or runner.distinct_tasks(cfg.tasks))
-    evaluator = runner.make_evaluator(learner, env, cfg.eval_episodes)
+    eval_tasks = taskspec.build_tasks(env, cfg.eval_tasks or taskspec.distinct_tasks(cfg.tasks))
+    evaluator = evaluation.make_evaluator(learner, env, cfg.eval_episodes)
 
     def evaluate(state: Member, chunk: int) -> dict:
         params = learner.policy_params(state)
@@ -296,7 +300,7 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
         out = []
         for i, p in enumerate(group.points):
             sl = slice(i * s, (i + 1) * s)
-            res = runner.evaluate_params(
+            res = evaluation.evaluate_params(
                 evaluator, jax.tree.map(lambda x, sl=sl: x[sl], params), int(steps[sl][0]),
                 eval_tasks, env, plan.configs[p], chunk)
             out.append({"point": p, "values": plan.points[p], **res})
@@ -309,9 +313,9 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
         if saved.get("sweep", {}).get("grid") != spec["grid"] or (
                 saved.get("sweep", {}).get("seeds") != plan.seeds):
             return ["the sweep's grid or seeds"]
-        return runner.resume_conflicts(saved.get("algo_config"), cfg)
+        return loop.resume_conflicts(saved.get("algo_config"), cfg)
 
-    return runner.Program(
+    return loop.Program(
         learner=learner,
         members=n,
         init=jax.vmap(lambda k, h: Member(base.init(k, hypers=h), h)),
@@ -330,11 +334,11 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> runner.Program:
 
 @dataclasses.dataclass
 class SweepResult:
-    """What :func:`run_sweep` returns: the plan, each group's :class:`runner.RunResult`, the
+    """What :func:`run_sweep` returns: the plan, each group's :class:`loop.RunResult`, the
     summary (``results.json``; ``{}`` while a group is unfinished) and the directory."""
 
     plan: Plan
-    runs: list[runner.RunResult]
+    runs: list[loop.RunResult]
     summary: dict
     run_dir: Path
 
@@ -356,7 +360,7 @@ def _check_resume(run_dir: Path, plan: Plan, resume: bool) -> None:
     saved = json.loads(path.read_text())
     diffs = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in flat_diff(
         {k: saved.get(k) for k in ("grid", "seeds")}, _spec(plan)).items()]
-    diffs += runner.resume_conflicts(saved.get("base"), plan.base)
+    diffs += loop.resume_conflicts(saved.get("base"), plan.base)
     if diffs:
         raise CheckpointError(f"{run_dir} holds a different sweep; refusing to resume "
                               f"(differences: {'; '.join(diffs)})")
@@ -375,7 +379,7 @@ def run_sweep(
     pipeline: str = "train",
 ) -> SweepResult:
     """Train every point of ``grid`` over ``cfg`` with ``seeds`` seeds into ``run_dir`` (see
-    the module docstring); the keyword arguments are :func:`metajax.runner.train`'s
+    the module docstring); the keyword arguments are :func:`metajax.pipelines.runner.train`'s
     (``max_chunks``: per group, to simulate an interruption).
 
     Raises:
@@ -398,17 +402,17 @@ def run_sweep(
                         "members": [{"member": i * seeds + s, "point": p, "seed_index": s}
                                     for i, p in enumerate(g.points) for s in range(seeds)]}
                        for g in plan.groups]}
-    runner.write_atomic(run_dir / SPEC_FILE, json.dumps(spec, indent=1, default=str))
+    loop.write_atomic(run_dir / SPEC_FILE, json.dumps(spec, indent=1, default=str))
     runs, n_chunks = [], []
     for g in plan.groups:
         program = group_program(plan, g, pipeline)
         gcfg = dataclasses.replace(g.config, name=f"{g.config.name}/{g.name}")
-        runs.append(runner.run_chunks(gcfg, program, run_dir / GROUPS_DIR / g.name, resume,
+        runs.append(loop.run_chunks(gcfg, program, run_dir / GROUPS_DIR / g.name, resume,
                                       wandb_mode, progress, max_chunks, log))
-        n_chunks.append(runner.num_chunks(gcfg, program.learner))
+        n_chunks.append(loop.num_chunks(gcfg, program.learner))
     summary = summarize(plan, run_dir, n_chunks)
     if summary:
-        runner.write_atomic(run_dir / "results.json", json.dumps(summary, indent=1))
+        loop.write_atomic(run_dir / "results.json", json.dumps(summary, indent=1))
         (run_dir / "results.md").write_text(results_table(summary) + "\n")
         if len(plan.grid) == 2:
             heatmap(summary, run_dir / "heatmap.png")

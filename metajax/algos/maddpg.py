@@ -8,7 +8,7 @@
 * Continuous actions: deterministic ``tanh`` actor plus Gaussian exploration noise.
 * Target networks with soft updates, gradient-norm clipping, uniform replay (flashbax).
 * Parameters per team (role-symmetric games: homogeneous agents share parameters) or per
-  agent (original MADDPG); see :mod:`metajax.networks`.
+  agent (original MADDPG); see :mod:`metajax.core.networks`.
 
 ``make_maddpg(config, env, tasks)`` returns a :class:`Learner` of pure functions:
 ``init(key) -> MADDPGState`` and ``update(state) -> (state, metrics)``; one ``update`` rolls
@@ -22,23 +22,27 @@ lr 3e-4, batch 1024, K = 10 updates, attention critic, relational actor, team sh
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
-from jumanji import specs
 
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
-from metajax import networks as nets
 from metajax.config import ConfigError
-from metajax.replay import Transition, make_replay
+from metajax.core import networks as nets
+from metajax.core.interfaces import ActionSpace, Learner, RolloutHooks, Traceable
+from metajax.core.ops import (
+    gumbel_softmax,
+    make_optimizer,
+    masked_mean,
+    soft_update,
+    straight_through,
+    td_target,
+)
+from metajax.core.replay import Transition, make_replay
 
 Array = jax.Array
 
@@ -111,6 +115,7 @@ class MADDPGConfig:
 #: The original MADDPG (Lowe et al. 2017) on discrete MPE.
 ORIGINAL = MADDPGConfig()
 
+
 #: MRA App. E.1 / MAAC defaults: 12 parallel rollouts, ~100 steps between updates, K = 10.
 MAAC_MRA = MADDPGConfig(
     actor="relational",
@@ -134,7 +139,7 @@ class Hypers:
     """The hyperparameters MADDPG reads as numbers, never as program structure (fields named as
     in :class:`MADDPGConfig`). Each is a Python float (the config's: folded into the program,
     as a plain run does) or a traced ``[]`` float32 array (a sweep vmaps a ``[M]`` stack of
-    them: one compiled program for every value, :mod:`metajax.sweep`).
+    them: one compiled program for every value, :mod:`metajax.pipelines.sweep`).
 
     The learning rates are read once, by ``init`` of a learner built with ``traced=True``, which
     stores them in the Adam states (``optax.inject_hyperparams``); the other fields by
@@ -157,54 +162,6 @@ class Hypers:
         return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
-def make_optimizer(
-    lr: Any, config: MADDPGConfig, traced: bool = False
-) -> optax.GradientTransformation:
-    """Gradient-norm clipping (``grad_clip``) then Adam (AdamW with ``weight_decay``).
-
-    ``traced=False``: the learning rate ``lr`` is a constant of the program. ``traced=True``:
-    ``optax.inject_hyperparams`` keeps it in the optimizer state, so ``init`` may be given a
-    traced ``lr`` (one per member of a sweep) and ``update`` reads it from the state.
-    """
-    adam = (functools.partial(optax.adamw, weight_decay=config.weight_decay)
-            if config.weight_decay else optax.adam)
-    if traced:
-        # only the learning rate is injected: the others stay constants of the program, as in
-        # the plain optimizer (an injected b1 = f32(0.9) gives 1 - b1 = 0.100000024 in f32,
-        # where the constant gives f32(1 - 0.9) = 0.1, and the runs drift apart)
-        static = [a for a in inspect.signature(adam).parameters if a != "learning_rate"]
-        inner = optax.inject_hyperparams(adam, static_args=static)(learning_rate=lr)
-    else:
-        inner = adam(lr)
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip), inner)
-
-
-# --- pure pieces (unit-tested against hand computations) ---------------------------------------
-
-
-def gumbel_softmax(key: Array, logits: Array, temperature: float = 1.0) -> Array:
-    """Relaxed one-hot sample ``softmax((logits + g) / temperature)``, ``g ~ Gumbel(0, 1)``."""
-    g = jax.random.gumbel(key, logits.shape, logits.dtype)
-    return jax.nn.softmax((logits + g) / temperature, axis=-1)
-
-
-def straight_through(y: Array) -> Array:
-    """One-hot of ``argmax(y)`` in the forward pass, gradient of ``y`` in the backward pass."""
-    hard = jax.nn.one_hot(jnp.argmax(y, -1), y.shape[-1], dtype=y.dtype)
-    return hard - jax.lax.stop_gradient(y) + y
-
-
-def td_target(reward: Array, discount: Array, next_q: Array, gamma: float) -> Array:
-    """``r + gamma * discount * Q'(o', a')`` (no gradient)."""
-    return jax.lax.stop_gradient(reward + gamma * discount * next_q)
-
-
-def masked_mean(x: Array, mask: Array) -> Array:
-    """Mean of ``x`` over entries where ``mask`` (broadcast) is True; 0 if none."""
-    m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
-    return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
-
-
 def critic_loss(q: Array, target: Array, mask: Array) -> Array:
     """MSE ``mean_mask (Q - y)^2`` over ``[B, A]`` with the ``[B, A]`` agent mask."""
     return masked_mean((q - target) ** 2, mask)
@@ -217,14 +174,6 @@ def actor_loss(q_new: Array, pre_activation: Array, mask: Array, reg: float) -> 
     """
     reg_term = masked_mean(jnp.mean(pre_activation**2, -1), mask)
     return -masked_mean(q_new, mask) + reg * reg_term
-
-
-def soft_update(target: Any, online: Any, tau: float) -> Any:
-    """``target <- (1 - tau) target + tau online``."""
-    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
-
-
-# --- state ----------------------------------------------------------------------------------------
 
 
 @struct.dataclass
@@ -264,93 +213,6 @@ class MADDPGState:
     env_steps: Array
     grad_steps: Array
     aux: Any = None
-
-
-class RolloutHooks(NamedTuple):
-    """Optional pure hooks into MADDPG's rollout, for algorithms built on it (MESA).
-
-    Each hook sees and returns ``aux``, a pytree carried in :attr:`MADDPGState.aux` (so it is
-    vmapped, checkpointed and resumed with the learner). Arrays have a leading ``[N]`` axis of
-    parallel games (``num_envs``); ``A`` agents, ``d`` the critic's per-agent action size.
-
-    * ``init(key, tasks [N]) -> aux``;
-    * ``act(aux, obs [N], key, env_steps [], env_action [N, A, ...], critic_action [N, A, d])
-      -> (env_action, critic_action, aux)``: may replace the learner's behaviour action before
-      the step (e.g. another policy acts); ``None`` = the learner acts;
-    * ``reward(aux, obs [N], critic_action [N, A, d], ts) -> (reward [N, A], aux)``: after the
-      step (``ts`` the auto-reset timestep, ``ts.reward`` the env reward, ``ts.done`` ``[N]``),
-      the reward to store in the replay (before ``reward_scale``); ``None`` = the env reward.
-      ``episode_return`` always reports the env reward;
-    * ``metrics(aux) -> {name: []}``: extra per-update metrics.
-    """
-
-    init: Callable[[Array, Any], Any]
-    act: Callable[..., tuple[Array, Array, Any]] | None = None
-    reward: Callable[..., tuple[Array, Any]] | None = None
-    metrics: Callable[[Any], dict] | None = None
-
-
-class Learner(NamedTuple):
-    """An algorithm as pure functions, the interface the runner drives.
-
-    * ``init(key) -> state``; ``update(state, t=None) -> (state, metrics)`` (metrics: dict of
-      ``[]``; ``t`` the unbatched index of the update in the run, when the caller knows it);
-    * ``policy(params, obs, carry, key, greedy) -> (env_action, carry)`` for one game
-      (``obs`` ``[A, ...]``, ``carry`` ``[A, h]``);
-    * ``hypers``: the config's traceable hyperparameters (e.g. :class:`Hypers`, Python floats;
-      ``None`` if the learner has none). A learner built with ``traced=True`` takes a traced
-      copy as ``init(key, hypers=h)``, ``update(state, t, hypers=h)`` and
-      ``policy(..., hypers=h)`` (:mod:`metajax.sweep`); without it, ``hypers`` are its own;
-    * ``act(params, obs, carry, key, greedy) -> (env_action, critic_action [A, d], carry)``:
-      the same, also returning the action as the critic sees it (``None`` if not provided);
-    * ``outputs(params, obs, carry) -> (out [A, d], carry)``: the actors' raw outputs
-      (logits, or pre-tanh actions) for one game (``None`` if not provided);
-    * ``policy_params(state)``: the parameters ``policy`` needs;
-    * ``initial_carry()``: ``[A, h]`` recurrent state at an episode start;
-    * ``env_steps_per_update``: env steps one ``update`` collects (per seed);
-    * ``tasks``: the ``[num_envs]`` batch of games trained on (``init(key, tasks)`` may be
-      given another ``[num_envs]`` batch, e.g. under ``vmap`` over games).
-    """
-
-    init: Callable[..., Any]
-    update: Callable[..., tuple[Any, dict]]
-    policy: Callable[..., tuple[Array, Array]]
-    policy_params: Callable[[Any], Any]
-    initial_carry: Callable[[], Array]
-    env_steps_per_update: int
-    tasks: Any
-    act: Callable[..., tuple[Array, Array, Array]] | None = None
-    outputs: Callable[..., tuple[Array, Array]] | None = None
-    hypers: Any = None
-
-
-# --- action spaces --------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ActionSpace:
-    """How the learner's per-agent output maps to the env's action.
-
-    ``kind``: ``discrete`` (int actions), ``relaxed`` (float weights over discrete moves) or
-    ``continuous``; ``dim``: per-agent output size; ``env_shape``: per-agent env action shape.
-    """
-
-    kind: str
-    dim: int
-    env_shape: tuple[int, ...]
-
-    @classmethod
-    def of(cls, env: MultiAgentEnv) -> ActionSpace:
-        spec = env.action_spec
-        if isinstance(spec, specs.MultiDiscreteArray | specs.DiscreteArray):
-            n = np.asarray(spec.num_values).reshape(-1)
-            if not np.all(n == n[0]):
-                raise ValueError("agents with different numbers of discrete actions")
-            return cls("discrete", int(n[0]), ())
-        shape = tuple(spec.shape[1:])
-        if getattr(env, "action_type", None) == "relaxed":
-            return cls("relaxed", int(np.prod(shape)), shape)
-        return cls("continuous", int(np.prod(shape)), shape)
 
 
 def _num_teams(env: MultiAgentEnv, cfg: MADDPGConfig) -> int:
@@ -453,7 +315,7 @@ def make_maddpg(
 
         The attention critic encodes every agent once per call (``A`` encodings per sample;
         ``T * A`` with ``T`` teams of shared parameters); with per-agent parameters it is
-        :func:`~metajax.networks.attention_critic_per_agent` (MAAC's per-agent encoders and
+        :func:`~metajax.core.networks.attention_critic_per_agent` (MAAC's per-agent encoders and
         shared attention). The MLP critic reads one joint action per agent."""
         idx = jnp.arange(n_agents)
         if cfg.critic == "mlp":
@@ -742,3 +604,13 @@ def _is_single_task(tasks: Any) -> bool:
     leaves = jax.tree.leaves(tasks)
     return any(jnp.ndim(x) == 0 for x in leaves) or not leaves
 
+
+def make_from_config(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
+    """The ``"maddpg"`` factory of :data:`metajax.pipelines.registry.ALGOS`: :func:`make_maddpg`
+    of a run config's ``maddpg`` section."""
+    return make_maddpg(cfg.maddpg, env, tasks, traced=traced)
+
+
+#: MADDPG's entry of :data:`metajax.pipelines.registry.TRACEABLE`: every :class:`Hypers` field.
+TRACEABLE = Traceable(tuple(f"maddpg.{f.name}" for f in dataclasses.fields(Hypers)),
+                      lambda cfg: Hypers.of(cfg.maddpg))
