@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 from pathlib import Path
 
 import jax
@@ -458,3 +459,22 @@ def test_learner_variants_run_and_learn(env_name, opts):
     th1, ph1 = mra.split_actor(state.params.actor)
     assert max(_leaf_changes(th0, th1)) > 0 and max(_leaf_changes(ph0, ph1)) > 0
     assert max(_leaf_changes(first.params.critic, state.params.critic)) > 0
+
+
+def test_attention_episode_draws_each_agents_graph_over_the_agents(trained):
+    """App. E.6's pictures: one episode of the trained learner with every agent's graph over
+    the agents (renormalized; the last frame repeats), and the episode's rewards."""
+    env, _, parts, _, state, _ = trained
+    task = env.make_task(**UNSEEN)
+    params = jax.tree.map(lambda x: x[0], parts.learner.policy_params(state))
+    cfg = types.SimpleNamespace(maddpg=TINY, mra=OPTS)
+    states, att, rewards = mra.attention_episode(cfg, parts.learner, env, params, task,
+                                                 jax.random.PRNGKey(11))
+    T, A = env.episode_length, env.max_agents
+    assert jax.tree.leaves(states)[0].shape[0] == T + 1
+    assert att.shape == (T + 1, A, A) and rewards.shape == (T, A)
+    n = int(task.n_agents)
+    np.testing.assert_allclose(att[:, :n].sum(-1), 1.0, atol=1e-5)
+    assert (att >= 0).all() and np.isfinite(rewards).all()
+    np.testing.assert_array_equal(att[-1], att[-2])
+    assert np.abs(att[:-1, :n] - att[:1, :n]).max() > 1e-4  # the graph moves with the state

@@ -78,6 +78,7 @@ from envs.wrappers import AutoReset
 from metajax.algos.maddpg import MADDPGConfig
 from metajax.core import interfaces
 from metajax.core import networks as nets
+from metajax.core.episode import play_episode, with_reset
 from metajax.core.interfaces import Learner
 from metajax.core.ops import (
     gumbel_softmax,
@@ -1282,21 +1283,12 @@ def attention_episode(
     graph_fn = make_graph_fn(cfg.maddpg, cfg.mra, env)
 
     def run(key: Array):
-        k_reset, k_run = jax.random.split(key)
-        state, ts = env.reset_to(k_reset, task)
-
-        def body(c, k):
-            state, obs, carry = c
-            a, carry = learner.policy(params, obs, carry, k, greedy)
-            g = graph_fn(params, obs, carry)
-            state, ts = env.step(state, a)
-            return (state, ts.observation, carry), (state, g, ts.reward)
-
-        init = (state, ts.observation, learner.initial_carry())
-        _, (states, graphs, rewards) = jax.lax.scan(body, init,
-                                                    jax.random.split(k_run, env.episode_length))
-        states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s]), state, states)
-        return states, graphs, rewards
+        out = play_episode(lambda p, obs, carry, k: learner.policy(p, obs, carry, k, greedy),
+                           env, params, task, key, learner.initial_carry(),
+                           record=lambda s: (s.state, graph_fn(params, s.obs, s.carry),
+                                             s.ts.reward))
+        states, graphs, rewards = out.trace
+        return with_reset(out.reset_state, states), graphs, rewards
 
     states, graphs, rewards = jax.device_get(jax.jit(run)(key))
     att = np.asarray(graphs)[:, :, : env.max_agents]

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from metajax.config import ConfigError, from_dict, override, resolve
 from metajax.core import taskspec
+from metajax.core.episode import play_episode, with_reset
 from metajax.pipelines import runner
 from metajax.pipelines.registry import PIPELINES, Pipeline
 from metajax.train import loop
@@ -286,19 +286,12 @@ def play(
     steps = env.episode_length if steps is None else int(steps)
 
     def episode(params: Any, key: jax.Array) -> Episode:
-        k_reset, k_run = jax.random.split(key)
-        state, ts = env.reset_to(k_reset, task)
-
-        def body(c, k):
-            state, obs, carry = c
-            act, carry = learner.policy(params, obs, carry, k, greedy)
-            state, ts = env.step(state, act)
-            return (state, ts.observation, carry), (state, act, ts.reward, ts.done)
-
-        init = (state, ts.observation, learner.initial_carry())
-        _, (states, acts, rewards, done) = jax.lax.scan(body, init, jax.random.split(k_run, steps))
-        states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s]), state, states)
-        return Episode(states, acts, rewards, ts.observation.agent_mask, done)
+        out = play_episode(lambda p, obs, carry, k: learner.policy(p, obs, carry, k, greedy),
+                           env, params, task, key, learner.initial_carry(), steps,
+                           record=lambda s: (s.state, s.action, s.ts.reward, s.ts.done))
+        states, acts, rewards, done = out.trace
+        return Episode(with_reset(out.reset_state, states), acts, rewards,
+                       out.reset_obs.agent_mask, done)
 
     if episodes is None:
         return jax.device_get(jax.jit(episode, compiler_options=loop.ONCE)(params, key))

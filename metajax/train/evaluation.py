@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.core import MultiAgentEnv
+from metajax.core.episode import Step, play_episode
 from metajax.core.interfaces import Learner
 from metajax.core.ops import ONCE
 from metajax.core.taskspec import distinct_tasks
@@ -41,29 +42,17 @@ def make_evaluator(
     """
     extra_keys = _scalar_extras(env) if stats else ()
 
+    def accumulate(step: Step) -> dict:  # the episode's length and its scalar extras' sums
+        return {"length": jnp.float32(1.0),
+                **{n: step.ts.extras[n].astype(jnp.float32) for n in extra_keys}}
+
     def episode(params: Any, task: Any, key: Array, greedy: bool, carry0: Array) -> Any:
-        k_reset, k_run = jax.random.split(key)
-        state, ts = env.reset_to(k_reset, task)
+        def policy(p, obs, carry, k):
+            return learner.policy(p, obs, carry, k, greedy)
 
-        def step(c, k):
-            state, obs, carry, ret, alive, acc = c
-            act, carry = learner.policy(params, obs, carry, k, greedy)
-            state, ts = env.step(state, act)
-            ret = ret + jnp.where(alive, ts.reward, 0.0)
-            if stats:
-                live = alive.astype(jnp.float32)
-                acc = {"length": acc["length"] + live,
-                       **{n: acc[n] + live * ts.extras[n].astype(jnp.float32)
-                          for n in extra_keys}}
-            alive = alive & ~ts.done
-            return (state, ts.observation, carry, ret, alive, acc), None
-
-        a = env.max_agents
-        acc0 = {n: jnp.zeros((), jnp.float32) for n in ("length", *extra_keys)} if stats else {}
-        init = (state, ts.observation, carry0, jnp.zeros((a,)), jnp.asarray(True), acc0)
-        (_, _, _, ret, _, acc), _ = jax.lax.scan(
-            step, init, jax.random.split(k_run, env.episode_length))
-        return (ret, acc) if stats else ret
+        out = play_episode(policy, env, params, task, key, carry0,
+                           accumulate=accumulate if stats else None)
+        return (out.returns, out.sums) if stats else out.returns
 
     def evaluate(params: Any, tasks: Any, key: Array, greedy: bool,
                  carry0: Array | None = None) -> Any:

@@ -321,38 +321,10 @@ def run_chunks(
     n_chunks = num_chunks(cfg, learner)
     mesh = seed_mesh(members)
     ckpt = Checkpointer(run_dir)
-    config_dict = program.config
-
-    start_chunk = 0
-    saved_chunk: int | None = None  # the latest checkpoint (every saved state is finite)
     metrics_path = run_dir / "metrics.jsonl"
-    if resume and ckpt.latest_step() is not None:
-        saved_cfg, _ = ckpt.read_config()
-        saved_algo = (saved_cfg or {}).get("algo_config")
-        conflicts = program.conflicts(saved_cfg)
-        if conflicts:
-            ckpt.close()
-            raise CheckpointError(resume_refusal(run_dir, conflicts))
-        shapes = jax.eval_shape(program.init, *program.init_args)
-        state, _, meta = restore_batched(shapes, members, ckpt)
-        start_chunk = saved_chunk = int(meta["chunk"])
-        _truncate_metrics(metrics_path, start_chunk)
-        old_total = (saved_algo or {}).get("total_env_steps", cfg.total_env_steps)
-        grown = (f", total_env_steps {old_total:,} -> {cfg.total_env_steps:,}"
-                 if old_total != cfg.total_env_steps else "")
-        log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}{grown}")
-    else:
-        if resume:
-            log(f"no checkpoint in {run_dir}; starting from scratch")
-        elif ckpt.latest_step() is not None:
-            ckpt.close()
-            raise CheckpointError(
-                f"{run_dir} already holds a run; pass --resume to continue it or choose "
-                "another --out")
-        init = jax.jit(program.init, compiler_options=ONCE)
-        state = shard_seeds(init(*program.init_args), mesh)
-        metrics_path.write_text("")
-    write_atomic(run_dir / "config.json", json.dumps(config_dict, indent=1))
+    state, start_chunk = _start(cfg, program, run_dir, ckpt, mesh, resume, n_chunks, log)
+    saved_chunk = start_chunk if start_chunk else None  # the latest (finite) checkpoint
+    write_atomic(run_dir / "config.json", json.dumps(program.config, indent=1))
 
     chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
     finite = make_finite_check(learner)
@@ -362,7 +334,6 @@ def run_chunks(
     history: list[dict] = []
     results: dict = {}
     t_start = time.perf_counter()
-    steps_done = 0
     warned = False
     end_chunk = n_chunks if max_chunks is None else min(n_chunks, start_chunk + max_chunks)
     try:
@@ -374,36 +345,16 @@ def run_chunks(
             m = jax.device_get(m)
             bad = nonfinite_report(nonfinite_metrics(m), finite(state), c + 1, n_chunks,
                                    program.unit)
-            m = _to_host(m)
+            row = {"chunk": c + 1, "time": 0.0, "sps": 0.0, **_to_host(m)}
             dt = time.perf_counter() - t0
-            steps_done += per_chunk
-            row = {"chunk": c + 1, "time": round(dt, 4),
-                   "sps": per_chunk * members / dt, **m}
+            row.update(time=round(dt, 4), sps=per_chunk * members / dt)
             history.append(row)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            ret = float(np.mean(m["episode_return"]))
-            bar.update((c + 1) * per_chunk, ret)
-            if not show and ((c + 1) % max(1, n_chunks // 10) == 0 or c + 1 == end_chunk):
-                rate = steps_done / (time.perf_counter() - t_start)
-                eta = (n_chunks - c - 1) * per_chunk / max(rate, 1e-9)
-                log(f"[{cfg.name}] chunk {c + 1}/{n_chunks}  env steps {(c + 1) * per_chunk:,}"
-                    f"  {row['sps']:,.0f} steps/s  ETA {eta:,.0f}s  return {ret:.3f}")
-            if wb is not None:
-                wb.log({"env_steps": m["env_steps"][0], "sps": row["sps"],
-                        "episode_return": ret,
-                        **{f"{k}/{program.unit}{s}": v for k, vals in m.items()
-                           for s, v in enumerate(vals)}})
+            _report_chunk(cfg, program, row, c, n_chunks, end_chunk, per_chunk, bar, show, wb,
+                          t_start, len(history) * per_chunk, log)
             if bad is not None:
-                if not cfg.allow_nonfinite:
-                    kept = (f"{run_dir} keeps its last finite checkpoint (chunk {saved_chunk})"
-                            if saved_chunk is not None else "no checkpoint was saved before it")
-                    raise NonFiniteError(
-                        f"training diverged: {bad}; {kept}; lower the learning rates, or set "
-                        "allow_nonfinite=true (metajax run --allow-nonfinite) to keep going")
-                if not warned:
-                    log(f"[{cfg.name}] warning: {bad}; continuing (allow_nonfinite)")
-                    warned = True
+                warned = _diverged(cfg, bad, run_dir, saved_chunk, warned, log)
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
                 results = program.evaluate(state, c + 1)
@@ -412,19 +363,92 @@ def run_chunks(
                     wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
             periodic = cfg.checkpoint_every and (c + 1) % cfg.checkpoint_every == 0
             if periodic or last or c + 1 == end_chunk:
-                ckpt.save(c + 1, state, config_dict, {"chunk": c + 1})
+                ckpt.save(c + 1, state, program.config, {"chunk": c + 1})
                 saved_chunk = c + 1
     finally:
         bar.close()
         ckpt.close()
         if wb is not None:
             wb.finish()
-    elapsed = time.perf_counter() - t_start
     if history:
-        log(f"{cfg.name}: {steps_done * members:,} env steps in {elapsed:.1f}s "
-            f"({steps_done * members / elapsed:,.0f}/s incl. compile), "
-            f"return {float(np.mean(history[-1]['episode_return'])):.3f}")
+        _log_total(cfg.name, history, len(history) * per_chunk * members, t_start, log)
     return RunResult(state=state, metrics=history, results=results, run_dir=run_dir)
+
+
+def _log_total(name: str, history: list[dict], steps: int, t_start: float,
+               log: Callable[[str], None]) -> None:
+    elapsed = time.perf_counter() - t_start
+    log(f"{name}: {steps:,} env steps in {elapsed:.1f}s ({steps / elapsed:,.0f}/s incl. "
+        f"compile), return {float(np.mean(history[-1]['episode_return'])):.3f}")
+
+
+def _start(cfg: Any, program: Program, run_dir: Path, ckpt: Checkpointer, mesh: Mesh,
+           resume: bool, n_chunks: int, log: Callable[[str], None]) -> tuple[Any, int]:
+    """``(state [members], first chunk)``: restored from the latest checkpoint when resuming
+    (after ``program.conflicts`` allowed it; ``metrics.jsonl`` cut back to that chunk), else
+    the program's fresh init (an existing run is refused unless resuming)."""
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume and ckpt.latest_step() is not None:
+        saved_cfg, _ = ckpt.read_config()
+        saved_algo = (saved_cfg or {}).get("algo_config")
+        conflicts = program.conflicts(saved_cfg)
+        if conflicts:
+            ckpt.close()
+            raise CheckpointError(resume_refusal(run_dir, conflicts))
+        shapes = jax.eval_shape(program.init, *program.init_args)
+        state, _, meta = restore_batched(shapes, program.members, ckpt)
+        start_chunk = int(meta["chunk"])
+        _truncate_metrics(metrics_path, start_chunk)
+        old_total = (saved_algo or {}).get("total_env_steps", cfg.total_env_steps)
+        grown = (f", total_env_steps {old_total:,} -> {cfg.total_env_steps:,}"
+                 if old_total != cfg.total_env_steps else "")
+        log(f"resumed {run_dir} at chunk {start_chunk}/{n_chunks}{grown}")
+        return state, start_chunk
+    if resume:
+        log(f"no checkpoint in {run_dir}; starting from scratch")
+    elif ckpt.latest_step() is not None:
+        ckpt.close()
+        raise CheckpointError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose "
+            "another --out")
+    init = jax.jit(program.init, compiler_options=ONCE)
+    state = shard_seeds(init(*program.init_args), mesh)
+    metrics_path.write_text("")
+    return state, 0
+
+
+def _report_chunk(cfg: Any, program: Program, row: dict, c: int, n_chunks: int, end_chunk: int,
+                  per_chunk: int, bar: _Progress, show: bool, wb: Any, t_start: float,
+                  steps_done: int, log: Callable[[str], None]) -> None:
+    """The progress bar, a log line every tenth of the run when there is no bar (``steps_done``
+    env steps per member in this call so far), and wandb."""
+    ret = float(np.mean(row["episode_return"]))
+    bar.update((c + 1) * per_chunk, ret)
+    if not show and ((c + 1) % max(1, n_chunks // 10) == 0 or c + 1 == end_chunk):
+        rate = steps_done / (time.perf_counter() - t_start)
+        eta = (n_chunks - c - 1) * per_chunk / max(rate, 1e-9)
+        log(f"[{cfg.name}] chunk {c + 1}/{n_chunks}  env steps {(c + 1) * per_chunk:,}"
+            f"  {row['sps']:,.0f} steps/s  ETA {eta:,.0f}s  return {ret:.3f}")
+    if wb is not None:
+        m = {k: v for k, v in row.items() if k not in ("chunk", "time", "sps")}
+        wb.log({"env_steps": m["env_steps"][0], "sps": row["sps"], "episode_return": ret,
+                **{f"{k}/{program.unit}{s}": v for k, vals in m.items()
+                   for s, v in enumerate(vals)}})
+
+
+def _diverged(cfg: Any, bad: str, run_dir: Path, saved_chunk: int | None, warned: bool,
+              log: Callable[[str], None]) -> bool:
+    """A non-finite chunk: raise :class:`NonFiniteError` (the latest checkpoint is the last
+    finite state), or warn once when ``cfg.allow_nonfinite``; returns whether it warned."""
+    if not cfg.allow_nonfinite:
+        kept = (f"{run_dir} keeps its last finite checkpoint (chunk {saved_chunk})"
+                if saved_chunk is not None else "no checkpoint was saved before it")
+        raise NonFiniteError(
+            f"training diverged: {bad}; {kept}; lower the learning rates, or set "
+            "allow_nonfinite=true (metajax run --allow-nonfinite) to keep going")
+    if not warned:
+        log(f"[{cfg.name}] warning: {bad}; continuing (allow_nonfinite)")
+    return True
 
 
 def write_atomic(path: Path, text: str) -> None:
