@@ -53,7 +53,7 @@ import envs
 from envs.core import EnvError
 from envs.wrappers import AutoReset, random_actions, stack_tasks
 from metajax import plots, stats
-from metajax.config import ConfigError, flat_diff, parse_overrides, to_dict
+from metajax.config import ConfigError, diff_lines, parse_overrides, to_dict
 from metajax.core import taskspec
 from metajax.pipelines import experiment as xp
 from metajax.pipelines import runner
@@ -68,23 +68,6 @@ USER_ERRORS = (EnvError, ConfigError, xp.ExperimentError, CheckpointError, plots
 DIVERGED = 3
 
 
-def _parse_value(text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _kv(pairs: list[str]) -> dict:
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise SystemExit(f"error: expected key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        out[k] = _parse_value(v)
-    return out
-
-
 def cmd_envs(_: argparse.Namespace) -> int:
     for name in sorted(envs.REGISTRY):
         env = envs.make(name)
@@ -93,10 +76,10 @@ def cmd_envs(_: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    env = envs.make(args.env, **_kv(args.env_config))
+    env = envs.make(args.env, **parse_overrides(args.env_config))
     keys = jax.random.split(jax.random.PRNGKey(args.seed), args.games + 1)
     if args.task:
-        tasks = stack_tasks([taskspec.make_task(env, _kv(args.task))] * args.games)
+        tasks = stack_tasks([taskspec.make_task(env, parse_overrides(args.task))] * args.games)
     else:
         tasks = stack_tasks([env.sample_task(k) for k in keys[1:]])
     auto = AutoReset(env)
@@ -144,11 +127,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 # --- run ------------------------------------------------------------------------------------------
-
-
-def _config_diff(saved: dict, new: dict) -> list[str]:
-    """``key: saved -> new`` for each dotted key whose value differs."""
-    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in flat_diff(saved, new).items()]
 
 
 def _writable_dir(path: Path, flag: str = "--out") -> None:
@@ -215,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if diff:
                 raise CheckpointError(loop.resume_refusal(out, diff))
         else:
-            diff = _config_diff(to_dict(saved), to_dict(cfg))
+            diff = diff_lines(to_dict(saved), to_dict(cfg))
             if diff:
                 raise CheckpointError(
                     f"{out} was trained with a different config; refusing to resume "

@@ -159,6 +159,12 @@ def flat_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]
             for k in sorted(set(fa) | set(fb)) if fa.get(k, UNSET) != fb.get(k, UNSET)}
 
 
+def diff_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``"key: a -> b"`` for every dotted key of :func:`flat_diff` (the one way a config
+    difference is written in messages)."""
+    return [f"{k}: {x!r} -> {y!r}" for k, (x, y) in flat_diff(a, b).items()]
+
+
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a (nested) dataclass config from :func:`to_dict` output."""
     types_ = _field_types(cls)

@@ -85,7 +85,7 @@ def swept(experiment_file, tmp_path_factory):
         return make_chunk(learner._replace(update=traced_once), *args, **kwargs)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(runner, "make_chunk", once)
+    mp.setattr(loop, "make_chunk", once)
     try:
         code = main(["sweep", str(experiment_file), *GRID_ARGS,
                      "--seeds", str(SEEDS), "--out", str(out), *QUIET])
