@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -42,7 +43,8 @@ from metajax.core.ops import (
     straight_through,
     td_target,
 )
-from metajax.core.replay import Transition, make_replay
+from metajax.core.replay import Replay, Transition, make_replay
+from metajax.core.rollout import Acted, Behaviour, RolloutState, rollout
 
 Array = jax.Array
 
@@ -215,8 +217,390 @@ class MADDPGState:
     aux: Any = None
 
 
-def _num_teams(env: MultiAgentEnv, cfg: MADDPGConfig) -> int:
-    return env.max_agents if cfg.param_sharing == "agent" else max(env.num_teams, 1)
+# ---- networks ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """MADDPG's modules and how they are applied (static, not a pytree).
+
+    * ``actor``: one agent's actor (:class:`~metajax.core.networks.Actor`, or ``GRUActor`` when
+      ``recurrent``; ``carry_dim`` its state size ``h``, 0 without one);
+    * ``critic``: the centralized critic (``MLPCritic`` when ``critic_kind == "mlp"``, else
+      ``AttentionCritic``);
+    * ``space``: the action space; ``n_agents`` ``A``; ``n_teams`` parameter sets ``T``;
+      ``sharing``: ``agent`` (one set per agent, ``T = A``) or ``team``.
+    """
+
+    actor: nn.Module
+    critic: nn.Module
+    space: ActionSpace
+    n_agents: int
+    n_teams: int
+    sharing: str
+    critic_kind: str
+    recurrent: bool
+    carry_dim: int
+
+
+def make_networks(cfg: MADDPGConfig, env: MultiAgentEnv) -> Networks:
+    """The networks ``cfg`` names for ``env``."""
+    space = ActionSpace.of(env)
+    recurrent = cfg.actor == "gru"
+    if recurrent:
+        actor = nets.GRUActor(space.dim, cfg.gru_hidden)
+    else:
+        actor = nets.Actor(space.dim, cfg.hidden, cfg.actor, cfg.num_heads, cfg.head_dim,
+                           cfg.embed_dim)
+    if cfg.critic == "mlp":
+        # a critic per agent knows whose value it is: no need to put its own input first
+        critic = nets.MLPCritic(cfg.hidden, own_first=cfg.param_sharing == "team")
+    else:
+        critic = nets.AttentionCritic(cfg.critic_hidden, cfg.num_heads, cfg.head_dim)
+    n_teams = env.max_agents if cfg.param_sharing == "agent" else max(env.num_teams, 1)
+    return Networks(actor, critic, space, env.max_agents, n_teams, cfg.param_sharing,
+                    cfg.critic, recurrent, cfg.gru_hidden if recurrent else 0)
+
+
+def actor_outputs(nw: Networks, params: Any, obs: Observation,
+                  carry: Array) -> tuple[Array, Array]:
+    """Every agent's pre-activation output ``[A, d]`` (logits or pre-tanh actions) and new
+    carry ``[A, h]`` for one game, each agent with its team's parameters ``[T, ...]``."""
+
+    def one(p: Any, o: Observation, c: Array) -> tuple[Array, Array]:
+        if nw.recurrent:
+            new_c, out = nw.actor.apply(p, c, o)
+            return out, new_c
+        return nw.actor.apply(p, o)[0], c
+
+    if nw.sharing == "agent":
+        return nets.apply_per_agent(one, params, jnp.arange(nw.n_agents), obs, carry)
+    return nets.per_team(lambda p: jax.vmap(one, (None, 0, 0))(p, obs, carry), params, obs.team)
+
+
+def explore(nw: Networks, out: Array, key: Array, greedy: bool | Array,
+            h: Hypers) -> tuple[Array, Array]:
+    """The behaviour policy: (env action ``[A, ...]``, critic action ``[A, d]``) from actor
+    outputs ``[A, d]``. Discrete: a Gumbel-softmax sample (executed as it is for relaxed
+    actions, as its argmax for integer ones); continuous: ``tanh`` plus Gaussian noise.
+    ``greedy`` (may be traced) drops the noise: the argmax / the plain ``tanh``."""
+    space = nw.space
+    if space.kind == "continuous":
+        noise = h.exploration_noise * jax.random.normal(key, out.shape)
+        a = jnp.clip(jnp.tanh(out) + jnp.where(greedy, 0.0, noise), -1.0, 1.0)
+        return a.reshape((nw.n_agents, *space.env_shape)), a
+    y = jnp.where(
+        greedy,
+        jax.nn.one_hot(jnp.argmax(out, -1), space.dim),
+        gumbel_softmax(key, out, h.gumbel_temperature),
+    )
+    if space.kind == "discrete":
+        idx = jnp.argmax(y, -1).astype(jnp.int32)
+        return idx, jax.nn.one_hot(idx, space.dim)
+    return y, y
+
+
+def target_action(nw: Networks, out: Array, key: Array, h: Hypers) -> Array:
+    """Critic action ``[..., d]`` of the target actors at ``o'``: relaxed samples, as the
+    behaviour policy; no exploration noise for continuous actions."""
+    if nw.space.kind == "continuous":
+        return jnp.tanh(out)
+    return explore(nw, out, key, False, h)[1]
+
+
+def train_action(nw: Networks, out: Array, key: Array, h: Hypers) -> Array:
+    """Differentiable critic action ``[..., d]`` from actor outputs (the actor loss): ``tanh``;
+    the relaxed sample; straight-through one-hot of it for integer actions."""
+    if nw.space.kind == "continuous":
+        return jnp.tanh(out)
+    y = gumbel_softmax(key, out, h.gumbel_temperature)
+    return straight_through(y) if nw.space.kind == "discrete" else y
+
+
+def critic_values(nw: Networks, params: Any, obs: Observation, actions: Array,
+                  own_actions: Array | None = None) -> tuple[Array, Array]:
+    """``Q_i`` of every agent ``i`` of one game, each with its own critic (parameters
+    ``[T, ...]``): agent ``i``'s critic sees the joint action ``actions [A, d]`` with its own
+    action replaced by ``own_actions[i]`` (``None``: the joint action itself, the TD loss).
+    Returns ``[A]`` values and ``[A]`` regularisers (mean squared attention logit; 0 for the
+    MLP critic).
+
+    The attention critic encodes every agent once per call (``T * A`` encodings with ``T``
+    shared teams); with per-agent parameters it is
+    :func:`~metajax.core.networks.attention_critic_per_agent`."""
+    n = nw.n_agents
+    if nw.critic_kind == "mlp":
+        idx = jnp.arange(n)
+        joint = jnp.broadcast_to(actions, (n, *actions.shape))  # [A (critic), A, d]
+        if own_actions is not None:
+            own = jnp.eye(n, dtype=bool)[:, :, None]
+            joint = jnp.where(own, own_actions[None], joint)
+
+        def one(p, i, a):
+            return nw.critic.apply(p, obs, a, i)
+
+        if nw.sharing == "agent":
+            q = jax.vmap(one)(nets.team_slice(params, idx), idx, joint)
+        else:
+            q = nets.per_team(lambda p: jax.vmap(one, (None, 0, 0))(p, idx, joint),
+                              params, obs.team)
+        return q, jnp.zeros_like(q)
+    if nw.sharing == "agent":
+        q, logits = nets.attention_critic_per_agent(nw.critic, params, obs, actions, own_actions)
+    else:
+        q, logits = nets.per_team(
+            lambda p: nw.critic.apply(p, obs, actions, own_actions), params, obs.team)
+    return q, jnp.mean(logits**2, axis=(-2, -1))
+
+
+# ---- losses over a batch ---------------------------------------------------------------------
+
+
+def critic_targets(nw: Networks, params: Params, batch: Transition, key: Array,
+                   h: Hypers) -> Array:
+    """TD targets ``y = r + gamma * discount * Q'(o', a')`` ``[B, A]``, ``a'`` from the target
+    actors at ``o'`` (one key per sample, from ``key``)."""
+    keys = jax.random.split(key, batch.reward.shape[0])
+
+    def next_action(obs, carry, k):
+        out, _ = actor_outputs(nw, params.target_actor, obs, carry)
+        return target_action(nw, out, k, h)
+
+    a_next = jax.vmap(next_action)(batch.next_obs, batch.next_carry, keys)
+    q_next, _ = jax.vmap(lambda o, a: critic_values(nw, params.target_critic, o, a))(
+        batch.next_obs, a_next)
+    return td_target(batch.reward, batch.discount, q_next, h.gamma)
+
+
+def critic_objective(nw: Networks, critic_params: Any, batch: Transition, y: Array,
+                     h: Hypers) -> tuple[Array, tuple[Array, Array]]:
+    """The critics' objective, :func:`critic_loss` plus ``attention_reg`` times the attention
+    regulariser; returns ``(objective, (critic_loss, Q [B, A]))``."""
+    mask = batch.obs.agent_mask
+    q, att = jax.vmap(lambda o, a: critic_values(nw, critic_params, o, a))(
+        batch.obs, batch.action)
+    loss = critic_loss(q, y, mask)
+    return loss + h.attention_reg * masked_mean(att, mask), (loss, q)
+
+
+def actor_objective(nw: Networks, actor_params: Any, critic_params: Any, batch: Transition,
+                    key: Array, h: Hypers) -> Array:
+    """:func:`actor_loss`: each agent's critic sees its own new action ``pi_i(o_i)`` (the
+    differentiable :func:`train_action`, one key per sample) and the others' replayed ones."""
+
+    def per_sample(obs, action, carry, k):
+        out, _ = actor_outputs(nw, actor_params, obs, carry)  # [A, d]
+        new = train_action(nw, out, k, h)
+        return critic_values(nw, critic_params, obs, action, new)[0], out
+
+    keys = jax.random.split(key, batch.reward.shape[0])
+    q_new, out = jax.vmap(per_sample)(batch.obs, batch.action, batch.carry, keys)
+    return actor_loss(q_new, out, batch.obs.agent_mask, h.logit_reg)
+
+
+# ---- gradient step and update ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """What a MADDPG learner is built of (static): its config, networks, the optimizers its
+    ``update`` uses, the replay, the auto-reset env, the rollout hooks, the ``[N]`` tasks."""
+
+    config: MADDPGConfig
+    nets: Networks
+    actor_opt: optax.GradientTransformation
+    critic_opt: optax.GradientTransformation
+    replay: Replay
+    env: AutoReset
+    hooks: RolloutHooks | None
+    tasks: Any
+
+
+def learn_on_batch(parts: Parts, state: MADDPGState, batch: Transition, key: Array,
+                   h: Hypers) -> tuple[MADDPGState, tuple[Array, Array, Array]]:
+    """One MADDPG gradient step on ``batch`` (Lowe et al. 2017, Alg. 1, lines 12-15): the
+    critics descend the TD loss, then the actors ascend the updated critics' Q, then the
+    targets move by ``tau``. Returns ``(state, (critic_loss, actor_loss, mean Q))``."""
+    nw, p = parts.nets, state.params
+    k_next, k_new = jax.random.split(key)
+    y = critic_targets(nw, p, batch, k_next, h)
+    grad_c = jax.grad(lambda cp: critic_objective(nw, cp, batch, y, h), has_aux=True)
+    c_grads, (cl, q) = grad_c(p.critic)
+    c_upd, c_opt = parts.critic_opt.update(c_grads, state.critic_opt, p.critic)
+    critic_p = optax.apply_updates(p.critic, c_upd)
+    al, a_grads = jax.value_and_grad(
+        lambda ap: actor_objective(nw, ap, critic_p, batch, k_new, h))(p.actor)
+    a_upd, a_opt = parts.actor_opt.update(a_grads, state.actor_opt, p.actor)
+    actor_p = optax.apply_updates(p.actor, a_upd)
+    params = Params(
+        actor=actor_p,
+        critic=critic_p,
+        target_actor=soft_update(p.target_actor, actor_p, h.tau),
+        target_critic=soft_update(p.target_critic, critic_p, h.tau),
+    )
+    state = state.replace(params=params, actor_opt=a_opt, critic_opt=c_opt,
+                          grad_steps=state.grad_steps + 1)
+    return state, (cl, al, masked_mean(q, batch.obs.agent_mask))
+
+
+def grad_step(parts: Parts, state: MADDPGState, key: Array,
+              h: Hypers) -> tuple[MADDPGState, tuple[Array, Array, Array]]:
+    """Sample a batch from the replay and take :func:`learn_on_batch` on it."""
+    k_sample, k_learn = jax.random.split(key)
+    batch = parts.replay.sample(state.buffer, k_sample)
+    return learn_on_batch(parts, state, batch, k_learn, h)
+
+
+def behaviour_policy(parts: Parts, actor_params: Any, h: Hypers) -> Behaviour:
+    """MADDPG's behaviour for :func:`metajax.core.rollout.rollout`: :func:`explore` on every
+    game (a key per game), then the ``act`` hook (if any) may replace the action."""
+    nw, hooks, n_envs = parts.nets, parts.hooks, parts.config.num_envs
+
+    def behaviour(obs: Observation, carry: Array, aux: Any, key: Array,
+                  env_steps: Array) -> tuple[Acted, Any]:
+        k, k_hook = jax.random.split(key)
+        out, new_carry = jax.vmap(lambda o, c: actor_outputs(nw, actor_params, o, c))(obs, carry)
+        env_a, critic_a = jax.vmap(lambda o, k: explore(nw, o, k, False, h))(
+            out, jax.random.split(k, n_envs))
+        if hooks is not None and hooks.act is not None:
+            env_a, critic_a, aux = hooks.act(aux, obs, k_hook, env_steps, env_a, critic_a)
+        return Acted(env_a, critic_a, new_carry, jnp.zeros((n_envs, nw.n_agents, 0))), aux
+
+    return behaviour
+
+
+def collect(parts: Parts, state: MADDPGState, key: Array,
+            h: Hypers) -> tuple[MADDPGState, Array]:
+    """Roll out ``rollout_steps`` steps of the ``num_envs`` games with the behaviour policy and
+    add them to the replay; returns ``(state, episodes that ended [])``."""
+    cfg = parts.config
+    relabel = None if parts.hooks is None else parts.hooks.reward
+    games = RolloutState(state.env_state, state.obs, state.carry, state.ep_return, state.aux)
+    games, items, stats = rollout(
+        jax.vmap(parts.env.step), behaviour_policy(parts, state.params.actor, h), games, key,
+        cfg.rollout_steps, env_steps=state.env_steps, reward_scale=h.reward_scale,
+        relabel=relabel)
+    state = state.replace(
+        env_state=games.env_state, obs=games.obs, carry=games.carry, ep_return=games.ep_return,
+        last_return=stats.mean_return(state.last_return),
+        buffer=parts.replay.add(state.buffer, items), aux=games.aux,
+        env_steps=state.env_steps + cfg.rollout_steps * cfg.num_envs,
+    )
+    return state, stats.episodes
+
+
+def update(parts: Parts, state: MADDPGState, t: Array | None,
+           h: Hypers) -> tuple[MADDPGState, dict]:
+    """One rollout and, once enough data is stored, ``updates_per_rollout`` gradient steps
+    (``lax.scan``). ``t`` (optional, unbatched): the index of this update in the run; passing
+    it keeps the readiness test out of the seed ``vmap``, so ``lax.cond`` stays a branch and
+    the warm-up updates skip the gradient steps instead of computing and discarding them."""
+    cfg = parts.config
+    key, k_roll, k_train = jax.random.split(state.key, 3)
+    state, episodes = collect(parts, state.replace(key=key), k_roll, h)
+    if t is None:
+        ready = parts.replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
+    else:
+        first_ready = max(cfg.learning_starts, cfg.batch_size)
+        ready = (jnp.asarray(t) + 1) * cfg.rollout_steps * cfg.num_envs >= first_ready
+
+    def train(s: MADDPGState, k: Array):
+        s, (cl, al, qm) = jax.lax.scan(lambda s, k: grad_step(parts, s, k, h), s,
+                                       jax.random.split(k, cfg.updates_per_rollout))
+        return s, (cl[-1], al[-1], qm[-1])
+
+    def skip(s: MADDPGState, k: Array):
+        return s, (jnp.zeros(()),) * 3
+
+    # h is closed over, not an operand: the config's floats stay constants of the program
+    state, (cl, al, qm) = jax.lax.cond(ready, train, skip, state, k_train)
+    metrics = {
+        "env_steps": state.env_steps,
+        "grad_steps": state.grad_steps,
+        "episode_return": state.last_return,
+        "episodes": episodes,
+        "critic_loss": cl,
+        "actor_loss": al,
+        "q_mean": qm,
+    }
+    if parts.hooks is not None and parts.hooks.metrics is not None:
+        metrics.update(parts.hooks.metrics(state.aux))
+    return state, metrics
+
+
+# ---- initial state ----------------------------------------------------------------------------
+
+
+def example_transition(parts: Parts) -> Transition:
+    """A zero :class:`Transition` of ``parts``' env and networks (the replay's item)."""
+    nw = parts.nets
+    obs = jax.eval_shape(lambda k: parts.env.reset_to(k, _index(parts.tasks, 0))[1].observation,
+                         jax.random.PRNGKey(0))
+    obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), obs)
+    per_agent = jnp.zeros((nw.n_agents,))
+    carry = jnp.zeros((nw.n_agents, nw.carry_dim))
+    return Transition(obs=obs, action=jnp.zeros((nw.n_agents, nw.space.dim), jnp.float32),
+                      reward=per_agent, discount=per_agent, next_obs=obs, carry=carry,
+                      next_carry=carry, latent=jnp.zeros((nw.n_agents, 0)))
+
+
+def init_params(parts: Parts, k_actor: Array, k_critic: Array) -> tuple[Any, Any]:
+    """Fresh ``(actor, critic)`` parameters, each ``[T, ...]`` (one set per team)."""
+    nw, ex = parts.nets, example_transition(parts)
+    obs0 = nets.agent_view(ex.obs, 0)
+    carry0 = jnp.zeros((nw.carry_dim,), jnp.float32)
+
+    def init_actor(k: Array) -> Any:
+        return nw.actor.init(k, carry0, obs0) if nw.recurrent else nw.actor.init(k, obs0)
+
+    def init_critic(k: Array) -> Any:
+        if nw.critic_kind == "mlp":
+            return nw.critic.init(k, ex.obs, ex.action, jnp.asarray(0))
+        return nw.critic.init(k, ex.obs, ex.action)
+
+    return (nets.init_team_params(init_actor, k_actor, nw.n_teams),
+            nets.init_team_params(init_critic, k_critic, nw.n_teams))
+
+
+def init_state(parts: Parts, key: Array, games: Any, h: Hypers, traced: bool) -> MADDPGState:
+    """The state before the first update, on the ``[N]`` tasks ``games``; ``traced``: the
+    Adam states hold ``h``'s learning rates (:func:`make_optimizer`)."""
+    cfg, nw, n_envs = parts.config, parts.nets, parts.config.num_envs
+    a_opt = make_optimizer(h.actor_lr, cfg, True) if traced else parts.actor_opt
+    c_opt = make_optimizer(h.critic_lr, cfg, True) if traced else parts.critic_opt
+    k_actor, k_critic, k_env, k_next, k_aux = jax.random.split(key, 5)
+    actor_p, critic_p = init_params(parts, k_actor, k_critic)
+    env_state, ts = jax.vmap(parts.env.reset_to)(jax.random.split(k_env, n_envs), games)
+    return MADDPGState(
+        params=Params(actor_p, critic_p, actor_p, critic_p),
+        actor_opt=a_opt.init(actor_p),
+        critic_opt=c_opt.init(critic_p),
+        buffer=parts.replay.init(example_transition(parts)),
+        env_state=env_state,
+        obs=ts.observation,
+        carry=jnp.zeros((n_envs, nw.n_agents, nw.carry_dim)),
+        ep_return=jnp.zeros((n_envs, nw.n_agents)),
+        last_return=jnp.zeros(()),
+        key=k_next,
+        env_steps=jnp.zeros((), jnp.int32),
+        grad_steps=jnp.zeros((), jnp.int32),
+        aux=None if parts.hooks is None else parts.hooks.init(k_aux, games),
+    )
+
+
+# ---- the learner ----------------------------------------------------------------------------
+
+
+def make_parts(config: MADDPGConfig, env: MultiAgentEnv, tasks: Any,
+               hooks: RolloutHooks | None = None, traced: bool = False) -> Parts:
+    """The :class:`Parts` of :func:`make_maddpg` (same arguments)."""
+    return Parts(
+        config=config, nets=make_networks(config, env),
+        actor_opt=make_optimizer(config.actor_lr, config, traced),
+        critic_opt=make_optimizer(config.critic_lr, config, traced),
+        replay=make_replay(config.buffer_size, config.batch_size), env=AutoReset(env),
+        hooks=hooks, tasks=_tile_tasks(tasks, config.num_envs),
+    )
 
 
 def make_maddpg(
@@ -233,119 +617,24 @@ def make_maddpg(
     per member of a sweep); the same numbers as a learner built from a config holding them.
     Without ``hypers=`` every function uses the config's (``Learner.hypers``).
     """
-    cfg = config
-    default = Hypers.of(cfg)
-    auto = AutoReset(env)
-    space = ActionSpace.of(env)
-    n_agents = env.max_agents
-    n_envs = cfg.num_envs
-    tasks = _tile_tasks(tasks, n_envs)
-    recurrent = cfg.actor == "gru"
-    carry_dim = cfg.gru_hidden if recurrent else 0
-    n_teams = _num_teams(env, cfg)
+    cfg, default = config, Hypers.of(config)
+    parts = make_parts(cfg, env, tasks, hooks, traced)
+    nw = parts.nets
 
-    if recurrent:
-        actor_mod = nets.GRUActor(space.dim, cfg.gru_hidden)
-    else:
-        actor_mod = nets.Actor(
-            space.dim, cfg.hidden, cfg.actor, cfg.num_heads, cfg.head_dim, cfg.embed_dim
-        )
-    if cfg.critic == "mlp":
-        # a critic per agent knows whose value it is: no need to put its own input first
-        critic_mod = nets.MLPCritic(cfg.hidden, own_first=cfg.param_sharing == "team")
-    else:
-        critic_mod = nets.AttentionCritic(cfg.critic_hidden, cfg.num_heads, cfg.head_dim)
-
-    # ---- forward passes ----------------------------------------------------------------------
-    def actor_out(params_i: Any, obs_i: Observation, carry_i: Array) -> tuple[Array, Array]:
-        """Per-agent pre-activation output ``[dim]`` and new carry ``[h]``."""
-        if recurrent:
-            new_carry, out = actor_mod.apply(params_i, carry_i, obs_i)
-            return out, new_carry
-        out, _ = actor_mod.apply(params_i, obs_i)
-        return out, carry_i
-
-    def actor_all(params: Any, obs: Observation, carry: Array) -> tuple[Array, Array]:
-        """``[A, dim]`` outputs and ``[A, h]`` carries for one game."""
-        if cfg.param_sharing == "agent":
-            return nets.apply_per_agent(actor_out, params, jnp.arange(n_agents), obs, carry)
-        return nets.per_team(lambda p: jax.vmap(actor_out, (None, 0, 0))(p, obs, carry),
-                             params, obs.team)
-
-    def behaviour(out: Array, key: Array, greedy: bool | Array,
-                  h: Hypers = default) -> tuple[Array, Array]:
-        """(env action ``[A, ...]``, critic action ``[A, dim]``) from outputs ``[A, dim]``.
-
-        ``greedy`` may be traced (one compiled evaluator serves both modes)."""
-        if space.kind == "continuous":
-            noise = h.exploration_noise * jax.random.normal(key, out.shape)
-            a = jnp.clip(jnp.tanh(out) + jnp.where(greedy, 0.0, noise), -1.0, 1.0)
-            return a.reshape((n_agents, *space.env_shape)), a
-        y = jnp.where(
-            greedy,
-            jax.nn.one_hot(jnp.argmax(out, -1), space.dim),
-            gumbel_softmax(key, out, h.gumbel_temperature),
-        )
-        if space.kind == "discrete":
-            idx = jnp.argmax(y, -1).astype(jnp.int32)
-            return idx, jax.nn.one_hot(idx, space.dim)
-        return y, y
-
-    def behaviour_target(out: Array, key: Array, h: Hypers) -> Array:
-        """Critic action ``[A, dim]`` of the target actors at ``o'`` (relaxed samples, as the
-        behaviour policy; no exploration noise for continuous actions)."""
-        if space.kind == "continuous":
-            return jnp.tanh(out)
-        return behaviour(out, key, False, h)[1]
-
-    def train_action(out: Array, key: Array, h: Hypers) -> Array:
-        """Differentiable critic action ``[..., dim]`` from actor outputs (actor loss)."""
-        if space.kind == "continuous":
-            return jnp.tanh(out)
-        y = gumbel_softmax(key, out, h.gumbel_temperature)
-        return straight_through(y) if space.kind == "discrete" else y
-
-    def critic_q(params: Any, obs: Observation, actions: Array,
-                 own_actions: Array | None = None) -> tuple[Array, Array]:
-        """``Q_i`` for every agent ``i`` of one sample, each with its own critic (parameters
-        ``[T, ...]``): agent ``i``'s critic sees the joint action ``actions [A, dim]`` with its
-        own action replaced by ``own_actions[i]`` (``own_actions [A, dim]``; ``None``: the
-        joint action itself, as in the TD loss). Returns ``[A]`` values and ``[A]``
-        regularisers (mean squared attention logit; 0 for the MLP critic).
-
-        The attention critic encodes every agent once per call (``A`` encodings per sample;
-        ``T * A`` with ``T`` teams of shared parameters); with per-agent parameters it is
-        :func:`~metajax.core.networks.attention_critic_per_agent` (MAAC's per-agent encoders and
-        shared attention). The MLP critic reads one joint action per agent."""
-        idx = jnp.arange(n_agents)
-        if cfg.critic == "mlp":
-            joint = jnp.broadcast_to(actions, (n_agents, *actions.shape))  # [A (critic), A, dim]
-            if own_actions is not None:
-                own = jnp.eye(n_agents, dtype=bool)[:, :, None]
-                joint = jnp.where(own, own_actions[None], joint)
-
-            def one(p, i, a):
-                return critic_mod.apply(p, obs, a, i)
-
-            if cfg.param_sharing == "agent":
-                q = jax.vmap(one)(nets.team_slice(params, idx), idx, joint)
-            else:
-                q = nets.per_team(lambda p: jax.vmap(one, (None, 0, 0))(p, idx, joint),
-                                  params, obs.team)
-            return q, jnp.zeros_like(q)
-        if cfg.param_sharing == "agent":
-            q, logits = nets.attention_critic_per_agent(
-                critic_mod, params, obs, actions, own_actions)
-        else:
-            q, logits = nets.per_team(
-                lambda p: critic_mod.apply(p, obs, actions, own_actions), params, obs.team)
-        return q, jnp.mean(logits**2, axis=(-2, -1))
+    def init(key: Array, games: Any = None, hypers: Hypers | None = None) -> MADDPGState:
+        """Initial state; ``games`` (optional) a ``[num_envs]`` stack of tasks replacing the
+        ones the learner was built with (same structure; may be traced). ``hypers`` (learners
+        built with ``traced=True``): their learning rates go into the Adam states."""
+        if hypers is not None and not traced:
+            raise ValueError("init(hypers=...) needs a learner built with traced=True")
+        return init_state(parts, key, parts.tasks if games is None else games,
+                          default if hypers is None else hypers, traced)
 
     def act(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False,
             hypers: Hypers | None = None):
-        out, carry = actor_all(params, obs, carry)
-        env_action, critic_action = behaviour(out, key, greedy,
-                                              default if hypers is None else hypers)
+        out, carry = actor_outputs(nw, params, obs, carry)
+        env_action, critic_action = explore(nw, out, key, greedy,
+                                            default if hypers is None else hypers)
         return env_action, critic_action, carry
 
     def policy(params: Any, obs: Observation, carry: Array, key: Array, greedy: bool = False,
@@ -353,232 +642,17 @@ def make_maddpg(
         env_action, _, carry = act(params, obs, carry, key, greedy, hypers)
         return env_action, carry
 
-    # ---- init -----------------------------------------------------------------------------
-    example_obs = jax.eval_shape(lambda k: env.reset_to(k, _index(tasks, 0))[1].observation,
-                                 jax.random.PRNGKey(0))
-    example_obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), example_obs)
-    obs0 = nets.agent_view(example_obs, 0)
-    carry0 = jnp.zeros((carry_dim,), jnp.float32)
-    act0 = jnp.zeros((n_agents, space.dim), jnp.float32)
-
-    def init_actor(k: Array) -> Any:
-        if recurrent:
-            return actor_mod.init(k, carry0, obs0)
-        return actor_mod.init(k, obs0)
-
-    def init_critic(k: Array) -> Any:
-        if cfg.critic == "mlp":
-            return critic_mod.init(k, example_obs, act0, jnp.asarray(0))
-        return critic_mod.init(k, example_obs, act0)
-
-    actor_opt = make_optimizer(cfg.actor_lr, cfg, traced)
-    critic_opt = make_optimizer(cfg.critic_lr, cfg, traced)
-    replay = make_replay(cfg.buffer_size, cfg.batch_size)
-    example_item = Transition(
-        obs=example_obs,
-        action=act0,
-        reward=jnp.zeros((n_agents,)),
-        discount=jnp.zeros((n_agents,)),
-        next_obs=example_obs,
-        carry=jnp.zeros((n_agents, carry_dim)),
-        next_carry=jnp.zeros((n_agents, carry_dim)),
-        latent=jnp.zeros((n_agents, 0)),
-    )
-
-    def init(key: Array, games: Any = None, hypers: Hypers | None = None) -> MADDPGState:
-        """Initial state; ``games`` (optional) a ``[num_envs]`` stack of tasks replacing the
-        ones the learner was built with (same structure; may be traced). ``hypers`` (learners
-        built with ``traced=True``): their learning rates go into the Adam states."""
-        games = tasks if games is None else games
-        if hypers is not None and not traced:
-            raise ValueError("init(hypers=...) needs a learner built with traced=True")
-        h = default if hypers is None else hypers
-        a_opt = make_optimizer(h.actor_lr, cfg, True) if traced else actor_opt
-        c_opt = make_optimizer(h.critic_lr, cfg, True) if traced else critic_opt
-        k_a, k_c, k_env, k_next, k_aux = jax.random.split(key, 5)
-        actor_p = nets.init_team_params(init_actor, k_a, n_teams)
-        critic_p = nets.init_team_params(init_critic, k_c, n_teams)
-        env_state, ts = jax.vmap(auto.reset_to)(jax.random.split(k_env, n_envs), games)
-        return MADDPGState(
-            params=Params(actor_p, critic_p, actor_p, critic_p),
-            actor_opt=a_opt.init(actor_p),
-            critic_opt=c_opt.init(critic_p),
-            buffer=replay.init(example_item),
-            env_state=env_state,
-            obs=ts.observation,
-            carry=jnp.zeros((n_envs, n_agents, carry_dim)),
-            ep_return=jnp.zeros((n_envs, n_agents)),
-            last_return=jnp.zeros(()),
-            key=k_next,
-            env_steps=jnp.zeros((), jnp.int32),
-            grad_steps=jnp.zeros((), jnp.int32),
-            aux=None if hooks is None else hooks.init(k_aux, games),
-        )
-
-    # ---- rollout ---------------------------------------------------------------------------
-    def rollout(state: MADDPGState, key: Array, h: Hypers):
-        def step(carry, inp):
-            env_state, obs, rnn, ep_ret, done_sum, done_n, aux = carry
-            k, t = inp
-            k, k_hook = jax.random.split(k)
-            k_act = jax.random.split(k, n_envs)
-            out, new_rnn = jax.vmap(actor_all, (None, 0, 0))(state.params.actor, obs, rnn)
-            env_a, critic_a = jax.vmap(lambda o, k: behaviour(o, k, False, h))(out, k_act)
-            if hooks is not None and hooks.act is not None:
-                env_a, critic_a, aux = hooks.act(
-                    aux, obs, k_hook, state.env_steps + t * n_envs, env_a, critic_a)
-            env_state, ts = jax.vmap(auto.step)(env_state, env_a)
-            reward = ts.reward
-            if hooks is not None and hooks.reward is not None:
-                reward, aux = hooks.reward(aux, obs, critic_a, ts)
-            item = Transition(
-                obs=obs,
-                action=critic_a,
-                reward=reward * h.reward_scale,
-                discount=ts.discount,
-                next_obs=ts.extras["final_observation"],
-                carry=rnn,
-                next_carry=new_rnn,
-                latent=jnp.zeros((n_envs, n_agents, 0)),
-            )
-            ep_ret = ep_ret + ts.reward
-            mask = ts.observation.agent_mask
-            per_game = jnp.sum(ep_ret * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1)
-            done = ts.done
-            done_sum = done_sum + jnp.sum(jnp.where(done, per_game, 0.0))
-            done_n = done_n + jnp.sum(done)
-            ep_ret = jnp.where(done[:, None], 0.0, ep_ret)
-            new_rnn = jnp.where(done[:, None, None], 0.0, new_rnn)
-            return (env_state, ts.observation, new_rnn, ep_ret, done_sum, done_n, aux), item
-
-        init_c = (state.env_state, state.obs, state.carry, state.ep_return,
-                  jnp.zeros(()), jnp.zeros((), jnp.int32), state.aux)
-        steps = (jax.random.split(key, cfg.rollout_steps), jnp.arange(cfg.rollout_steps))
-        (env_state, obs, rnn, ep_ret, done_sum, done_n, aux), items = jax.lax.scan(
-            step, init_c, steps)
-        n_items = cfg.rollout_steps * n_envs
-        items = jax.tree.map(lambda x: x.reshape((n_items, *x.shape[2:])), items)
-        last = jnp.where(done_n > 0, done_sum / jnp.maximum(done_n, 1), state.last_return)
-        state = state.replace(
-            env_state=env_state, obs=obs, carry=rnn, ep_return=ep_ret, last_return=last,
-            buffer=replay.add(state.buffer, items), aux=aux,
-            env_steps=state.env_steps + cfg.rollout_steps * n_envs,
-        )
-        return state, done_n
-
-    # ---- learning --------------------------------------------------------------------------
-    def losses_and_grads(params: Params, batch: Transition, key: Array, h: Hypers):
-        k_next, k_new = jax.random.split(key)
-        mask = batch.obs.agent_mask  # [B, A]
-        # target actions a' ~ target actors at o' (relaxed samples, as in MADDPG)
-        keys_next = jax.random.split(k_next, batch.reward.shape[0])
-
-        def next_action(obs, rnn, k):
-            out, _ = actor_all(params.target_actor, obs, rnn)
-            return behaviour_target(out, k, h)
-
-        a_next = jax.vmap(next_action)(batch.next_obs, batch.next_carry, keys_next)
-        q_next, _ = jax.vmap(critic_q, (None, 0, 0))(params.target_critic, batch.next_obs, a_next)
-        y = td_target(batch.reward, batch.discount, q_next, h.gamma)
-
-        def c_loss(cp):
-            q, att = jax.vmap(critic_q, (None, 0, 0))(cp, batch.obs, batch.action)
-            loss = critic_loss(q, y, mask)
-            return loss + h.attention_reg * masked_mean(att, mask), (loss, q)
-
-        (_, (cl, q)), c_grads = jax.value_and_grad(c_loss, has_aux=True)(params.critic)
-        return cl, q, c_grads, k_new
-
-    def actor_objective(ap: Any, cp: Any, batch: Transition, key: Array, h: Hypers):
-        mask = batch.obs.agent_mask
-        keys = jax.random.split(key, batch.reward.shape[0])
-
-        def per_sample(obs, action, rnn, k):
-            out, _ = actor_all(ap, obs, rnn)  # [A, dim]
-            new = train_action(out, k, h)  # [A, dim]
-
-            # agent i's critic sees its own new action and the others' replayed ones
-            return critic_q(cp, obs, action, new)[0], out
-
-        q_new, out = jax.vmap(per_sample)(batch.obs, batch.action, batch.carry, keys)
-        return actor_loss(q_new, out, mask, h.logit_reg)
-
-    def grad_step(state: MADDPGState, key: Array, h: Hypers):
-        k_s, k_l = jax.random.split(key)
-        batch = replay.sample(state.buffer, k_s)
-        p = state.params
-        cl, q, c_grads, k_a = losses_and_grads(p, batch, k_l, h)
-        c_upd, c_opt = critic_opt.update(c_grads, state.critic_opt, p.critic)
-        critic_p = optax.apply_updates(p.critic, c_upd)
-        al, a_grads = jax.value_and_grad(actor_objective)(p.actor, critic_p, batch, k_a, h)
-        a_upd, a_opt = actor_opt.update(a_grads, state.actor_opt, p.actor)
-        actor_p = optax.apply_updates(p.actor, a_upd)
-        params = Params(
-            actor=actor_p,
-            critic=critic_p,
-            target_actor=soft_update(p.target_actor, actor_p, h.tau),
-            target_critic=soft_update(p.target_critic, critic_p, h.tau),
-        )
-        q_mean = masked_mean(q, batch.obs.agent_mask)
-        state = state.replace(params=params, actor_opt=a_opt, critic_opt=c_opt,
-                              grad_steps=state.grad_steps + 1)
-        return state, (cl, al, q_mean)
-
-    def train(state: MADDPGState, key: Array, h: Hypers):
-        state, (cl, al, qm) = jax.lax.scan(
-            lambda s, k: grad_step(s, k, h), state,
-            jax.random.split(key, cfg.updates_per_rollout))
-        return state, (cl[-1], al[-1], qm[-1])
-
-    def skip(state: MADDPGState, key: Array, h: Hypers):
-        z = jnp.zeros(())
-        return state, (z, z, z)
-
-    spu = cfg.rollout_steps * n_envs
-    first_ready = max(cfg.learning_starts, cfg.batch_size)
-
-    def update(state: MADDPGState, t: Array | None = None,
-               hypers: Hypers | None = None) -> tuple[MADDPGState, dict]:
-        """One rollout and, once enough data is stored, ``updates_per_rollout`` gradient
-        steps. ``t`` (optional, unbatched): the index of this update in the run; passing it
-        keeps the readiness test out of the seed ``vmap``, so ``lax.cond`` stays a branch and
-        the warm-up updates skip the gradient steps instead of computing and discarding them.
-        ``hypers`` (optional, may be traced): replaces the config's (:class:`Hypers`; the
-        learning rates are those in the state).
-        """
-        h = default if hypers is None else hypers
-        key, k_roll, k_train = jax.random.split(state.key, 3)
-        state, episodes = rollout(state.replace(key=key), k_roll, h)
-        if t is None:
-            ready = replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
-        else:
-            ready = (jnp.asarray(t) + 1) * spu >= first_ready
-        # h is closed over, not an operand: the config's floats stay constants of the program
-        state, (cl, al, qm) = jax.lax.cond(
-            ready, lambda s, k: train(s, k, h), lambda s, k: skip(s, k, h), state, k_train)
-        metrics = {
-            "env_steps": state.env_steps,
-            "grad_steps": state.grad_steps,
-            "episode_return": state.last_return,
-            "episodes": episodes,
-            "critic_loss": cl,
-            "actor_loss": al,
-            "q_mean": qm,
-        }
-        if hooks is not None and hooks.metrics is not None:
-            metrics.update(hooks.metrics(state.aux))
-        return state, metrics
-
     return Learner(
         init=init,
-        update=update,
+        update=lambda state, t=None, hypers=None: update(
+            parts, state, t, default if hypers is None else hypers),
         policy=policy,
         policy_params=lambda s: s.params.actor,
-        initial_carry=lambda: jnp.zeros((n_agents, carry_dim)),
-        env_steps_per_update=cfg.rollout_steps * n_envs,
-        tasks=tasks,
+        initial_carry=lambda: jnp.zeros((nw.n_agents, nw.carry_dim)),
+        env_steps_per_update=cfg.rollout_steps * cfg.num_envs,
+        tasks=parts.tasks,
         act=act,
-        outputs=actor_all,
+        outputs=lambda params, obs, carry: actor_outputs(nw, params, obs, carry),
         hypers=default,
     )
 
