@@ -1,5 +1,6 @@
-"""MESA pipeline pieces (metajax/mesa.py): task splits, joint features, the M_* collection
-flush, the Eq. 6 coverage step, exploration during meta-testing, the goal wrapper."""
+"""MESA's pieces: task splits (metajax/pipelines/mesa.py), joint features, the M_* collection
+flush, the Eq. 6 coverage step, exploration during meta-testing, the goal wrapper, the stage
+loop (metajax/algos/mesa/)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import envs
 from envs.wrappers import AutoReset, GoalObservation
 from metajax.algos.maddpg import ORIGINAL, make_maddpg
+from metajax.algos.mesa import config, explorers, features, metatest, report, stages, subspace
 from metajax.algos.mesa import core as mc
 from metajax.core.interfaces import ActionSpace
 from metajax.pipelines import mesa
@@ -24,11 +26,11 @@ _LEARNER = dataclasses.replace(
     hidden=(8,))
 
 
-def _cfg(**kw) -> mesa.MESAConfig:
+def _cfg(**kw) -> config.MESAConfig:
     base = dict(env="climb", env_config=dict(max_agents=2, num_actions=4), n_train=4, n_test=2,
                 split={"test_filter": {"k": 2}}, maddpg=_LEARNER, seeds=2)
     base.update(kw)
-    return mesa.MESAConfig(**base)
+    return config.MESAConfig(**base)
 
 
 # --- config and tasks -----------------------------------------------------------------------------
@@ -99,12 +101,12 @@ def test_found_rate_split_by_seen_in_training():
     res = {"optimal_found": {"per_task": [[1.0, 0.0], [0.0, 1.0]]},
            "greedy_return": {"mean": 0.75, "std": 0.0, "per_task": [[1.0, 0.5], [0.5, 1.0]]}}
     seen = np.array([[True, True], [False, False]])
-    out = mesa.found_by_seen(res, seen)
+    out = report.found_by_seen(res, seen)
     assert out["all"] == {"found": 2, "runs": 4, "fraction": 0.5}
     assert out["seen"]["found"] == 1 and out["unseen"]["found"] == 1
-    assert mesa.found_by_seen({"greedy_return": res["greedy_return"]}, seen) is None
+    assert report.found_by_seen({"greedy_return": res["greedy_return"]}, seen) is None
     res["optimal_found"].update(mean=0.5, std=0.0)
-    table = mesa.results_table({"name": "t", "env": "climb", "seeds": 2, "n_test": 2,
+    table = report.results_table({"name": "t", "env": "climb", "seeds": 2, "n_test": 2,
                                 "methods": {"mesa": res}, "test_in_train": seen.tolist(),
                                 "tasks": {"test": {"k": [[2, 2], [2, 2]],
                                                    "u": [[0, 1], [2, 3]]}}})
@@ -127,7 +129,7 @@ def test_joint_features_mask_padding_and_weight_actions():
     env = envs.make("climb", max_agents=3, num_actions=4)
     _, ts = env.reset_to(jax.random.PRNGKey(0), env.make_task(n_agents=2, k=1, u=0))
     act = jax.nn.one_hot(jnp.array([1, 2, 3]), 4)
-    x = mesa.joint_features(ts.observation, act, action_weight=2.0)
+    x = features.joint_features(ts.observation, act, action_weight=2.0)
     flat = ts.observation.flat.reshape(-1)
     assert x.shape == (flat.shape[0] + 12,)
     np.testing.assert_array_equal(x[flat.shape[0]:].reshape(3, 4),
@@ -140,9 +142,9 @@ def test_flush_rollout_keeps_valuable_pairs_and_relabelled_predecessors():
     r = jnp.array([[0.0], [0.0], [1.0], [0.5], [0.0]])
     done = jnp.array([[False], [False], [True], [False], [False]])
     sa = jnp.arange(5, dtype=jnp.float32)[:, None, None] * jnp.ones((5, 1, 2))
-    aux = mesa.CollectAux(ds=mc.dataset_init(16, 2), sa=sa, reward=r, done=done,
+    aux = subspace.CollectAux(ds=mc.dataset_init(16, 2), sa=sa, reward=r, done=done,
                           t=jnp.int32(5), key=jax.random.PRNGKey(0))
-    out = mesa.flush_rollout(aux, cfg)
+    out = subspace.flush_rollout(aux, cfg)
     kept = np.asarray(out.ds.data[np.asarray(out.ds.mask)][:, 0])
     vals = np.asarray(out.ds.value[np.asarray(out.ds.mask)])
     order = np.argsort(kept)
@@ -157,21 +159,21 @@ def test_coverage_step_hand_values():
     ds = mc.dataset_add(mc.dataset_init(4, 2), jnp.array([[0.0, 0.0], [5.0, 0.0]]),
                         jnp.ones(2, bool), value=jnp.array([1.0, 0.25]))
     centers = jnp.array([[0.0, 0.0], [5.0, 0.0]])
-    aux = mesa.CoverageAux(ds=ds, centers=centers, global_counts=jnp.array([1, 0], jnp.int32),
+    aux = explorers.CoverageAux(ds=ds, centers=centers, global_counts=jnp.array([1, 0], jnp.int32),
                            counts=jnp.array([[1, 0], [1, 0]], jnp.int32),
                            reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()),
                            eps=jnp.float32(0.5))
     # game 0 near pair 0 (cluster 0, N_hat = 1), game 1 near pair 1 (cluster 1, unseen)
     sa = jnp.array([[0.1, 0.0], [5.0, 0.2]])
-    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, False]), power=5.0)
+    r, aux = explorers.coverage_step(aux, sa, jnp.array([False, False]), power=5.0)
     np.testing.assert_allclose(r, [1.0 / 2**5, 0.25], rtol=1e-6)
     np.testing.assert_array_equal(aux.counts, [[2, 0], [1, 1]])
     # repeat: counts grow; game 1 ends its episode and restarts from N_hat
-    r, aux = mesa.coverage_step(aux, sa, jnp.array([False, True]), power=5.0)
+    r, aux = explorers.coverage_step(aux, sa, jnp.array([False, True]), power=5.0)
     np.testing.assert_allclose(r, [1.0 / 3**5, 0.25 / 2**5], rtol=1e-6)
     np.testing.assert_array_equal(aux.counts, [[3, 0], [1, 0]])
     # outside eps: no reward, but the visit is counted
-    r, aux = mesa.coverage_step(aux, jnp.array([[2.0, 0.0], [9.0, 9.0]]),
+    r, aux = explorers.coverage_step(aux, jnp.array([[2.0, 0.0], [9.0, 9.0]]),
                                 jnp.array([False, False]), power=5.0)
     np.testing.assert_array_equal(r, [0.0, 0.0])
 
@@ -189,7 +191,7 @@ def test_nearest_matches_brute_force_and_merge_keeps_every_row():
         np.testing.assert_array_equal(idx, d.argmin(1))
         np.testing.assert_allclose(dist, d.min(1), rtol=1e-5)
     np.testing.assert_array_equal(ds.value[np.asarray(idx)], d.argmin(1))  # r_hat per pair
-    both = mesa.mc.dataset_merge(jax.tree.map(lambda a, b: jnp.stack([a, b]), ds, ds))
+    both = mc.dataset_merge(jax.tree.map(lambda a, b: jnp.stack([a, b]), ds, ds))
     assert both.data.shape == (24, 3) and int(both.mask.sum()) == 20 and int(both.count) == 20
     # the stored rows come first, in order, each with its own r_hat
     np.testing.assert_array_equal(both.mask, np.arange(24) < 20)
@@ -227,14 +229,14 @@ def _explore_run(explore_setup, mode, p_start, p_end):
     env, task, learner, space, stack = explore_setup
     if (p_start, p_end) not in _EXPLORE_PROGRAMS:
         cfg = _cfg(num_explorers=1, p_start=p_start, p_end=p_end, anneal_steps=10)
-        hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
+        hooks = metatest.exploration_hooks(cfg, learner, space, 4, 2, 0,
                                        jax.tree.map(lambda x: x[0], stack))
 
         def run(stack, mode):
             aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=mode)
             auto = AutoReset(env)
             state, ts = jax.vmap(auto.reset_to)(jax.random.split(jax.random.PRNGKey(1), 4),
-                                                mesa._tile(task, 4))
+                                                features.tile(task, 4))
             learner_env = jnp.zeros((4, 2), jnp.int32)
             learner_critic = jax.nn.one_hot(learner_env, 4)
             return hooks.act(aux, ts.observation, jax.random.PRNGKey(2), jnp.int32(0),
@@ -263,7 +265,7 @@ def test_exploration_hook_modes(explore_setup):
 def test_exploration_hook_keeps_the_player_for_the_whole_episode(explore_setup):
     env, task, learner, space, stack = explore_setup
     cfg = _cfg(num_explorers=1, p_start=0.5, p_end=0.5, anneal_steps=10)
-    hooks = mesa.exploration_hooks(cfg, learner, space, 4, 2, 0,
+    hooks = metatest.exploration_hooks(cfg, learner, space, 4, 2, 0,
                                    jax.tree.map(lambda x: x[0], stack))
     aux = jax.jit(hooks.init, static_argnums=1, compiler_options=ONCE)(
         jax.random.PRNGKey(0), None).replace(params=stack, mode=jnp.int32(1))
@@ -297,23 +299,23 @@ def test_goal_observation_appends_the_task_description():
 def test_config_changes_lets_old_runs_resume_but_names_real_changes():
     from metajax.config import to_dict
 
-    cfg = mesa.MESAConfig(name="t", env="climb", n_train=1, maddpg=ORIGINAL)
+    cfg = config.MESAConfig(name="t", env="climb", n_train=1, maddpg=ORIGINAL)
     now = to_dict(cfg)
     # a run written before a field existed: unchanged while the field keeps its default
     old = {k: v for k, v in now.items() if k != "xla_fast"}
     old["maddpg"] = {k: v for k, v in now["maddpg"].items() if k != "exploration_noise"}
-    assert mesa.config_changes(old, now) == []
-    assert mesa.config_changes(old, to_dict(dataclasses.replace(cfg, xla_fast=True))) == [
+    assert config.config_changes(old, now) == []
+    assert config.config_changes(old, to_dict(dataclasses.replace(cfg, xla_fast=True))) == [
         "xla_fast"]
     later = dataclasses.replace(cfg, test_steps=7, maddpg=dataclasses.replace(ORIGINAL, tau=0.5,
                                 exploration_noise=0.3))
-    assert mesa.config_changes(old, to_dict(later)) == [
+    assert config.config_changes(old, to_dict(later)) == [
         "maddpg.exploration_noise", "maddpg.tau", "test_steps"]
-    assert mesa.config_changes(now, now) == []
+    assert config.config_changes(now, now) == []
 
 
 def test_pipeline_coverage_step_scanned_over_games_matches_brute_force():
-    """The pipeline's Eq. 6 step (``mesa.coverage_step`` -> ``mc.coverage_step`` ->
+    """The pipeline's Eq. 6 step (``explorers.coverage_step`` -> ``mc.coverage_step`` ->
     ``mc.count_step``), scanned over 3 games x 40 steps with episode ends, against a plain
     Python loop over the paper's definition; the counts are asserted at every step."""
     rng = np.random.default_rng(3)
@@ -328,13 +330,13 @@ def test_pipeline_coverage_step_scanned_over_games_matches_brute_force():
     near = stored[rng.integers(0, 6, (t, g))] + rng.normal(0, 0.2, (t, g, 2))
     sa = np.where(rng.uniform(size=(t, g, 1)) < 0.8, near, 5.0 + near).astype(np.float32)
     done = rng.uniform(size=(t, g)) < 0.15
-    aux = mesa.CoverageAux(ds=ds, centers=jnp.asarray(centers), global_counts=jnp.asarray(gc),
+    aux = explorers.CoverageAux(ds=ds, centers=jnp.asarray(centers), global_counts=jnp.asarray(gc),
                            counts=jnp.broadcast_to(jnp.asarray(gc), (g, k)),
                            reward_ema=jnp.zeros(()), inside_ema=jnp.zeros(()),
                            eps=jnp.float32(eps))
 
     def body(aux, inp):
-        r, aux = mesa.coverage_step(aux, inp[0], inp[1], 5.0)
+        r, aux = explorers.coverage_step(aux, inp[0], inp[1], 5.0)
         return aux, (r, aux.counts)
 
     _, (r, counts) = jax.jit(lambda a, x, d: jax.lax.scan(body, a, (x, d)),
@@ -371,7 +373,7 @@ def test_multistage_features_separate_stages_but_not_histories():
         out = []
         for a in actions:
             a = jnp.asarray(a, jnp.int32)
-            out.append(np.asarray(mesa.features(cfg, ts.observation, jax.nn.one_hot(a, 10))))
+            out.append(np.asarray(features.features(cfg, ts.observation, jax.nn.one_hot(a, 10))))
             state, ts = env.step(state, a)
         return np.stack(out)
 
@@ -433,16 +435,48 @@ def test_stage_loop_stops_on_a_nonfinite_chunk(tmp_path):
     from metajax.train.loop import NonFiniteError
 
     lines = []
-    lg = mesa._Log(tmp_path, lines.append)
+    lg = stages.StageLog(tmp_path, lines.append)
     with pytest.raises(NonFiniteError, match=r"MESA stage explorer_0: non-finite critic_loss "
                                              r"in chunk 2/3 \(seed index 1\)"):
-        mesa._run_stage(lg, "explorer_0", _stage_step(1), 0, 9, 3, 4)
+        stages.run_stage(lg, "explorer_0", _stage_step(1), 0, 9, 3, 4)
     rows = (tmp_path / "metrics_explorer_0.jsonl").read_text().splitlines()
     assert len(rows) == 1  # the diverged chunk is not logged
 
     lines.clear()
-    state = mesa._run_stage(lg, "explorer_0", _stage_step(1), 0, 9, 3, 4, allow_nonfinite=True)
+    state = stages.run_stage(lg, "explorer_0", _stage_step(1), 0, 9, 3, 4, allow_nonfinite=True)
     assert state == 3
     assert sum("warning: MESA stage explorer_0: non-finite critic_loss" in x for x in lines) == 1
     assert len((tmp_path / "metrics_explorer_0.jsonl").read_text().splitlines()) == 3
-    assert mesa._run_stage(lg, "collect", _stage_step(-1), 0, 9, 3, 4) == 3  # all finite
+    assert stages.run_stage(lg, "collect", _stage_step(-1), 0, 9, 3, 4) == 3  # all finite
+
+
+def test_stage_chunk_over_tasks_is_the_nested_scan():
+    """:func:`stages.stage_chunk` (``make_chunk`` over seeds, the update vmapped over tasks
+    inside the scan) computes what ``vmap(vmap(scan(update)))`` does, metrics ``[S, B, U]``,
+    also when compiled at the cheap optimisation level."""
+    from metajax.core.interfaces import Learner
+
+    def update(state, t):
+        key, total = state
+        key, k = jax.random.split(key)
+        x = jax.random.normal(k) * (t + 1.0)
+        return (key, total + x), {"x": x, "env_steps": t}
+
+    learner = Learner(init=None, update=update, policy=None, policy_params=None,
+                      initial_carry=None, env_steps_per_update=1, tasks=None)
+    keys = jax.vmap(lambda k: jax.random.split(k, 3))(jax.random.split(jax.random.PRNGKey(0), 2))
+    state = (keys, jnp.zeros((2, 3)))
+
+    def nested(state, c):
+        ts = c * 4 + jnp.arange(4)
+        one = lambda s: jax.lax.scan(update, s, ts)  # noqa: E731
+        return jax.vmap(jax.vmap(one))(state)
+
+    want_state, want = jax.jit(nested)(state, jnp.int32(1))
+    for fast in (False, True):
+        step = stages.stage_chunk(learner, 4, 2, fast)
+        got_state, got = step(jax.tree.map(jnp.copy, state), jnp.int32(1))
+        assert got["x"].shape == (2, 3, 4)
+        np.testing.assert_allclose(got["x"], want["x"], rtol=1e-6)
+        np.testing.assert_array_equal(got["env_steps"], want["env_steps"])
+        np.testing.assert_allclose(got_state[1], want_state[1], rtol=1e-6)

@@ -24,7 +24,8 @@ import pytest
 
 import envs
 from metajax.algos.maddpg import ORIGINAL
-from metajax.pipelines import mesa
+from metajax.algos.mesa.features import feature_dim
+from metajax.algos.mesa.subspace import subspace_like
 from metajax.pipelines.mesa import METHODS, MESAConfig, run_mesa
 from metajax.train.checkpoint import Checkpointer, CheckpointError
 
@@ -110,11 +111,11 @@ def test_every_baseline_and_the_zero_shot_stage_ran(run):
 def _subspace(out, cfg: MESAConfig) -> dict:
     """The stored ``M_*`` and k-means centers of a run (its ``stages/subspace`` checkpoint)."""
     env = envs.make(cfg.env, **cfg.env_config)
-    dim = mesa.feature_dim(cfg, env, env.make_task(k=2, u=0))
+    dim = feature_dim(cfg, env, env.make_task(k=2, u=0))
     # the layout the test reads: every agent's observation, then its one-hot action
     obs = env.reset_to(jax.random.PRNGKey(0), env.make_task(k=2, u=0))[1].observation
     assert dim == env.max_agents * (obs.flat.shape[-1] + cfg.env_config["num_actions"])
-    like = mesa.subspace_like(cfg, dim)
+    like = subspace_like(cfg, dim)
     ck = Checkpointer(out / "stages" / "subspace", max_to_keep=1)
     try:
         tree, _, _ = ck.restore(like)

@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from metajax import stats
-from metajax.pipelines import mesa
+from metajax.algos.mesa.config import MESAConfig
+from metajax.algos.mesa.features import feature_dim, scan_chunk, take, tile
+from metajax.algos.mesa.play import make_player
+from metajax.algos.mesa.report import results_table, summarize
+from metajax.algos.mesa.stages import StageStore
+from metajax.algos.mesa.subspace import subspace_like
+from metajax.pipelines.mesa import seed_task_sets
 
 #: Per-task arrays kept from ``results.json``'s ``zero_shot_high_reward``.
 _ZERO_SHOT = ("explorers_per_task", "random_per_task", "test_pairs_inside_per_task",
@@ -99,11 +105,11 @@ def report(data: dict) -> str:
         if scale != 1.0:
             vals = {k: (np.asarray(v) / scale).tolist() if k.endswith("_return") else v
                     for k, v in vals.items()}
-        methods[m] = mesa.summarize(vals)
+        methods[m] = summarize(vals)
     results = {"name": data["name"], "seeds": data["seeds"], "n_test": data["n_test"],
                "methods": methods, "test_in_train": data.get("test_in_train", []),
                "tasks": data["tasks"]}
-    lines = [mesa.results_table(results).split("\n\nPer seed and test task")[0].rstrip()]
+    lines = [results_table(results).split("\n\nPer seed and test task")[0].rstrip()]
     ref = uniform_policy_return(data)
     if ref is not None and ref[0].shape[0] >= 2:
         lines.append(f"\nReference: a uniformly random policy ({ref[1]}) returns "
@@ -157,16 +163,16 @@ def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -
     from metajax.config import from_dict
 
     run_dir = Path(run_dir)
-    cfg = from_dict(mesa.MESAConfig,
+    cfg = from_dict(MESAConfig,
                     json.loads((run_dir / "config.json").read_text())["algo_config"])
     env = envs.make(cfg.env, **cfg.env_config)
-    train, test = mesa.seed_task_sets(env, cfg)
-    first = mesa._take(mesa._take(train, 0), 0)
+    train, test = seed_task_sets(env, cfg)
+    first = take(take(train, 0), 0)
     n_envs = cfg.explorer_config.num_envs
-    learner = make_maddpg(cfg.explorer_config, env, mesa._tile(first, n_envs))
-    play = mesa.make_player(env, learner, cfg, random_policy=True)
-    like = mesa.subspace_like(cfg, mesa.feature_dim(cfg, env, first))
-    sub, _ = mesa._Stages(run_dir, json.loads((run_dir / "config.json").read_text())).load(
+    learner = make_maddpg(cfg.explorer_config, env, tile(first, n_envs))
+    play = make_player(env, learner, cfg, random_policy=True)
+    like = subspace_like(cfg, feature_dim(cfg, env, first))
+    sub, _ = StageStore(run_dir, json.loads((run_dir / "config.json").read_text())).load(
         "subspace", like)
 
     @jax.jit
@@ -175,7 +181,7 @@ def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -
                                                    False)
         sa = st.sa.reshape(-1, st.sa.shape[-1])
         high = ((st.reward >= cfg.threshold) & st.alive).reshape(-1)
-        return mc.min_distance(ds, sa, mesa.scan_chunk(*sa.shape)), high
+        return mc.min_distance(ds, sa, scan_chunk(*sa.shape)), high
 
     res = json.loads((run_dir / "results.json").read_text())
     eps = res.get("eps_per_seed", [cfg.eps] * cfg.seeds)
@@ -185,7 +191,7 @@ def subspace_distances(run_dir: str | Path, episodes: int = 64, seed: int = 0) -
         ds = jax.tree.map(lambda x, s=s: x[s], sub["ds"])
         for j in range(cfg.n_test):
             key, k = jax.random.split(key)
-            d, high = dists(ds, mesa._take(mesa._take(test, s), j), k)
+            d, high = dists(ds, take(take(test, s), j), k)
             out.append(np.asarray(d)[np.asarray(high)])
             inside += int((out[-1] < eps[s]).sum())
     d = np.concatenate(out) if out else np.zeros(0)
