@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -165,7 +166,8 @@ def train_explorers(ctx: Context, sub: Subspace) -> Explorers:
     return Explorers(params=params, counts=counts)
 
 
-def _policy_trainer(ctx: Context, explorer: Learner, sub: Subspace):
+def _policy_trainer(ctx: Context, explorer: Learner,
+                    sub: Subspace) -> Callable[[int, Array], Any]:
     """``train_one(i, counts [S, K]) -> actor params [S, ...]``: lines 8-18 for policy ``i``
     of every seed, its counts started from ``N_hat = counts`` (one compiled chunk serves every
     policy)."""
@@ -191,7 +193,8 @@ def _policy_trainer(ctx: Context, explorer: Learner, sub: Subspace):
     return train_one
 
 
-def _visit_counter(ctx: Context, explorer: Learner, sub: Subspace):
+def _visit_counter(ctx: Context, explorer: Learner,
+                   sub: Subspace) -> Callable[[Any, Array, Array], Array]:
     """``visits(params [S, ...], counts [S, K], keys [S]) -> counts [S, K]``: Alg. 1 line 19,
     ``N_hat`` plus the visits (within ``eps`` of ``M_*`` unless ``count_outside``) of one
     policy over ``count_episodes`` episodes of every training task."""
