@@ -2,7 +2,7 @@
 Yu et al. 2022, "The Surprising Effectiveness of PPO in Cooperative Multi-Agent Games") and of
 Random Network Distillation (Burda et al. 2019) as an intrinsic reward, over padded agents.
 
-Pure functions at module level (the learner that uses them is issue 17's next step):
+Pure functions at module level, then the learner built on them (:func:`make_ppo`):
 
 * :func:`gae`: generalized advantage estimation with the time limit told apart from
   termination (``discount`` 0 only at termination, the trace cut at every episode end);
@@ -19,10 +19,22 @@ the game) removes padded agents from every mean.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
+from flax import struct
 
-from metajax.core.ops import masked_mean
+from envs.core import MultiAgentEnv, Observation
+from envs.wrappers import AutoReset
+from metajax.core import taskspec
+from metajax.core.interfaces import ActionSpace, Learner
+from metajax.core.networks import MLP
+from metajax.core.ops import make_optimizer, masked_mean
+from metajax.core.rollout import Acted, RolloutState, rollout
 
 Array = jax.Array
 
@@ -100,3 +112,309 @@ def rnd_error(predicted: Array, target: Array) -> Array:
     """RND's intrinsic reward: ``mean_f (predicted - target)^2`` over the feature axis
     (``[..., A, F] -> [..., A]``); also the predictor's loss before masking."""
     return jnp.mean((predicted - jax.lax.stop_gradient(target)) ** 2, axis=-1)
+
+
+# ---- the learner (IPPO / MAPPO, discrete actions) ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """The ``ppo`` section of a run config (``algo="ippo"`` or ``"mappo"``).
+
+    One actor and one value network shared by every agent (parameter sharing, as in MAPPO's
+    experiments), the agent's one-hot slot index appended to its observation (``agent_id``).
+    IPPO's value reads the agent's own observation; MAPPO's (Yu et al.) the global state, every
+    agent's observation in the game (padded agents zeroed) and the agent's index. Each update
+    collects ``rollout_steps`` steps of ``num_envs`` auto-reset games, then ``epochs`` passes of
+    ``minibatches`` minibatches over them. ``rnd_coef > 0``: MAPPO-RND, a Random Network
+    Distillation bonus ``rnd_coef * |f(o') - f_target(o')|^2`` added to the reward.
+    """
+
+    hidden: tuple[int, ...] = (64, 64)
+    lr: float = 5e-4
+    num_envs: int = 16
+    rollout_steps: int = 32
+    epochs: int = 4
+    minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    value_clip: float | None = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    grad_clip: float = 0.5
+    weight_decay: float = 0.0
+    agent_id: bool = True
+    rnd_coef: float = 0.0
+    rnd_features: int = 32
+    rnd_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for f in ("num_envs", "rollout_steps", "epochs", "minibatches"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"ppo.{f} must be >= 1, got {getattr(self, f)}")
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"ppo.gamma must be in (0, 1] and ppo.gae_lambda in [0, 1], got "
+                             f"{self.gamma}, {self.gae_lambda}")
+        if (self.num_envs * self.rollout_steps) % self.minibatches:
+            raise ValueError(
+                f"ppo.minibatches={self.minibatches} must divide num_envs * rollout_steps = "
+                f"{self.num_envs * self.rollout_steps}")
+
+
+@struct.dataclass
+class PPOState:
+    """One seed's learner state: ``params {"actor", "critic"}`` and their Adam state, the RND
+    networks (``{}`` without RND), the ``[N]`` games, the running episode returns ``[N, A]``,
+    the mean return of the last finished episodes, the key and the counters."""
+
+    params: Any
+    opt_state: Any
+    rnd: Any
+    env_state: Any
+    obs: Observation
+    ep_return: Array
+    last_return: Array
+    key: Array
+    env_steps: Array
+    grad_steps: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOParts:
+    """What the learner's functions share: config, env (auto-reset), networks, optimizers."""
+
+    cfg: PPOConfig
+    env: AutoReset
+    tasks: Any
+    n_agents: int
+    n_actions: int
+    centralized: bool
+    actor: nn.Module
+    critic: nn.Module
+    rnd_net: nn.Module
+    opt: optax.GradientTransformation
+    rnd_opt: optax.GradientTransformation
+
+
+def agent_inputs(parts: PPOParts, obs: Observation) -> Array:
+    """``obs [..., A]`` -> the actor's input ``[..., A, D (+ A)]``: each agent's flat view and
+    (``agent_id``) its one-hot slot."""
+    x = obs.flat
+    if parts.cfg.agent_id:
+        ids = jnp.broadcast_to(jnp.eye(parts.n_agents), (*x.shape[:-2], parts.n_agents,
+                                                         parts.n_agents))
+        x = jnp.concatenate([x, ids], -1)
+    return x
+
+
+def value_inputs(parts: PPOParts, obs: Observation) -> Array:
+    """The value network's input ``[..., A, ...]``: IPPO the actor's input; MAPPO the global
+    state (every agent's flat view, padded agents zeroed) with the agent's one-hot slot."""
+    if not parts.centralized:
+        return agent_inputs(parts, obs)
+    flat = jnp.where(obs.agent_mask[..., None], obs.flat, 0.0)
+    state = flat.reshape(*flat.shape[:-2], -1)
+    state = jnp.broadcast_to(state[..., None, :], (*flat.shape[:-1], state.shape[-1]))
+    ids = jnp.broadcast_to(jnp.eye(parts.n_agents), (*flat.shape[:-2], parts.n_agents,
+                                                     parts.n_agents))
+    return jnp.concatenate([state, ids], -1)
+
+
+def logits_and_values(parts: PPOParts, params: Any, obs: Observation) -> tuple[Array, Array]:
+    """``(logits [..., A, n], values [..., A])``."""
+    logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
+    values = parts.critic.apply(params["critic"], value_inputs(parts, obs))[..., 0]
+    return logits, values
+
+
+def policy(parts: PPOParts, params: Any, obs: Observation, carry: Array, key: Array,
+           greedy: bool | Array) -> tuple[Array, Array]:
+    """One game's actions ``[A]`` (int): the most likely if ``greedy`` (traced), else sampled."""
+    logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
+    sampled = jax.random.categorical(key, logits)
+    return jnp.where(greedy, jnp.argmax(logits, -1), sampled), carry
+
+
+def _behaviour(parts: PPOParts, params: Any):
+    n, a = parts.cfg.num_envs, parts.n_agents
+
+    def act(obs: Observation, carry: Array, aux: Any, key: Array, env_steps: Array):
+        logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
+        actions = jax.random.categorical(key, logits)  # [N, A]
+        empty = jnp.zeros((n, a, 0))
+        return Acted(actions, jax.nn.one_hot(actions, parts.n_actions), empty, empty), aux
+
+    return act
+
+
+def _mark_ends(aux: tuple[Array, Array], obs: Observation, action: Array,
+               ts: Any) -> tuple[Array, tuple[Array, Array]]:
+    """The rollout's relabel hook, keeping the env reward: records ``ts.done [N]`` of step
+    ``i`` into ``aux = (i, ends [T, N])`` (GAE needs the episode ends; time limits too)."""
+    i, ends = aux
+    return ts.reward, (i + 1, ends.at[i].set(ts.done))
+
+
+def collect(parts: PPOParts, state: PPOState, key: Array) -> tuple[PPOState, Any, Array, Any]:
+    """``rollout_steps`` steps of the ``num_envs`` games with the current policy; returns
+    ``(state, items [T, N, ...], ends [T, N], stats)``."""
+    cfg = parts.cfg
+    t, n = cfg.rollout_steps, cfg.num_envs
+    games = RolloutState(state.env_state, state.obs, jnp.zeros((n, parts.n_agents, 0)),
+                         state.ep_return, (jnp.int32(0), jnp.zeros((t, n), bool)))
+    games, items, stats = rollout(jax.vmap(parts.env.step), _behaviour(parts, state.params),
+                                  games, key, t, env_steps=state.env_steps, relabel=_mark_ends,
+                                  store_carry=False)
+    items = jax.tree.map(lambda x: x.reshape((t, n, *x.shape[1:])), items)
+    state = state.replace(env_state=games.env_state, obs=games.obs, ep_return=games.ep_return,
+                          last_return=stats.mean_return(state.last_return),
+                          env_steps=state.env_steps + t * n)
+    return state, items, games.aux[1], stats
+
+
+def ppo_loss(parts: PPOParts, params: Any, batch: dict) -> tuple[Array, dict]:
+    """The clipped surrogate, the clipped value loss and the entropy bonus on a minibatch of
+    ``B`` game-steps (``batch``: obs, action [B, A], logp_old, v_old, adv, ret [B, A])."""
+    cfg = parts.cfg
+    mask = batch["obs"].agent_mask
+    logits, v = logits_and_values(parts, params, batch["obs"])
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), batch["action"][..., None],
+                               -1)[..., 0]
+    adv = normalize_advantages(batch["adv"], mask)
+    pl = clipped_policy_loss(logp, batch["logp_old"], adv, mask, cfg.clip_eps)
+    vl = clipped_value_loss(v, batch["v_old"], batch["ret"], mask, cfg.value_clip)
+    ent = categorical_entropy(logits, mask)
+    kl = masked_mean(batch["logp_old"] - logp, mask)
+    return pl + cfg.vf_coef * vl - cfg.ent_coef * ent, {
+        "policy_loss": pl, "value_loss": vl, "entropy": ent, "approx_kl": kl}
+
+
+def intrinsic_reward(parts: PPOParts, rnd: Any, obs: Observation) -> Array:
+    """RND's bonus ``[..., A]`` of the observations ``obs`` (0 for padded agents)."""
+    x = agent_inputs(parts, obs)
+    err = rnd_error(parts.rnd_net.apply(rnd["predictor"], x), parts.rnd_net.apply(rnd["target"], x))
+    return jnp.where(obs.agent_mask, err, 0.0)
+
+
+def _learn(parts: PPOParts, state: PPOState, data: dict, key: Array) -> tuple[PPOState, dict]:
+    """``epochs`` passes of ``minibatches`` shuffled minibatches over ``data`` (``[T * N]``
+    game-steps): PPO's gradient steps, and RND's predictor on the same minibatches."""
+    cfg = parts.cfg
+    size = cfg.rollout_steps * cfg.num_envs
+    grad = jax.value_and_grad(lambda p, b: ppo_loss(parts, p, b), has_aux=True)
+
+    def minibatch(c, idx):
+        params, opt_state, rnd = c
+        b = jax.tree.map(lambda x: x[idx], data)
+        (_, m), g = grad(params, b)
+        upd, opt_state = parts.opt.update(g, opt_state, params)
+        params = optax.apply_updates(params, upd)
+        if cfg.rnd_coef > 0:
+            rl, rg = jax.value_and_grad(lambda p: masked_mean(
+                intrinsic_reward(parts, {**rnd, "predictor": p}, b["next_obs"]),
+                b["next_obs"].agent_mask))(rnd["predictor"])
+            r_upd, r_opt = parts.rnd_opt.update(rg, rnd["opt"], rnd["predictor"])
+            rnd = {**rnd, "predictor": optax.apply_updates(rnd["predictor"], r_upd),
+                   "opt": r_opt}
+            m = {**m, "rnd_loss": rl}
+        return (params, opt_state, rnd), m
+
+    def epoch(c, k):
+        perm = jax.random.permutation(k, size).reshape(cfg.minibatches, -1)
+        return jax.lax.scan(minibatch, c, perm)
+
+    (params, opt_state, rnd), m = jax.lax.scan(
+        epoch, (state.params, state.opt_state, state.rnd), jax.random.split(key, cfg.epochs))
+    steps = cfg.epochs * cfg.minibatches
+    state = state.replace(params=params, opt_state=opt_state, rnd=rnd,
+                          grad_steps=state.grad_steps + steps)
+    return state, jax.tree.map(jnp.mean, m)
+
+
+def update(parts: PPOParts, state: PPOState, t: Array | None = None) -> tuple[PPOState, dict]:
+    """One PPO iteration: collect, advantages (GAE; the RND bonus added to the reward), then
+    the clipped-objective epochs. Metrics are scalars."""
+    cfg = parts.cfg
+    key, k_roll, k_learn = jax.random.split(state.key, 3)
+    state, items, ends, stats = collect(parts, state.replace(key=key), k_roll)
+    logits, values = logits_and_values(parts, state.params, items.obs)  # [T, N, A(, n)]
+    _, next_values = logits_and_values(parts, state.params, items.next_obs)
+    actions = jnp.argmax(items.action, -1)
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions[..., None], -1)[..., 0]
+    reward = items.reward
+    bonus = jnp.zeros(())
+    if cfg.rnd_coef > 0:
+        extra = intrinsic_reward(parts, state.rnd, items.next_obs)
+        bonus = masked_mean(extra, items.next_obs.agent_mask)
+        reward = reward + cfg.rnd_coef * jax.lax.stop_gradient(extra)
+    ends_a = jnp.broadcast_to(ends[..., None], reward.shape)
+    adv, ret = gae(reward, values, next_values, items.discount, ends_a, cfg.gamma,
+                   cfg.gae_lambda)
+    data = {"obs": items.obs, "next_obs": items.next_obs, "action": actions, "logp_old": logp,
+            "v_old": values, "adv": adv, "ret": ret}
+    data = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), data)
+    state, m = _learn(parts, state, data, k_learn)
+    return state, {"env_steps": state.env_steps, "grad_steps": state.grad_steps,
+                   "episode_return": state.last_return, "episodes": stats.episodes,
+                   "intrinsic": bonus, **m}
+
+
+def init_state(parts: PPOParts, key: Array) -> PPOState:
+    cfg, n = parts.cfg, parts.cfg.num_envs
+    k_a, k_c, k_env, k_rt, k_rp, k_next = jax.random.split(key, 6)
+    env_state, ts = jax.vmap(parts.env.reset_to)(jax.random.split(k_env, n), parts.tasks)
+    obs0 = jax.tree.map(lambda x: x[0], ts.observation)
+    params = {"actor": parts.actor.init(k_a, agent_inputs(parts, obs0)),
+              "critic": parts.critic.init(k_c, value_inputs(parts, obs0))}
+    rnd = {}
+    if cfg.rnd_coef > 0:
+        x = agent_inputs(parts, obs0)
+        pred = parts.rnd_net.init(k_rp, x)
+        rnd = {"target": parts.rnd_net.init(k_rt, x), "predictor": pred,
+               "opt": parts.rnd_opt.init(pred)}
+    return PPOState(params=params, opt_state=parts.opt.init(params), rnd=rnd,
+                    env_state=env_state, obs=ts.observation,
+                    ep_return=jnp.zeros((n, parts.n_agents)), last_return=jnp.zeros(()),
+                    key=k_next, env_steps=jnp.zeros((), jnp.int32),
+                    grad_steps=jnp.zeros((), jnp.int32))
+
+
+def make_ppo(cfg: PPOConfig, env: MultiAgentEnv, tasks: Any, centralized: bool) -> Learner:
+    """IPPO (``centralized=False``) or MAPPO on the ``[K]`` tasks (cycled over ``num_envs``
+    games). Discrete actions only (particle worlds with ``action_type="discrete"``, the climb
+    games); raises ``ValueError`` otherwise."""
+    space = ActionSpace.of(env)
+    if space.kind != "discrete":
+        raise ValueError(f"PPO here takes discrete actions; {type(env).__name__} has "
+                         f"{space.kind} ones (set env_config action_type='discrete')")
+    k = int(jax.tree.leaves(tasks)[0].shape[0])
+    games = jax.tree.map(lambda x: x[jnp.arange(cfg.num_envs) % k], tasks)
+    parts = PPOParts(
+        cfg=cfg, env=AutoReset(env), tasks=games, n_agents=env.max_agents,
+        n_actions=space.dim, centralized=centralized,
+        actor=MLP(cfg.hidden, space.dim, activation=nn.tanh, out_init_scale=0.01),
+        critic=MLP(cfg.hidden, 1, activation=nn.tanh),
+        rnd_net=MLP((64,), cfg.rnd_features), opt=make_optimizer(cfg.lr, cfg),
+        rnd_opt=optax.adam(cfg.rnd_lr))
+    return Learner(
+        init=lambda key: init_state(parts, key),
+        update=lambda state, t=None: update(parts, state, t),
+        policy=lambda params, obs, carry, key, greedy: policy(parts, params, obs, carry, key,
+                                                              greedy),
+        policy_params=lambda state: state.params,
+        initial_carry=lambda: jnp.zeros((env.max_agents, 0)),
+        env_steps_per_update=cfg.rollout_steps * cfg.num_envs,
+        tasks=games,
+    )
+
+
+def make_ippo(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
+    """The ``"ippo"`` factory of :data:`metajax.pipelines.registry.ALGOS` (the run config's
+    ``ppo`` section; no traced hyperparameters: PPO cannot be swept yet)."""
+    return make_ppo(cfg.ppo, env, taskspec.build_tasks(env, cfg.tasks), centralized=False)
+
+
+def make_mappo(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
+    """The ``"mappo"`` factory of :data:`metajax.pipelines.registry.ALGOS`."""
+    return make_ppo(cfg.ppo, env, taskspec.build_tasks(env, cfg.tasks), centralized=True)

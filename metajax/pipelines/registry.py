@@ -42,6 +42,8 @@ PIPELINES: dict[str, str] = {
 ALGOS: dict[str, str] = {
     "maddpg": "metajax.algos.maddpg:make_from_config",
     "mra": "metajax.pipelines.mra:make_from_config",
+    "ippo": "metajax.algos.ppo:make_ippo",
+    "mappo": "metajax.algos.ppo:make_mappo",
 }
 
 TRACEABLE: dict[str, str] = {

@@ -43,6 +43,7 @@ import numpy as np
 import envs
 from envs.core import MultiAgentEnv
 from metajax.algos.maddpg import MADDPGConfig
+from metajax.algos.ppo import PPOConfig
 from metajax.config import ConfigError, resolve, to_dict
 from metajax.core.interfaces import Learner, Traceable
 from metajax.core.taskspec import build_tasks, check_task_spec, distinct_tasks
@@ -51,11 +52,17 @@ from metajax.train.checkpoint import Checkpointer
 from metajax.train.evaluation import evaluate_params, make_evaluator
 from metajax.train.loop import Program, RunResult, restore_batched, resume_conflicts, run_chunks
 
+#: The algorithms that read the ``ppo`` section instead of ``maddpg``.
+PPO_ALGOS = ("ippo", "mappo")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """An experiment of one off-policy learner on a batch of games.
+    """An experiment of one learner on a batch of games.
 
+    * ``algo``: a learner of :data:`metajax.pipelines.registry.ALGOS`; ``maddpg`` holds the
+      hyperparameters of the off-policy ones (MADDPG, MRA's actor-critic), ``ppo`` those of
+      IPPO and MAPPO (:data:`PPO_ALGOS`);
     * ``env``/``env_config``: registry name and static config (maxima, episode length, ...);
     * ``tasks``: ``make_task`` keyword dicts, cycled over the learner's parallel games;
     * ``eval_tasks``: games to evaluate on (default: the distinct training tasks);
@@ -78,6 +85,7 @@ class TrainConfig:
     eval_tasks: tuple[dict, ...] = ()
     algo: str = "maddpg"
     maddpg: MADDPGConfig = dataclasses.field(default_factory=MADDPGConfig)
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
     total_env_steps: int = 100_000
     chunk_updates: int = 50
     eval_every: int = 0
@@ -109,6 +117,8 @@ class TrainConfig:
         Raises:
           ConfigError: one line naming the fields and their values.
         """
+        if self.algo in PPO_ALGOS:  # the maddpg section is not read
+            return
         m = self.maddpg
         m.validate("maddpg.")
         first = max(m.learning_starts, m.batch_size)
