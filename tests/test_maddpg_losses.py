@@ -80,3 +80,30 @@ def test_config_validation_and_overrides():
     with pytest.raises(ConfigError, match="seeds"):
         override(TrainConfig(), {"seeds": "many"})
     assert maddpg.MAAC_MRA.actor_lr == 3e-4 and maddpg.MAAC_MRA.updates_per_rollout == 10
+
+
+def test_unrolled_gumbel_is_jax_gumbel_bit_for_bit():
+    # MADDPG draws its noise with ops.gumbel (Threefry rounds written out, faster on the CPU);
+    # it must be exactly jax.random.gumbel, or runs change: one key, per-sample keys, typed keys
+    for shape in [(5,), (7,), (3, 5), (64, 3, 5)]:
+        k = jax.random.PRNGKey(shape[0])
+        np.testing.assert_array_equal(np.asarray(ops.threefry_bits(k, shape)),
+                                      np.asarray(jax.random.bits(k, shape)))
+        np.testing.assert_array_equal(
+            np.asarray(jax.jit(lambda k, s=shape: ops.gumbel(k, s))(k)),
+            np.asarray(jax.jit(lambda k, s=shape: jax.random.gumbel(k, s))(k)))
+    keys = jax.random.split(jax.random.PRNGKey(3), 256)
+    logits = jax.random.normal(jax.random.PRNGKey(4), (256, 3, 5))
+    np.testing.assert_array_equal(
+        np.asarray(jax.jit(jax.vmap(ops.gumbel_softmax_unrolled))(keys, logits)),
+        np.asarray(jax.jit(jax.vmap(ops.gumbel_softmax))(keys, logits)))
+    typed = jax.random.key(5)
+    assert ops.uses_threefry(typed)
+    np.testing.assert_array_equal(
+        np.asarray(jax.jit(lambda k: ops.gumbel(k, (4, 5)))(typed)),
+        np.asarray(jax.jit(lambda k: jax.random.gumbel(k, (4, 5)))(typed)))
+    # another generator falls back to jax.random.gumbel
+    rbg = jax.random.key(6, impl="rbg")
+    assert not ops.uses_threefry(rbg)
+    np.testing.assert_array_equal(np.asarray(ops.gumbel(rbg, (3,))),
+                                  np.asarray(jax.random.gumbel(rbg, (3,))))

@@ -15,6 +15,13 @@
 out ``rollout_steps`` steps of ``num_envs`` parallel games, stores them, and takes
 ``updates_per_rollout`` gradient steps once ``learning_starts`` env steps were collected.
 
+The code, in the order of the paper's Algorithm 1: :class:`Networks` and their forward passes
+(:func:`actor_outputs`, :func:`explore` = the behaviour policy, :func:`critic_values`);
+:func:`collect` (the env rollout, :func:`metajax.core.rollout.rollout`, into the replay); the
+losses over a batch (:func:`critic_targets`, :func:`critic_objective`, :func:`actor_objective`);
+:func:`learn_on_batch` (one gradient step of every agent's critic and actor, then the targets);
+:func:`update`. :func:`make_maddpg` binds them to a config, an env and tasks (:class:`Parts`).
+
 Presets: :data:`ORIGINAL` (Lowe et al. defaults) and :data:`MAAC_MRA` (MRA App. E.1 / MAAC:
 lr 3e-4, batch 1024, K = 10 updates, attention critic, relational actor, team sharing).
 """
@@ -36,7 +43,7 @@ from metajax.config import ConfigError
 from metajax.core import networks as nets
 from metajax.core.interfaces import ActionSpace, Learner, RolloutHooks, Traceable
 from metajax.core.ops import (
-    gumbel_softmax,
+    gumbel_softmax_unrolled,
     make_optimizer,
     masked_mean,
     soft_update,
@@ -292,7 +299,7 @@ def explore(nw: Networks, out: Array, key: Array, greedy: bool | Array,
     y = jnp.where(
         greedy,
         jax.nn.one_hot(jnp.argmax(out, -1), space.dim),
-        gumbel_softmax(key, out, h.gumbel_temperature),
+        gumbel_softmax_unrolled(key, out, h.gumbel_temperature),
     )
     if space.kind == "discrete":
         idx = jnp.argmax(y, -1).astype(jnp.int32)
@@ -313,7 +320,7 @@ def train_action(nw: Networks, out: Array, key: Array, h: Hypers) -> Array:
     the relaxed sample; straight-through one-hot of it for integer actions."""
     if nw.space.kind == "continuous":
         return jnp.tanh(out)
-    y = gumbel_softmax(key, out, h.gumbel_temperature)
+    y = gumbel_softmax_unrolled(key, out, h.gumbel_temperature)
     return straight_through(y) if nw.space.kind == "discrete" else y
 
 
@@ -418,9 +425,10 @@ class Parts:
 
 def learn_on_batch(parts: Parts, state: MADDPGState, batch: Transition, key: Array,
                    h: Hypers) -> tuple[MADDPGState, tuple[Array, Array, Array]]:
-    """One MADDPG gradient step on ``batch`` (Lowe et al. 2017, Alg. 1, lines 12-15): the
-    critics descend the TD loss, then the actors ascend the updated critics' Q, then the
-    targets move by ``tau``. Returns ``(state, (critic_loss, actor_loss, mean Q))``."""
+    """One MADDPG gradient step on ``batch`` (the inner loop of Lowe et al.'s Algorithm 1, for
+    every agent at once): the critics descend the TD loss, then the actors ascend the updated
+    critics' Q, then the targets move by ``tau``. Returns ``(state, (critic_loss, actor_loss,
+    mean Q))``."""
     nw, p = parts.nets, state.params
     k_next, k_new = jax.random.split(key)
     y = critic_targets(nw, p, batch, k_next, h)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Array = jax.Array
@@ -68,3 +70,69 @@ def masked_mean(x: Array, mask: Array) -> Array:
 def soft_update(target: Any, online: Any, tau: float) -> Any:
     """``target <- (1 - tau) target + tau online``."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+#: Threefry-2x32 rotation distances, alternating between the five groups of four rounds.
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _rotate_left(x: Array, r: int) -> Array:
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def threefry_bits(key: Array, shape: tuple[int, ...]) -> Array:
+    """``jax.random.bits(key, shape)`` (``uint32``) for a Threefry-2x32 key, bit for bit (JAX's
+    default generator with ``jax_threefry_partitionable``: the hash of the counters
+    ``0 .. prod(shape) - 1`` under the key, its two output words xor-ed).
+
+    The 20 rounds are written out: JAX lowers them on the CPU as a rolled 5-step loop (one
+    kernel launch per step and a loop-carried copy), here XLA fuses them into one loop over
+    the elements. ``key``: a raw ``uint32[2]`` key or a typed Threefry key.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    size = math.prod(shape)
+    if size >= 2**32:
+        raise ValueError(f"threefry_bits draws fewer than 2**32 words, got {size}")
+    k0, k1 = key[0], key[1]
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0 = jnp.zeros(shape, jnp.uint32) + ks[0]  # high words of the 64-bit counters: 0
+    x1 = jax.lax.iota(jnp.uint32, size).reshape(shape) + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ _rotate_left(x1, r)
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0 ^ x1
+
+
+def uses_threefry(key: Array) -> bool:
+    """Whether ``key`` is a Threefry-2x32 key (typed, or raw under JAX's default generator)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return str(jax.random.key_impl(key)) == "threefry2x32"
+    return (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)
+            and jax.config.jax_default_prng_impl == "threefry2x32"
+            and bool(jax.config.jax_threefry_partitionable))
+
+
+def gumbel(key: Array, shape: tuple[int, ...]) -> Array:
+    """``jax.random.gumbel(key, shape)`` (float32), bit for bit, on :func:`threefry_bits`
+    (falls back to ``jax.random.gumbel`` for keys of another generator): a uniform float in
+    ``[tiny, 1)`` from the top 23 bits, then ``-log(-log(u))``."""
+    if not uses_threefry(key):
+        return jax.random.gumbel(key, shape, jnp.float32)
+    bits = threefry_bits(key, shape)
+    one = np.array(1.0, np.float32)
+    floats = jax.lax.bitcast_convert_type(
+        (bits >> np.uint32(9)) | one.view(np.uint32), jnp.float32) - one
+    tiny = np.array(np.finfo(np.float32).tiny, np.float32)
+    u = jnp.maximum(tiny, floats * (one - tiny) + tiny)
+    return -jnp.log(-jnp.log(u))
+
+
+def gumbel_softmax_unrolled(key: Array, logits: Array, temperature: float = 1.0) -> Array:
+    """:func:`gumbel_softmax` with the noise of :func:`gumbel` (same numbers, faster on the
+    CPU); float32 logits."""
+    g = gumbel(key, logits.shape).astype(logits.dtype)
+    return jax.nn.softmax((logits + g) / temperature, axis=-1)
