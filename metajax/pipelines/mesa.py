@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ from metajax.config import to_dict
 from metajax.core.taskspec import make_task
 from metajax.pipelines.experiment import ExperimentError, Pipeline
 from metajax.train.checkpoint import CheckpointError
+from metajax.train.loop import wandb_run
 
 __all__ = ["METHODS", "MPE_PAPER_PRESET", "PIPELINE", "MESAConfig", "MESAResult",
            "config_changes", "mpe_climb_config", "run_mesa", "seed_task_sets",
@@ -179,11 +181,22 @@ def run_mesa(
     is among the methods), the pretrained baselines, Alg. 2 and the baselines' meta-tests, the
     results. ``resume``: every finished stage is reloaded from ``stages/<name>``.
 
-    ``wandb_mode``/``progress`` are accepted for the CLI; MESA logs progress lines and
-    ``metrics_<stage>.jsonl`` files (wandb is not used).
+    Each stage's chunks go through :class:`metajax.train.loop.HostLog` (the runner's
+    progress bar, or log lines with steps/s and ETA, and wandb rows under ``<stage>/``) and
+    into ``metrics_<stage>.jsonl``.
     """
-    del wandb_mode, progress
-    ctx = open_run(cfg, Path(run_dir), resume, log)
+    show = sys.stderr.isatty() if progress is None else progress
+    ctx = open_run(cfg, Path(run_dir), resume, log, show)
+    ctx.log.wb = wandb_run(wandb_mode, Path(run_dir), cfg)
+    try:
+        return _run(ctx)
+    finally:
+        if ctx.log.wb is not None:
+            ctx.log.wb.finish()
+
+
+def _run(ctx: Context) -> MESAResult:
+    cfg = ctx.cfg
     explorers = explorers_like(ctx, explorer_learner(ctx))  # zeros: no mesa, no explorers
     if "mesa" in cfg.methods:
         sub = collect_subspace(ctx)
@@ -198,8 +211,8 @@ def run_mesa(
     return MESAResult(results=ctx.results, run_dir=ctx.log.run_dir)
 
 
-def open_run(cfg: MESAConfig, run_dir: Path, resume: bool,
-             log: Callable[[str], None]) -> Context:
+def open_run(cfg: MESAConfig, run_dir: Path, resume: bool, log: Callable[[str], None],
+             show: bool = False, wb: Any = None) -> Context:
     """The :class:`~metajax.algos.mesa.stages.Context` of a run into ``run_dir``: its
     ``config.json``, the env, each seed's tasks, the results so far; a directory holding
     another run's stages is refused unless ``resume``."""
@@ -210,7 +223,7 @@ def open_run(cfg: MESAConfig, run_dir: Path, resume: bool,
         raise CheckpointError(f"{run_dir} already holds a MESA run; pass --resume to continue "
                               "it or choose another --out")
     (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
-    lg = StageLog(run_dir, log)
+    lg = StageLog(run_dir, log, show, wb)
     env = envs.make(cfg.env, **cfg.env_config)
     train, test = seed_task_sets(env, cfg)
     lg.say(f"{cfg.name}: env {env!r}, {cfg.seeds} seed(s), {cfg.n_train} training and "

@@ -106,7 +106,9 @@ def make_chunk(
     return jax.jit(constrained, donate_argnums=0)
 
 
-def _wandb_run(mode: str, run_dir: Path, cfg: Any):
+def wandb_run(mode: str, run_dir: Path, cfg: Any) -> Any:
+    """A wandb run named ``cfg.name`` with ``to_dict(cfg)`` as its config (``mode``: offline,
+    online or disabled; ``None`` when disabled)."""
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -142,6 +144,48 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class HostLog:
+    """The host side of every chunked loop (:func:`run_chunks`, MESA's stages): the progress
+    bar on a terminal (``show``), else a log line every tenth of the chunks with env steps,
+    steps/s, ETA and mean return; and the chunk's row in wandb (``wb``, keys after
+    ``prefix``, per-member values as ``<key>/<unit><i>``)."""
+
+    def __init__(self, name: str, n_chunks: int, per_chunk: int, start_chunk: int, end_chunk: int,
+                 show: bool, wb: Any, log: Callable[[str], None], unit: str = "seed",
+                 prefix: str = ""):
+        self.name, self.n_chunks, self.per_chunk = name, n_chunks, per_chunk
+        self.end_chunk, self.show, self.wb, self.log = end_chunk, show, wb, log
+        self.unit, self.prefix = unit, prefix
+        self.bar = _Progress(n_chunks * per_chunk, start_chunk * per_chunk, show)
+        self.t_start = time.perf_counter()
+        self.steps_done = 0  # env steps per member in this call
+
+    def chunk(self, c: int, row: dict) -> None:
+        """Chunk ``c`` (0-based) ended; ``row``: its metrics, lists over the members (and
+        ``sps`` if measured)."""
+        self.steps_done += self.per_chunk
+        ret = float(np.mean(row["episode_return"]))
+        self.bar.update((c + 1) * self.per_chunk, ret)
+        n = self.n_chunks
+        if not self.show and ((c + 1) % max(1, n // 10) == 0 or c + 1 == self.end_chunk):
+            rate = self.steps_done / (time.perf_counter() - self.t_start)
+            eta = (n - c - 1) * self.per_chunk / max(rate, 1e-9)
+            sps = row.get("sps", rate)
+            self.log(f"[{self.name}] chunk {c + 1}/{n}  env steps {(c + 1) * self.per_chunk:,}"
+                     f"  {sps:,.0f} steps/s  ETA {eta:,.0f}s  return {ret:.3f}")
+        if self.wb is not None:
+            m = {k: v for k, v in row.items() if isinstance(v, list)}
+            env_steps = m["env_steps"][0] if "env_steps" in m else (c + 1) * self.per_chunk
+            p = self.prefix
+            self.wb.log({f"{p}env_steps": env_steps, f"{p}sps": row.get("sps", 0.0),
+                         f"{p}episode_return": ret,
+                         **{f"{p}{k}/{self.unit}{i}": v for k, vals in m.items()
+                            for i, v in enumerate(vals)}})
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @dataclasses.dataclass
@@ -328,14 +372,14 @@ def run_chunks(
 
     chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
     finite = make_finite_check(learner)
-    wb = _wandb_run(wandb_mode, run_dir, cfg)
+    wb = wandb_run(wandb_mode, run_dir, cfg)
     show = sys.stderr.isatty() if progress is None else progress
-    bar = _Progress(n_chunks * per_chunk, start_chunk * per_chunk, show)
     history: list[dict] = []
     results: dict = {}
-    t_start = time.perf_counter()
     warned = False
     end_chunk = n_chunks if max_chunks is None else min(n_chunks, start_chunk + max_chunks)
+    host = HostLog(cfg.name, n_chunks, per_chunk, start_chunk, end_chunk, show, wb, log,
+                   program.unit)
     try:
         for c in range(start_chunk, end_chunk):
             t0 = time.perf_counter()
@@ -351,8 +395,7 @@ def run_chunks(
             history.append(row)
             with metrics_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            _report_chunk(cfg, program, row, c, n_chunks, end_chunk, per_chunk, bar, show, wb,
-                          t_start, len(history) * per_chunk, log)
+            host.chunk(c, row)
             if bad is not None:
                 warned = _diverged(cfg, bad, run_dir, saved_chunk, warned, log)
             last = c + 1 == n_chunks
@@ -366,12 +409,12 @@ def run_chunks(
                 ckpt.save(c + 1, state, program.config, {"chunk": c + 1})
                 saved_chunk = c + 1
     finally:
-        bar.close()
+        host.close()
         ckpt.close()
         if wb is not None:
             wb.finish()
     if history:
-        _log_total(cfg.name, history, len(history) * per_chunk * members, t_start, log)
+        _log_total(cfg.name, history, len(history) * per_chunk * members, host.t_start, log)
     return RunResult(state=state, metrics=history, results=results, run_dir=run_dir)
 
 
@@ -415,25 +458,6 @@ def _start(cfg: Any, program: Program, run_dir: Path, ckpt: Checkpointer, mesh: 
     state = shard_seeds(init(*program.init_args), mesh)
     metrics_path.write_text("")
     return state, 0
-
-
-def _report_chunk(cfg: Any, program: Program, row: dict, c: int, n_chunks: int, end_chunk: int,
-                  per_chunk: int, bar: _Progress, show: bool, wb: Any, t_start: float,
-                  steps_done: int, log: Callable[[str], None]) -> None:
-    """The progress bar, a log line every tenth of the run when there is no bar (``steps_done``
-    env steps per member in this call so far), and wandb."""
-    ret = float(np.mean(row["episode_return"]))
-    bar.update((c + 1) * per_chunk, ret)
-    if not show and ((c + 1) % max(1, n_chunks // 10) == 0 or c + 1 == end_chunk):
-        rate = steps_done / (time.perf_counter() - t_start)
-        eta = (n_chunks - c - 1) * per_chunk / max(rate, 1e-9)
-        log(f"[{cfg.name}] chunk {c + 1}/{n_chunks}  env steps {(c + 1) * per_chunk:,}"
-            f"  {row['sps']:,.0f} steps/s  ETA {eta:,.0f}s  return {ret:.3f}")
-    if wb is not None:
-        m = {k: v for k, v in row.items() if k not in ("chunk", "time", "sps")}
-        wb.log({"env_steps": m["env_steps"][0], "sps": row["sps"], "episode_return": ret,
-                **{f"{k}/{program.unit}{s}": v for k, vals in m.items()
-                   for s, v in enumerate(vals)}})
 
 
 def _diverged(cfg: Any, bad: str, run_dir: Path, saved_chunk: int | None, warned: bool,

@@ -21,16 +21,25 @@ from metajax.algos.mesa.config import RESUMABLE_FIELDS, MESAConfig, config_chang
 from metajax.core.interfaces import Learner
 from metajax.core.ops import ONCE
 from metajax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
-from metajax.train.loop import NonFiniteError, make_chunk, nonfinite_metrics, nonfinite_report
+from metajax.train.loop import (
+    HostLog,
+    NonFiniteError,
+    make_chunk,
+    nonfinite_metrics,
+    nonfinite_report,
+)
 
 Array = jax.Array
 
 
 class StageLog:
-    """Progress lines and per-stage ``metrics_<stage>.jsonl`` files of a MESA run."""
+    """Progress lines and per-stage ``metrics_<stage>.jsonl`` files of a MESA run; ``show``:
+    progress bars on the terminal, ``wb``: the run's wandb run (each stage's rows under
+    ``<stage>/``), both handed to :class:`metajax.train.loop.HostLog`."""
 
-    def __init__(self, run_dir: Path, log: Callable[[str], None]):
-        self.run_dir, self.log = run_dir, log
+    def __init__(self, run_dir: Path, log: Callable[[str], None], show: bool = False,
+                 wb: Any = None):
+        self.run_dir, self.log, self.show, self.wb = run_dir, log, show, wb
         self.t0 = time.perf_counter()
 
     def path(self, stage: str) -> Path:
@@ -70,35 +79,40 @@ def run_stage(log: StageLog, stage: str, step: Callable, state: Any, n_updates: 
     warning is logged and the stage goes on."""
     n_chunks = max(1, math.ceil(n_updates / chunk))
     log.path(stage).write_text("")
-    t0 = time.perf_counter()
+    host = HostLog(stage, n_chunks, chunk * steps_per_update, 0, n_chunks, log.show, log.wb,
+                   log.say, prefix=f"{stage}/")
     warned = False
-    for c in range(n_chunks):
-        state, m = step(state, jnp.int32(c))
-        m = jax.device_get(m)
-        bad = nonfinite_metrics(m)
-        if bad:
-            seeds = len(np.asarray(next(iter(m.values()))))
-            msg = f"MESA stage {stage}: " + nonfinite_report(bad, np.ones(seeds, bool), c + 1,
-                                                            n_chunks)
-            if not allow_nonfinite:
-                raise NonFiniteError(f"{msg}; the finished stages are checkpointed (--resume "
-                                     "continues from them; --allow-nonfinite goes on)")
-            if not warned:
-                log.say(f"warning: {msg} (allow_nonfinite: going on)")
-                warned = True
-        row = {"stage": stage, "chunk": c + 1, **per_seed(m)}
-        if after is not None:
-            state, more = after(state, c + 1)
-            row.update(more)
-        log.row(stage, row)
-        if (c + 1) % max(1, n_chunks // 4) == 0 or c + 1 == n_chunks:
-            ret = np.mean(row["episode_return"])
-            log.say(f"{stage}: chunk {c + 1}/{n_chunks}, {(c + 1) * chunk * steps_per_update:,} "
-                    f"env steps per learner, return {ret:.3f}"
-                    + (f", greedy {np.mean(row['greedy_return']):.3f}"
-                       if "greedy_return" in row else "")
-                    + f" ({time.perf_counter() - t0:.0f}s)")
+    try:
+        for c in range(n_chunks):
+            state, m = step(state, jnp.int32(c))
+            m = jax.device_get(m)
+            warned = _check_finite(log, stage, m, c, n_chunks, allow_nonfinite, warned)
+            row = {"stage": stage, "chunk": c + 1, **per_seed(m)}
+            if after is not None:
+                state, more = after(state, c + 1)
+                row.update(more)
+            log.row(stage, row)
+            host.chunk(c, row)
+    finally:
+        host.close()
     return state
+
+
+def _check_finite(log: StageLog, stage: str, m: dict, c: int, n_chunks: int,
+                  allow_nonfinite: bool, warned: bool) -> bool:
+    """Raise :class:`NonFiniteError` for a chunk whose float metrics hold a NaN or an
+    infinity, or warn once (``allow_nonfinite``); returns whether it has warned."""
+    bad = nonfinite_metrics(m)
+    if not bad:
+        return warned
+    seeds = len(np.asarray(next(iter(m.values()))))
+    msg = f"MESA stage {stage}: " + nonfinite_report(bad, np.ones(seeds, bool), c + 1, n_chunks)
+    if not allow_nonfinite:
+        raise NonFiniteError(f"{msg}; the finished stages are checkpointed (--resume "
+                             "continues from them; --allow-nonfinite goes on)")
+    if not warned:
+        log.say(f"warning: {msg} (allow_nonfinite: going on)")
+    return True
 
 
 class StageStore:
