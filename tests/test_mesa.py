@@ -17,6 +17,7 @@ from envs.wrappers import AutoReset, GoalObservation
 from metajax.algos.maddpg import ORIGINAL, make_maddpg
 from metajax.algos.mesa import config, explorers, features, metatest, report, stages, subspace
 from metajax.algos.mesa import core as mc
+from metajax.core import ops
 from metajax.core.interfaces import ActionSpace
 from metajax.pipelines import mesa
 from metajax.train.loop import ONCE
@@ -236,7 +237,7 @@ def _explore_run(explore_setup, mode, p_start, p_end):
             aux = hooks.init(jax.random.PRNGKey(0), None).replace(params=stack, mode=mode)
             auto = AutoReset(env)
             state, ts = jax.vmap(auto.reset_to)(jax.random.split(jax.random.PRNGKey(1), 4),
-                                                features.tile(task, 4))
+                                                ops.tile(task, 4))
             learner_env = jnp.zeros((4, 2), jnp.int32)
             learner_critic = jax.nn.one_hot(learner_env, 4)
             return hooks.act(aux, ts.observation, jax.random.PRNGKey(2), jnp.int32(0),

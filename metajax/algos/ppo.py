@@ -33,7 +33,7 @@ from envs.wrappers import AutoReset
 from metajax.core import taskspec
 from metajax.core.interfaces import ActionSpace, Learner
 from metajax.core.networks import MLP
-from metajax.core.ops import make_optimizer, masked_mean
+from metajax.core.ops import cycle, make_optimizer, masked_mean
 from metajax.core.rollout import Acted, RolloutState, rollout
 
 Array = jax.Array
@@ -388,8 +388,7 @@ def make_ppo(cfg: PPOConfig, env: MultiAgentEnv, tasks: Any, centralized: bool) 
     if space.kind != "discrete":
         raise ValueError(f"PPO here takes discrete actions; {type(env).__name__} has "
                          f"{space.kind} ones (set env_config action_type='discrete')")
-    k = int(jax.tree.leaves(tasks)[0].shape[0])
-    games = jax.tree.map(lambda x: x[jnp.arange(cfg.num_envs) % k], tasks)
+    games = cycle(tasks, cfg.num_envs)
     parts = PPOParts(
         cfg=cfg, env=AutoReset(env), tasks=games, n_agents=env.max_agents,
         n_actions=space.dim, centralized=centralized,

@@ -136,3 +136,32 @@ def gumbel_softmax_unrolled(key: Array, logits: Array, temperature: float = 1.0)
     CPU); float32 logits."""
     g = gumbel(key, logits.shape).astype(logits.dtype)
     return jax.nn.softmax((logits + g) / temperature, axis=-1)
+
+
+# ---- small tree helpers (every learner's stacks of games, seeds and buffers) ----------------
+
+
+def take(tree: Any, i: Any) -> Any:
+    """Entry ``i`` (an int, an index array) of the leading axis of every leaf of ``tree``."""
+    return jax.tree.map(lambda x: jnp.asarray(x)[jnp.asarray(i)], tree)
+
+
+def put(tree: Any, i: Any, value: Any) -> Any:
+    """``tree`` with entry ``i`` of its leading axes replaced by ``value`` (a tree like it)."""
+    return jax.tree.map(lambda x, v: x.at[i].set(v), tree, value)
+
+
+def mean0(tree: Any) -> Any:
+    """The mean over the leading axis of every leaf, in the leaf's dtype."""
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), tree)
+
+
+def tile(tree: Any, n: int) -> Any:
+    """``[n]`` copies of an (unbatched) tree, e.g. of one task."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
+
+
+def cycle(tasks: Any, n: int) -> Any:
+    """``[n]`` entries cycling over a ``[B]`` stack (e.g. ``n`` games over ``B`` tasks)."""
+    b = jax.tree.leaves(tasks)[0].shape[0]
+    return take(tasks, jnp.arange(n) % b)

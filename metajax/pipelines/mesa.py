@@ -52,12 +52,13 @@ from metajax.algos.mesa.explorers import (
     train_explorers,
     zero_shot,
 )
-from metajax.algos.mesa.features import feature_dim, take
+from metajax.algos.mesa.features import feature_dim
 from metajax.algos.mesa.metatest import meta_test, pretrain_baselines
 from metajax.algos.mesa.report import summarize, write_results
 from metajax.algos.mesa.stages import Context, StageLog, StageStore
 from metajax.algos.mesa.subspace import collect_subspace
 from metajax.config import to_dict
+from metajax.core.ops import take
 from metajax.core.taskspec import make_task
 from metajax.pipelines.experiment import ExperimentError, Pipeline
 from metajax.train.checkpoint import CheckpointError

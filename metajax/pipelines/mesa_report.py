@@ -22,11 +22,12 @@ import numpy as np
 
 from metajax import stats
 from metajax.algos.mesa.config import MESAConfig
-from metajax.algos.mesa.features import feature_dim, scan_chunk, take, tile
+from metajax.algos.mesa.features import feature_dim, scan_chunk
 from metajax.algos.mesa.play import make_player
 from metajax.algos.mesa.report import results_table, summarize
 from metajax.algos.mesa.stages import StageStore
 from metajax.algos.mesa.subspace import subspace_like
+from metajax.core.ops import take, tile
 from metajax.pipelines.mesa import seed_task_sets
 
 #: Per-task arrays kept from ``results.json``'s ``zero_shot_high_reward``.

@@ -25,13 +25,13 @@ from envs.core import Observation
 from metajax.algos.maddpg import make_maddpg
 from metajax.algos.mesa import core as mc
 from metajax.algos.mesa.config import MESAConfig
-from metajax.algos.mesa.features import cycle, features, scan_chunk, take
+from metajax.algos.mesa.features import features, scan_chunk
 from metajax.algos.mesa.kmeans import assign
 from metajax.algos.mesa.play import high_reward_hits, make_player, subspace_coverage
 from metajax.algos.mesa.stages import Context, run_stage, stage_chunk, updates
 from metajax.algos.mesa.subspace import Subspace
 from metajax.core.interfaces import Learner, RolloutHooks
-from metajax.core.ops import ONCE
+from metajax.core.ops import ONCE, cycle, take
 
 Array = jax.Array
 

@@ -26,22 +26,6 @@ from metajax.core.interfaces import ActionSpace
 Array = jax.Array
 
 
-def take(tree: Any, idx: Any) -> Any:
-    """Index ``idx`` of every leaf of ``tree`` (e.g. one task of a stack)."""
-    return jax.tree.map(lambda x: jnp.asarray(x)[jnp.asarray(idx)], tree)
-
-
-def tile(task: Any, n: int) -> Any:
-    """``[n]`` copies of one (unbatched) task."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), task)
-
-
-def cycle(tasks: Any, n: int) -> Any:
-    """``[n]`` games cycling over a ``[B]`` stack of tasks."""
-    b = jax.tree.leaves(tasks)[0].shape[0]
-    return take(tasks, jnp.arange(n) % b)
-
-
 def nest(fn: Callable, levels: int, in_axes: tuple) -> Callable:
     """``fn`` under ``levels`` nested ``vmap``s, each with ``in_axes`` (seeds, then tasks)."""
     for _ in range(levels):

@@ -31,12 +31,12 @@ from metajax.algos.maddpg import MADDPGConfig, MADDPGState, make_maddpg
 from metajax.algos.mesa import core as mc
 from metajax.algos.mesa.config import MESAConfig
 from metajax.algos.mesa.explorers import explorer_games, explorer_learner, explorers_like
-from metajax.algos.mesa.features import nest, take, tile
+from metajax.algos.mesa.features import nest
 from metajax.algos.mesa.play import make_player, random_action, task_metrics
 from metajax.algos.mesa.report import fmt_cell, summarize
 from metajax.algos.mesa.stages import Context, resumed_time, run_stage, stage_chunk, updates
 from metajax.core.interfaces import ActionSpace, Learner, RolloutHooks
-from metajax.core.ops import ONCE
+from metajax.core.ops import ONCE, take, tile
 from metajax.core.replay import make_replay
 
 Array = jax.Array

@@ -24,11 +24,11 @@ from envs.core import Observation
 from metajax.algos.maddpg import MADDPGState, make_maddpg
 from metajax.algos.mesa import core as mc
 from metajax.algos.mesa.config import MESAConfig
-from metajax.algos.mesa.features import features, nest, scan_chunk, shared_reward, take, tile
+from metajax.algos.mesa.features import features, nest, scan_chunk, shared_reward
 from metajax.algos.mesa.kmeans import fit_kmeans
 from metajax.algos.mesa.stages import Context, resumed_time, run_stage, stage_chunk, updates
 from metajax.core.interfaces import RolloutHooks
-from metajax.core.ops import ONCE
+from metajax.core.ops import ONCE, take, tile
 
 Array = jax.Array
 
