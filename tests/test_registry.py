@@ -39,7 +39,7 @@ def test_traceable_entries():
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(xp.ExperimentError, match=r"known: .*mesa.*mra.*train"):
         xp.get_pipeline("nope")
-    with pytest.raises(ValueError, match="known: ippo, maddpg, mappo, mra"):
+    with pytest.raises(ValueError, match="known: ippo, maddpg, mappo, mra, qmix, vdn"):
         runner.learner_factory("nope")
     with pytest.raises(ValueError, match="unknown algo 'nope'"):
         runner.TrainConfig(algo="nope")

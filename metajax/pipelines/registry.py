@@ -44,6 +44,8 @@ ALGOS: dict[str, str] = {
     "mra": "metajax.pipelines.mra:make_from_config",
     "ippo": "metajax.algos.ppo:make_ippo",
     "mappo": "metajax.algos.ppo:make_mappo",
+    "qmix": "metajax.algos.qmix:make_qmix_learner",
+    "vdn": "metajax.algos.qmix:make_vdn_learner",
 }
 
 TRACEABLE: dict[str, str] = {

@@ -44,6 +44,7 @@ import envs
 from envs.core import MultiAgentEnv
 from metajax.algos.maddpg import MADDPGConfig
 from metajax.algos.ppo import PPOConfig
+from metajax.algos.qmix import QMixConfig
 from metajax.config import ConfigError, resolve, to_dict
 from metajax.core.interfaces import Learner, Traceable
 from metajax.core.taskspec import build_tasks, check_task_spec, distinct_tasks
@@ -54,6 +55,8 @@ from metajax.train.loop import Program, RunResult, restore_batched, resume_confl
 
 #: The algorithms that read the ``ppo`` section instead of ``maddpg``.
 PPO_ALGOS = ("ippo", "mappo")
+#: The algorithms that read the ``qmix`` section instead of ``maddpg``.
+Q_ALGOS = ("qmix", "vdn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +65,7 @@ class TrainConfig:
 
     * ``algo``: a learner of :data:`metajax.pipelines.registry.ALGOS`; ``maddpg`` holds the
       hyperparameters of the off-policy ones (MADDPG, MRA's actor-critic), ``ppo`` those of
-      IPPO and MAPPO (:data:`PPO_ALGOS`);
+      IPPO and MAPPO (:data:`PPO_ALGOS`), ``qmix`` those of QMIX and VDN (:data:`Q_ALGOS`);
     * ``env``/``env_config``: registry name and static config (maxima, episode length, ...);
     * ``tasks``: ``make_task`` keyword dicts, cycled over the learner's parallel games;
     * ``eval_tasks``: games to evaluate on (default: the distinct training tasks);
@@ -86,6 +89,7 @@ class TrainConfig:
     algo: str = "maddpg"
     maddpg: MADDPGConfig = dataclasses.field(default_factory=MADDPGConfig)
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    qmix: QMixConfig = dataclasses.field(default_factory=QMixConfig)
     total_env_steps: int = 100_000
     chunk_updates: int = 50
     eval_every: int = 0
@@ -117,7 +121,7 @@ class TrainConfig:
         Raises:
           ConfigError: one line naming the fields and their values.
         """
-        if self.algo in PPO_ALGOS:  # the maddpg section is not read
+        if self.algo in PPO_ALGOS + Q_ALGOS:  # the maddpg section is not read
             return
         m = self.maddpg
         m.validate("maddpg.")
