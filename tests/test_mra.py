@@ -8,6 +8,7 @@ the programs that run once are compiled with XLA's cheap optimization level (:da
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 from pathlib import Path
@@ -78,6 +79,19 @@ def test_policy_gradient_is_eq9_in_expectation():
     np.testing.assert_allclose(np.asarray(grad[0, 0]), want, rtol=1e-5, atol=1e-7)
 
 
+
+def test_critic_loss_is_eq8_on_the_taken_action():
+    """Eq. 8: (Q(o, a) - y)^2 on the taken action, mean over present agents: agent 0 took
+    action 1 (Q = 2, y = 1.5), agent 1 action 0 (Q = -1, y = 0), agent 2 is padding."""
+    q = jnp.array([[[0.0, 2.0], [-1.0, 5.0], [9.0, 9.0]]])
+    action = jnp.array([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]])
+    y = jnp.array([[1.5, 0.0, 0.0]])
+    mask = jnp.array([[True, True, False]])
+    loss, q_taken = mra.critic_loss(q, action, y, mask)
+    np.testing.assert_allclose(float(loss), (0.5**2 + 1.0**2) / 2, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(q_taken), [[2.0, -1.0, 9.0]])
+
+
 A, M = 4, 3
 
 
@@ -98,8 +112,10 @@ def test_head_selection_by_z_picks_exactly_that_head():
     """Option architecture: the graph for z = e_h is head h's attention, and the action logits
     do not depend on the other heads' value transforms."""
     cfg = dataclasses.replace(mra.MRA_SMALL, hidden=(8,), num_heads=3, head_dim=4, embed_dim=8)
-    actor_mod, actor_agent = mra.actor_functions(cfg, mra.MRAOptions(), 5)
-    actor_agent = jax.jit(actor_agent, compiler_options=FAST)
+    nw = mra.make_networks(cfg, mra.MRAOptions(), envs.make("treasure", **ENV_CFG))
+    assert nw.n_actions == 5
+    actor_mod = nw.actor
+    actor_agent = jax.jit(functools.partial(mra.actor_agent, nw), compiler_options=FAST)
     obs = _one_obs(jax.random.PRNGKey(0))
     params = jax.jit(actor_mod.init, compiler_options=FAST)(jax.random.PRNGKey(1), obs,
                                                            jnp.ones(3) / 3)
@@ -233,17 +249,17 @@ SEEDS = 1
 def _build() -> tuple:
     env = envs.make("treasure", **ENV_CFG)
     games = build_tasks(env, TRAIN)
-    parts = mra.build_mra(TINY, OPTS, env, games)
+    learner = mra.make_mra(TINY, OPTS, env, games)
     keys = jax.random.split(jax.random.PRNGKey(0), SEEDS)
-    update = jax.jit(jax.vmap(parts.learner.update, (0, None, None)))
-    return env, games, parts, keys, update
+    update = jax.jit(jax.vmap(learner.update, (0, None, None)))
+    return env, games, learner, keys, update
 
 
 def mra_job(out: str) -> None:
     """Train ``SEEDS`` seeds for ``UPDATES`` updates; writes the final state's leaves and the
     metrics."""
-    _, _, parts, keys, update = _build()
-    state = jax.jit(jax.vmap(parts.learner.init), compiler_options=FAST)(keys)
+    _, _, learner, keys, update = _build()
+    state = jax.jit(jax.vmap(learner.init), compiler_options=FAST)(keys)
     history = []
     for t in range(UPDATES):
         state, m = update(state, jnp.int32(t), 1.0)
@@ -261,23 +277,22 @@ def trained(tmp_path_factory):
     again, normally a cache hit), which the Reptile test calls with another ``alpha``."""
     out = tmp_path_factory.mktemp("mra_learning") / "out"
     mra_job(str(out))
-    env, games, parts, keys, update = _build()
-    like = jax.eval_shape(jax.vmap(parts.learner.init), keys)
+    env, games, learner, keys, update = _build()
+    like = jax.eval_shape(jax.vmap(learner.init), keys)
     with np.load(out / "state.npz") as z:
         leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
     state = jax.tree.unflatten(jax.tree.structure(like), [
         jnp.asarray(x, a.dtype) for x, a in zip(leaves, jax.tree.leaves(like), strict=True)])
     with np.load(out / "metrics.npz") as z:
         metrics = {k: z[k] for k in z.files}
-    return env, games, parts, update, state, metrics
+    return env, games, learner, update, state, metrics
 
 
-def _unseen_returns(env, parts, state, episodes=64):
+def _unseen_returns(env, learner, state, episodes=64):
     """Mean per-agent return on the unseen population: ``(MRA per seed [S], random moves)``,
     both from one compiled program."""
     task = env.make_task(**UNSEEN)
     n = int(task.n_agents)
-    learner = parts.learner
 
     def episode(params, key, random):
         k0, k1 = jax.random.split(key)
@@ -309,8 +324,8 @@ def test_mra_beats_random_on_an_unseen_population(trained):
     """Trained on 2 and 4 collectors, evaluated on 3: random moves return -0.60 per agent; MRA
     gets to -0.29 to -0.37 (three seeds) after 260 updates. A learner whose actor or critic does
     not learn stays near random."""
-    env, _, parts, _, state, metrics = trained
-    mra_ret, rand = _unseen_returns(env, parts, state)
+    env, _, learner, _, state, metrics = trained
+    mra_ret, rand = _unseen_returns(env, learner, state)
     assert np.all(mra_ret > rand + 0.15), (mra_ret, rand)
     for k in ("critic_loss", "actor_loss", "mi", "game_ce"):
         assert np.isfinite(np.asarray(metrics[k])).all(), k
@@ -367,9 +382,10 @@ def test_adaptation_updates_only_theta_and_phi(trained):
     """Alg. 5: fine-tuning changes theta, phi (Eq. 10) and the critic; psi and xi stay."""
     env, games, _, _, state, _ = trained
     opts = mra.MRAOptions(mode="adapt", init_from="(in memory)")
-    parts = mra.build_mra(TINY, opts, env, games)
+    setup = mra.build_mra(TINY, opts, env, games)
     s0 = jax.tree.map(lambda x: x[0], state)
-    learn = jax.jit(parts.learn_sequential, compiler_options=FAST)
+    learn = jax.jit(functools.partial(mra.learn_sequential, setup, h=setup.hypers),
+                    compiler_options=FAST)
     s1, _ = learn(s0, jnp.int32(0), jax.random.PRNGKey(1))
 
     th0, ph0 = mra.split_actor(s0.params.actor)
@@ -392,9 +408,9 @@ def test_phi_trains_through_eq11_in_mra_only(trained):
     env, games, _, _, state, _ = trained
     s0 = jax.tree.map(lambda x: x[0], state)
     for opts, moves in ((mra.MRAOptions(mi_coef=0.0), False), (mra.MRAOptions(), True)):
-        parts = mra.build_mra(TINY, opts, env, games)
-        s1, _ = jax.jit(parts.learn_sequential, compiler_options=FAST)(
-            s0, jnp.int32(0), jax.random.PRNGKey(1))
+        setup = mra.build_mra(TINY, opts, env, games)
+        s1, _ = jax.jit(functools.partial(mra.learn_sequential, setup, h=setup.hypers),
+                        compiler_options=FAST)(s0, jnp.int32(0), jax.random.PRNGKey(1))
         ch = _leaf_changes(mra.split_actor(s0.params.actor)[1],
                            mra.split_actor(s1.params.actor)[1])
         assert len(ch) >= 2
@@ -409,9 +425,9 @@ def test_phi_trains_through_the_policy_gradient_without_a_latent():
     phi leaf moves in the first learning update (it stayed at its random init before)."""
     env = envs.make("treasure", **ENV_CFG)
     games = build_tasks(env, TRAIN)
-    parts = mra.build_mra(TINY, mra.MRAOptions(latent="none"), env, games)
-    update = jax.jit(parts.learner.update, compiler_options=FAST)
-    state = jax.jit(parts.learner.init, compiler_options=FAST)(jax.random.PRNGKey(0))
+    learner = mra.make_mra(TINY, mra.MRAOptions(latent="none"), env, games)
+    update = jax.jit(learner.update, compiler_options=FAST)
+    state = jax.jit(learner.init, compiler_options=FAST)(jax.random.PRNGKey(0))
     before = None
     for t in range(12):  # both games' buffers pass learning_starts by update 10
         prev = state
@@ -441,9 +457,9 @@ def test_learner_variants_run_and_learn(env_name, opts):
         env = envs.make("treasure", **ENV_CFG)
         games = build_tasks(env, TRAIN)
     cfg = dataclasses.replace(TINY, learning_starts=64, updates_per_rollout=2)
-    parts = mra.build_mra(cfg, mra.MRAOptions(**opts), env, games)
-    update = jax.jit(parts.learner.update, compiler_options=FAST)
-    state = jax.jit(parts.learner.init, compiler_options=FAST)(jax.random.PRNGKey(0))
+    learner = mra.make_mra(cfg, mra.MRAOptions(**opts), env, games)
+    update = jax.jit(learner.update, compiler_options=FAST)
+    state = jax.jit(learner.init, compiler_options=FAST)(jax.random.PRNGKey(0))
     assert jax.tree.leaves(state.params.actor)[0].shape[0] == max(env.num_teams, 1)
     first = None
     for t in range(8):
@@ -464,11 +480,11 @@ def test_learner_variants_run_and_learn(env_name, opts):
 def test_attention_episode_draws_each_agents_graph_over_the_agents(trained):
     """App. E.6's pictures: one episode of the trained learner with every agent's graph over
     the agents (renormalized; the last frame repeats), and the episode's rewards."""
-    env, _, parts, _, state, _ = trained
+    env, _, learner, _, state, _ = trained
     task = env.make_task(**UNSEEN)
-    params = jax.tree.map(lambda x: x[0], parts.learner.policy_params(state))
+    params = jax.tree.map(lambda x: x[0], learner.policy_params(state))
     cfg = types.SimpleNamespace(maddpg=TINY, mra=OPTS)
-    states, att, rewards = mra.attention_episode(cfg, parts.learner, env, params, task,
+    states, att, rewards = mra.attention_episode(cfg, learner, env, params, task,
                                                  jax.random.PRNGKey(11))
     T, A = env.episode_length, env.max_agents
     assert jax.tree.leaves(states)[0].shape[0] == T + 1

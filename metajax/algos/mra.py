@@ -55,6 +55,24 @@ length, ``K = updates_per_rollout``, warm-up) stays in the ``maddpg`` section
 (:class:`~metajax.algos.maddpg.MADDPGConfig`).
 
 Parameters are shared within a team (role-symmetric games, Sec. 6.1), stacked ``[T, ...]``.
+
+Code layout: :func:`build_mra` makes the static :class:`MRASetup` (the networks
+:class:`MRANets`, env, games, replay, optimizers, default :class:`MRAHypers` and the flags
+that shape the program); every piece is a module-level function of it (and of the hypers):
+
+* forward passes: :func:`actor_game` (``pi_theta(. | o, phi(o, z))``), :func:`critic_game`
+  (``Q_zeta``), :func:`prior_logits` (``p_psi(z | m)``), :func:`act`;
+* collecting (Alg. 4 "for time steps in an episode"): :func:`rollout_game` on
+  :func:`metajax.core.rollout.rollout`, :func:`collect_game` / :func:`collect_all` (push to
+  ``D_m``);
+* losses: :func:`critic_targets` and :func:`critic_loss` (Eq. 8), :func:`policy_gradient_loss`
+  (Eq. 9), :func:`actor_critic_loss` (both, one forward pass), :func:`mi_loss` (Eq. 11),
+  :func:`ce_loss` (Eq. 13);
+* steps: :func:`grad_step`, :func:`inner_steps` (``U_m^K``), :func:`reptile_actor`,
+  :func:`mi_step`, :func:`ce_step`; :func:`learn_sequential` (Alg. 4 on one game; Alg. 5 when
+  adapting), :func:`learn_batched`; :func:`update` (collect, learn, metrics);
+* :func:`make_learner` wraps them as a :class:`~metajax.core.interfaces.Learner`;
+  :func:`make_mra` = ``make_learner(build_mra(...))``.
 """
 
 from __future__ import annotations
@@ -88,7 +106,8 @@ from metajax.core.ops import (
     straight_through,
     td_target,
 )
-from metajax.core.replay import Transition, make_replay
+from metajax.core.replay import Replay, Transition, make_replay
+from metajax.core.rollout import Acted, Behaviour, RolloutState, RolloutStats, rollout
 from metajax.train import evaluation
 
 Array = jax.Array
@@ -623,50 +642,711 @@ def num_actions(env: MultiAgentEnv) -> int:
     return int(n[0])
 
 
-def actor_functions(
-    config: MADDPGConfig, options: MRAOptions, n_actions: int
-) -> tuple[nets.Actor, Callable[[Any, Observation, Array], tuple[Array, Array]]]:
-    """The actor module and ``actor_agent(params, obs_i, z_i) -> (logits [n], graph [N])`` for
-    one agent: ``pi_theta(a | o, g)`` with ``g = phi(o, z)`` (option: head ``z`` of the encoder;
-    concat/bilinear: ``z`` joined to the entities, graph = mean over heads; no latent: all
-    heads concatenated, graph = mean over heads)."""
-    actor_mod = nets.Actor(n_actions, config.hidden, "relational", config.num_heads,
-                           config.head_dim, config.embed_dim)
-
-    def actor_agent(p: Any, obs_i: Observation, z_i: Array) -> tuple[Array, Array]:
-        if not options.uses_latent:
-            logits, graph = actor_mod.apply(p, obs_i)
-            return logits, jnp.mean(graph, axis=0)
-        if options.phi == "option":
-            logits, graph = actor_mod.apply(p, obs_i, z_i)
-            return logits, select_graph(graph, z_i)
-        logits, graph = actor_mod.apply(p, condition_obs(obs_i, z_i, options.phi))
-        return logits, jnp.mean(graph, axis=0)
-
-    return actor_mod, actor_agent
+# ---- the static bundle: networks, then everything a learner is built of ----------------------
 
 
-class MRAParts(NamedTuple):
-    """The learner and the pure pieces it is made of (for tests and custom loops).
+@dataclasses.dataclass(frozen=True)
+class MRANets:
+    """MRA's networks and the (padded) sizes they run at; static.
 
-    * ``learner``: the runner interface (:class:`metajax.core.interfaces.Learner`);
-    * ``inner_steps(params, opt, buffer, key) -> (params, opt, metrics)``: ``K`` critic +
-      policy steps on one game's buffer;
-    * ``learn_sequential(state, m, key) -> (state, metrics)``: Alg. 4's learning on game ``m``
-      (inner steps with the key's first split, Reptile step, MI and CE steps);
-    * ``learn_batched(state, key)``; ``mi_ce_steps(params, opt, buffers [g], games [g], key)``;
-    * ``act(policy_params, obs, carry, key, greedy) -> (action, carry, z, graph)``;
-    * ``prior_logits(psi, obs) -> [A, H]``; ``actor_game(actor, obs, z) -> (logits, graph)``.
+    * ``actor``: :class:`metajax.core.networks.Actor` (``theta`` and ``phi``, see
+      :func:`split_actor`); ``critic``: :class:`MRACritic` (``zeta``); ``prior``:
+      :class:`LatentPrior` (``psi``); ``inference``: :class:`InferenceNet` (``xi``);
+    * ``n_actions``; ``n_agents`` (``A``, the env's ``max_agents``); ``n_teams`` (``T``);
+      ``n_heads`` (``H`` = ``|Z|``);
+    * ``latent`` / ``phi``: :attr:`MRAOptions.latent` / :attr:`MRAOptions.phi`.
     """
 
-    learner: Learner
-    inner_steps: Callable[..., Any]
-    learn_sequential: Callable[..., Any]
-    learn_batched: Callable[..., Any]
-    mi_ce_steps: Callable[..., Any]
-    act: Callable[..., Any]
-    prior_logits: Callable[..., Any]
-    actor_game: Callable[..., Any]
+    actor: nets.Actor
+    critic: MRACritic
+    prior: LatentPrior
+    inference: InferenceNet
+    n_actions: int
+    n_agents: int
+    n_teams: int
+    n_heads: int
+    latent: str
+    phi: str
+
+    @property
+    def uses_latent(self) -> bool:
+        return self.latent != "none"
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of ``z`` as stored and carried: ``H``, or 0 without a latent."""
+        return self.n_heads if self.uses_latent else 0
+
+
+def make_networks(
+    config: MADDPGConfig, options: MRAOptions, env: MultiAgentEnv, n_games: int = 1
+) -> MRANets:
+    """The :class:`MRANets` of ``env`` (``n_games``: the classes of ``xi``)."""
+    n_act, heads = num_actions(env), config.num_heads
+    return MRANets(
+        actor=nets.Actor(n_act, config.hidden, "relational", heads, config.head_dim,
+                         config.embed_dim),
+        critic=MRACritic(n_act, config.critic_hidden, max(1, min(4, heads)), config.head_dim,
+                         config.embed_dim),
+        prior=LatentPrior(max(heads, 1), options.prior_hidden, options.prior_temperature),
+        inference=InferenceNet(n_games, options.inference_hidden, config.embed_dim,
+                               config.head_dim, pooled=options.xi_input == "pooled"),
+        n_actions=n_act, n_agents=env.max_agents, n_teams=max(env.num_teams, 1),
+        n_heads=heads, latent=options.latent, phi=options.phi,
+    )
+
+
+class MRAOptimizers(NamedTuple):
+    """The optimizers of the fields of :class:`MRAOpt`: ``theta`` (Eq. 9), ``phi`` (Eq. 11, or
+    the policy gradient in adaptation and without a latent), ``critic`` (Eq. 8), ``prior``
+    (``psi`` and ``xi``, Eq. 13)."""
+
+    theta: optax.GradientTransformation
+    phi: optax.GradientTransformation
+    critic: optax.GradientTransformation
+    prior: optax.GradientTransformation
+
+
+def make_optimizers(config: MADDPGConfig, h: MRAHypers, phi_by_policy: bool,
+                    traced: bool) -> MRAOptimizers:
+    """The optimizers with the learning rates of ``h`` (with ``traced``: kept in their states,
+    :func:`metajax.core.ops.make_optimizer`); ``phi`` takes the actor's rate when the policy
+    gradient trains it."""
+    phi_lr = h.actor_lr if phi_by_policy else h.phi_lr
+    return MRAOptimizers(*(make_optimizer(lr, config, traced)
+                           for lr in (h.actor_lr, phi_lr, h.critic_lr, h.prior_lr)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MRASetup:
+    """What an MRA learner is built of (static; :func:`build_mra`).
+
+    * ``config`` / ``options``: the ``maddpg`` and ``mra`` sections; ``hypers``: their
+      :class:`MRAHypers` (the defaults of every ``h``); ``nets``: :class:`MRANets`;
+    * ``env``: the auto-reset env; ``games``: the ``[G]`` stack of training games,
+      ``n_games = G``; ``replay`` (one buffer per game); ``optimizers`` (of ``hypers``);
+    * ``traced``: learning rates in the Adam states (sweeps); ``init_params``: optional
+      ``key -> {field: value}`` of :class:`MRAParams` to start from (adaptation);
+    * program structure: ``adapt`` (Alg. 5 instead of Alg. 4), ``sequential`` (Reptile visits
+      the games in turn; off for one game), ``use_mi`` (the Eq. 11 step), ``use_ce`` (the
+      Eq. 13 step), ``phi_by_policy`` (the policy gradient trains ``phi``: when adapting,
+      Eq. 10, and in every arm without a latent; in MRA itself only Eq. 11 trains ``phi``).
+    """
+
+    config: MADDPGConfig
+    options: MRAOptions
+    hypers: MRAHypers
+    nets: MRANets
+    env: AutoReset
+    games: Any
+    n_games: int
+    replay: Replay
+    optimizers: MRAOptimizers
+    traced: bool
+    init_params: Callable[[Array], dict] | None
+    adapt: bool
+    sequential: bool
+    use_mi: bool
+    use_ce: bool
+    phi_by_policy: bool
+
+    @property
+    def steps_per_game(self) -> int:
+        """Env steps one rollout of one training game collects (``rollout_steps * P``)."""
+        return self.config.rollout_steps * self.config.num_envs
+
+    @property
+    def first_ready(self) -> int:
+        """Items a game's buffer holds before learning starts."""
+        return max(self.config.learning_starts, self.config.batch_size)
+
+
+def build_mra(
+    config: MADDPGConfig,
+    options: MRAOptions,
+    env: MultiAgentEnv,
+    games: Any,
+    init_params: Callable[[Array], dict] | None = None,
+    traced: bool = False,
+) -> MRASetup:
+    """The :class:`MRASetup` of an MRA learner for ``env`` trained on the ``[G]`` stack of
+    ``games`` (arguments as :func:`make_mra`)."""
+    if config.param_sharing != "team":
+        raise ValueError("MRA shares parameters within teams (maddpg.param_sharing='team')")
+    leaves = jax.tree.leaves(games)
+    if not leaves or leaves[0].ndim == 0:
+        raise ValueError("games must be a stacked batch of tasks (envs.wrappers.stack_tasks)")
+    if options.phi != "option" and not options.uses_latent:
+        raise ValueError("phi variants need a latent")
+    n_games = int(leaves[0].shape[0])
+    latent, adapt = options.uses_latent, options.mode == "adapt"
+    hypers = MRAHypers.of(config, options)
+    return MRASetup(
+        config=config, options=options, hypers=hypers,
+        nets=make_networks(config, options, env, n_games), env=AutoReset(env), games=games,
+        n_games=n_games, replay=make_replay(config.buffer_size, config.batch_size),
+        optimizers=make_optimizers(config, hypers, adapt or not latent, traced),
+        traced=traced, init_params=init_params, adapt=adapt,
+        sequential=options.reptile == "sequential" and n_games > 1,
+        use_mi=latent and options.mi_coef > 0 and not adapt,
+        use_ce=options.latent == "prior" and options.game_ce and not adapt,
+        phi_by_policy=adapt or not latent,
+    )
+
+
+# ---- forward passes: pi_theta(a | o, phi(o, z)), Q_zeta(o, a, g), p_psi(z | m) ------------------
+
+
+def actor_agent(nw: MRANets, p: Any, obs_i: Observation, z_i: Array) -> tuple[Array, Array]:
+    """``(logits [n], graph [N])`` of one agent: ``pi_theta(a | o, g)`` with ``g = phi(o, z)``
+    (option: head ``z`` of the encoder; concat/bilinear: ``z`` joined to the entities, graph =
+    mean over heads; no latent: all heads concatenated, graph = mean over heads)."""
+    if not nw.uses_latent:
+        logits, graph = nw.actor.apply(p, obs_i)
+        return logits, jnp.mean(graph, axis=0)
+    if nw.phi == "option":
+        logits, graph = nw.actor.apply(p, obs_i, z_i)
+        return logits, select_graph(graph, z_i)
+    logits, graph = nw.actor.apply(p, condition_obs(obs_i, z_i, nw.phi))
+    return logits, jnp.mean(graph, axis=0)
+
+
+def actor_game(nw: MRANets, params: Any, obs: Observation, z: Array) -> tuple[Array, Array]:
+    """Every agent of one game (its team's parameters): ``(logits [A, n], graph [A, N])``;
+    ``z [A, H]``."""
+    agent = functools.partial(actor_agent, nw)
+    return nets.per_team(lambda p: jax.vmap(agent, (None, 0, 0))(p, obs, z), params, obs.team)
+
+
+def actor_batch(nw: MRANets, params: Any, obs: Observation, z: Array) -> tuple[Array, Array]:
+    """:func:`actor_game` over a batch: ``(logits [B, A, n], graph [B, A, N])``."""
+    return jax.vmap(functools.partial(actor_game, nw), (None, 0, 0))(params, obs, z)
+
+
+def critic_game(nw: MRANets, params: Any, obs: Observation, actions: Array,
+                graph: Array) -> tuple[Array, Array]:
+    """``(Q [A, n], mean squared attention logit [])`` of one game."""
+    q, logits = nets.per_team(lambda p: nw.critic.apply(p, obs, actions, graph), params,
+                              obs.team)
+    return q, jnp.mean(logits**2)
+
+
+def critic_batch(nw: MRANets, params: Any, obs: Observation, actions: Array,
+                 graph: Array) -> tuple[Array, Array]:
+    """:func:`critic_game` over a batch: ``(Q [B, A, n], [B])``."""
+    return jax.vmap(functools.partial(critic_game, nw), (None, 0, 0, 0))(
+        params, obs, actions, graph)
+
+
+def prior_logits(nw: MRANets, prior: Any, obs: Observation, h: MRAHypers) -> Array:
+    """``log p_psi(z | m)`` ``[A, H]`` for every agent of one game (its team's ``psi``);
+    uniform for uni-MRA."""
+    desc = population_descriptor(obs, nw.n_teams)
+    if nw.latent == "uniform":
+        return jnp.full((nw.n_agents, nw.n_heads), -math.log(nw.n_heads))
+    logits = jax.vmap(lambda p: nw.prior.apply(p, desc, h.prior_temperature))(prior)
+    return logits[obs.team]  # [A, H]
+
+
+def draw_latent(nw: MRANets, prior: Any, obs: Observation, key: Array, h: MRAHypers) -> Array:
+    """``z ~ p(. | m)`` ``[A, H]`` (hard one-hot), zeros ``[A, 0]`` without latent."""
+    if not nw.uses_latent:
+        return jnp.zeros((nw.n_agents, 0))
+    return sample_latent(key, prior_logits(nw, prior, obs, h))
+
+
+def act(nw: MRANets, pp: PolicyParams, obs: Observation, carry: Array, key: Array,
+        greedy: Any, h: MRAHypers) -> tuple[Array, Array, Array, Array]:
+    """``(action [A] int32, carry [A, 1 + H], z [A, H], graph [A, N])`` for one game: each
+    agent keeps the ``z`` of its carry, or draws one (carry flag 0, an episode start)."""
+    k_z, k_a = jax.random.split(key)
+    drawn = carry[:, :1] > 0.5
+    z = jnp.where(drawn, carry[:, 1:], draw_latent(nw, pp.prior, obs, k_z, h))
+    logits, graph = actor_game(nw, pp.actor, obs, z)
+    sampled = jax.random.categorical(k_a, logits, axis=-1)
+    action = jnp.where(greedy, jnp.argmax(logits, -1), sampled).astype(jnp.int32)
+    carry = jnp.concatenate([jnp.ones((nw.n_agents, 1)), z], axis=-1)
+    return action, carry, z, graph
+
+
+def policy_params(state: MRAState) -> PolicyParams:
+    """What acting needs, from the learner's state."""
+    return PolicyParams(state.params.actor, state.params.prior)
+
+
+# ---- initial state ------------------------------------------------------------------------------
+
+
+def example_transition(setup: MRASetup) -> Transition:
+    """A zero :class:`Transition` of one game (the replay's item; ``latent [A, H]``)."""
+    nw = setup.nets
+    ts = jax.eval_shape(lambda k: setup.env.reset_to(k, _take(setup.games, 0))[1],
+                        jax.random.PRNGKey(0))
+    obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), ts.observation)
+    per_agent, empty = jnp.zeros((nw.n_agents,)), jnp.zeros((nw.n_agents, 0))
+    return Transition(
+        obs=obs, action=jnp.zeros((nw.n_agents, nw.n_actions)), reward=per_agent,
+        discount=per_agent, next_obs=obs, carry=empty, next_carry=empty,
+        latent=jnp.zeros((nw.n_agents, nw.latent_dim)),
+    )
+
+
+def fresh_params(setup: MRASetup, key: Array) -> MRAParams:
+    """Freshly initialized :class:`MRAParams` (targets equal to the online networks)."""
+    nw, ex = setup.nets, example_transition(setup)
+    obs0 = nets.agent_view(ex.obs, 0)
+    z0 = jax.nn.one_hot(0, nw.n_heads)
+    graph0 = jnp.zeros((nw.n_agents, ex.obs.agents.shape[1] + ex.obs.objects.shape[1]))
+
+    def init_actor(k: Array) -> Any:
+        if nw.uses_latent and nw.phi != "option":
+            return nw.actor.init(k, condition_obs(obs0, z0, nw.phi))
+        return nw.actor.init(k, obs0, z0 if nw.uses_latent else None)
+
+    k_a, k_c, k_p, k_i = jax.random.split(key, 4)
+    actor = nets.init_team_params(init_actor, k_a, nw.n_teams)
+    critic = nets.init_team_params(lambda k: nw.critic.init(k, ex.obs, ex.action, graph0), k_c,
+                                   nw.n_teams)
+    prior = nets.init_team_params(lambda k: nw.prior.init(k, jnp.zeros((nw.n_teams + 1,))), k_p,
+                                  nw.n_teams)
+    inference = nw.inference.init(k_i, obs0, graph0[0])
+    return MRAParams(actor, critic, actor, critic, prior, inference)
+
+
+def init_state(setup: MRASetup, key: Array, hypers: MRAHypers | None = None) -> MRAState:
+    """The state before the first update: fresh (or ``setup.init_params``) parameters, every
+    game's ``P`` parallel games reset, empty buffers. ``hypers`` (learners built with
+    ``traced=True``): their learning rates go into the Adam states."""
+    nw, g, p = setup.nets, setup.n_games, setup.config.num_envs
+    opts = setup.optimizers if hypers is None else make_optimizers(
+        setup.config, hypers, setup.phi_by_policy, setup.traced)
+    k_p, k_env, k_next = jax.random.split(key, 3)
+    params = fresh_params(setup, k_p)
+    if setup.init_params is not None:
+        loaded = setup.init_params(key)
+        _check_like(loaded, params)
+        params = params.replace(**loaded)
+    theta, phi = split_actor(params.actor)
+    keys = jax.random.split(k_env, g * p).reshape(g, p, -1)
+    tasks = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (g, p, *x.shape[1:])),
+                         setup.games)
+    env_state, ts = jax.vmap(jax.vmap(setup.env.reset_to))(keys, tasks)
+    buf = setup.replay.init(example_transition(setup))
+    return MRAState(
+        params=params,
+        opt=MRAOpt(opts.theta.init(theta), opts.phi.init(phi), opts.critic.init(params.critic),
+                   opts.prior.init((params.prior, params.inference))),
+        buffer=jax.tree.map(lambda x: jnp.broadcast_to(x, (g, *x.shape)), buf),
+        slots=Slots(env_state, ts.observation, jnp.zeros((g, p, nw.n_agents, 1 + nw.latent_dim)),
+                    jnp.zeros((g, p, nw.n_agents))),
+        last_return=jnp.zeros((g,)),
+        key=k_next,
+        env_steps=jnp.zeros((), jnp.int32),
+        grad_steps=jnp.zeros((), jnp.int32),
+        updates=jnp.zeros((), jnp.int32),
+    )
+
+
+# ---- collecting: Alg. 4's "for time steps in an episode" on a training game ---------------------
+
+
+def behaviour_policy(nw: MRANets, pp: PolicyParams, h: MRAHypers, n_envs: int) -> Behaviour:
+    """MRA's behaviour for :func:`metajax.core.rollout.rollout`: :func:`act` (sampled, not
+    greedy) on each of the ``n_envs`` games, a key per game; ``z`` is stored with the item."""
+    def behaviour(obs: Observation, carry: Array, aux: Any, key: Array,
+                  env_steps: Array) -> tuple[Acted, Any]:
+        keys = jax.random.split(key, n_envs)
+        action, carry, z, _ = jax.vmap(lambda o, c, k: act(nw, pp, o, c, k, False, h))(
+            obs, carry, keys)
+        return Acted(action, jax.nn.one_hot(action, nw.n_actions), carry, z), aux
+
+    return behaviour
+
+
+def rollout_game(setup: MRASetup, pp: PolicyParams, slots: Slots, key: Array,
+                 h: MRAHypers) -> tuple[Slots, Transition, RolloutStats]:
+    """``rollout_steps`` steps of one training game's ``P`` parallel games, every agent acting
+    on its ``z`` (redrawn at episode starts when :attr:`MRAOptions.per_episode`):
+    ``(slots, items [R * P], stats)``."""
+    cfg = setup.config
+    games = RolloutState(slots.env_state, slots.obs, slots.carry, slots.ep_return)
+    games, items, stats = rollout(
+        setup.env.batch_step, behaviour_policy(setup.nets, pp, h, cfg.num_envs), games, key,
+        cfg.rollout_steps, reward_scale=h.reward_scale,
+        reset_carry=setup.options.per_episode, store_carry=False)
+    return Slots(games.env_state, games.obs, games.carry, games.ep_return), items, stats
+
+
+def collect_game(setup: MRASetup, state: MRAState, m: Array, key: Array,
+                 h: MRAHypers) -> tuple[MRAState, Array]:
+    """Roll out training game ``m`` and push its items to ``D_m`` (sequential Alg. 4);
+    returns ``(state, episodes that ended [])``."""
+    slots, items, stats = rollout_game(setup, policy_params(state), _take(state.slots, m), key,
+                                       h)
+    buffer = _put(state.buffer, m, setup.replay.add(_take(state.buffer, m), items))
+    last = state.last_return.at[m].set(stats.mean_return(state.last_return[m]))
+    return state.replace(slots=_put(state.slots, m, slots), buffer=buffer, last_return=last,
+                         env_steps=state.env_steps + setup.steps_per_game), stats.episodes
+
+
+def collect_all(setup: MRASetup, state: MRAState, key: Array,
+                h: MRAHypers) -> tuple[MRAState, Array]:
+    """Roll out every training game ``m`` into its ``D_m`` (batched Reptile, one game)."""
+    pp = policy_params(state)
+    slots, items, stats = jax.vmap(lambda s, k: rollout_game(setup, pp, s, k, h))(
+        state.slots, jax.random.split(key, setup.n_games))
+    buffer = jax.vmap(setup.replay.add)(state.buffer, items)
+    return state.replace(
+        slots=slots, buffer=buffer, last_return=stats.mean_return(state.last_return),
+        env_steps=state.env_steps + setup.steps_per_game * setup.n_games,
+    ), jnp.sum(stats.episodes)
+
+
+# ---- the critic and policy losses (Eq. 8, Eq. 9) and the Reptile inner loop ---------------------
+
+
+def critic_targets(nw: MRANets, params: MRAParams, batch: Transition, key: Array,
+                   h: MRAHypers) -> Array:
+    """Eq. 8's target ``r + gamma E_{a' ~ pi_bar} Q_bar(o', a', g')`` ``[B, A]``, ``g'`` the
+    target actor's graph at ``o'`` (the batch's ``z``), the others' ``a'`` sampled."""
+    logits_n, graph_n = actor_batch(nw, params.target_actor, batch.next_obs, batch.latent)
+    pi_n = jax.nn.softmax(logits_n, -1)
+    a_n = jax.nn.one_hot(jax.random.categorical(key, logits_n, -1), nw.n_actions)
+    q_n, _ = critic_batch(nw, params.target_critic, batch.next_obs, a_n, graph_n)
+    return td_target(batch.reward, batch.discount, jnp.sum(pi_n * q_n, -1), h.gamma)
+
+
+def critic_loss(q_all: Array, action: Array, target: Array, mask: Array) -> tuple[Array, Array]:
+    """Eq. 8: ``mean_mask (Q(o, a, g) - y)^2``, ``Q(o, a, g)`` the taken (one-hot ``action``)
+    entry of ``q_all [B, A, n]``. Returns ``(loss, Q of the taken actions [B, A])``."""
+    q_taken = jnp.sum(q_all * action, -1)
+    return masked_mean((q_taken - target) ** 2, mask), q_taken
+
+
+def actor_critic_loss(nw: MRANets, trainable: tuple[Any, Any, Any], batch: Transition,
+                      target: Array, h: MRAHypers) -> tuple[Array, tuple]:
+    """Eq. 8 for the critic ``zeta`` plus Eq. 9 for the actor (``theta``, ``phi``) from one
+    forward pass, ``trainable = (zeta, theta, phi)``: the critic sees the actor's graph
+    detached (Alg. 5), :func:`policy_gradient_loss` the same critic's ``|A|`` Q-values (the
+    others' actions from the batch); plus ``attention_reg`` times the critic's squared
+    attention logits. Returns ``(total, (critic loss, actor loss, entropy, mean Q))``."""
+    zeta, theta, phi = trainable
+    mask = batch.obs.agent_mask
+    logits, graph = actor_batch(nw, merge_actor(theta, phi), batch.obs, batch.latent)
+    q, reg = critic_batch(nw, zeta, batch.obs, batch.action, jax.lax.stop_gradient(graph))
+    c_loss, q_taken = critic_loss(q, batch.action, target, mask)
+    a_loss, ent = policy_gradient_loss(logits, q, mask, h.entropy_coef, h.logit_reg)
+    total = c_loss + h.attention_reg * jnp.mean(reg) + a_loss
+    return total, (c_loss, a_loss, ent, masked_mean(q_taken, mask))
+
+
+def grad_step(setup: MRASetup, params: MRAParams, opt: MRAOpt, batch: Transition, key: Array,
+              h: MRAHypers) -> tuple[MRAParams, MRAOpt, tuple]:
+    """One step of Eq. 8 for ``zeta`` and Eq. 9 for ``theta`` (for ``omega = (theta, phi)``
+    when ``setup.phi_by_policy``: Eq. 10 in adaptation, and the arms without a latent, whose
+    ``phi`` no Eq. 11 step trains). Returns ``(params, opt, (critic loss, actor loss, mean Q,
+    entropy))``."""
+    o = setup.optimizers
+    target = critic_targets(setup.nets, params, batch, key, h)
+    theta, phi = split_actor(params.actor)
+    loss = functools.partial(actor_critic_loss, setup.nets, batch=batch, target=target, h=h)
+    (_, (cl, al, ent, qm)), (g_c, g_t, g_p) = jax.value_and_grad(loss, has_aux=True)(
+        (params.critic, theta, phi))
+    upd, c_opt = o.critic.update(g_c, opt.critic, params.critic)
+    critic = optax.apply_updates(params.critic, upd)
+    upd, t_opt = o.theta.update(g_t, opt.theta, theta)
+    theta = optax.apply_updates(theta, upd)
+    opt = opt.replace(critic=c_opt, theta=t_opt)
+    if setup.phi_by_policy:
+        upd, p_opt = o.phi.update(g_p, opt.phi, phi)
+        phi = optax.apply_updates(phi, upd)
+        opt = opt.replace(phi=p_opt)
+    params = params.replace(actor=merge_actor(theta, phi), critic=critic)
+    return params, opt, (cl, al, qm, ent)
+
+
+def inner_steps(setup: MRASetup, params: MRAParams, opt: MRAOpt, buf: Any, key: Array,
+                h: MRAHypers) -> tuple[MRAParams, MRAOpt, dict]:
+    """``U_m^K``: ``K`` = ``updates_per_rollout`` critic + policy steps (:func:`grad_step`) on
+    batches of one game's buffer, the delayed ``theta_bar``, ``zeta_bar`` following
+    (``lax.scan``); metrics of the last step."""
+    def step(c, k):
+        params, opt = c
+        k_s, k_c = jax.random.split(k)
+        batch = setup.replay.sample(buf, k_s)
+        params, opt, out = grad_step(setup, params, opt, batch, k_c, h)
+        params = params.replace(
+            target_actor=soft_update(params.target_actor, params.actor, h.tau),
+            target_critic=soft_update(params.target_critic, params.critic, h.tau))
+        return (params, opt), out
+
+    (params, opt), (cl, al, qm, ent) = jax.lax.scan(
+        step, (params, opt), jax.random.split(key, setup.config.updates_per_rollout))
+    return params, opt, {"critic_loss": cl[-1], "actor_loss": al[-1], "q_mean": qm[-1],
+                         "entropy": ent[-1]}
+
+
+def reptile_actor(nw: MRANets, actor0: Any, actor_k: Any, alpha: Any) -> Any:
+    """Reptile on the actor: ``theta <- theta + alpha (theta_K - theta)``; ``phi`` too when the
+    inner loop trained it (no latent), else ``phi`` as the inner loop left it."""
+    theta0, phi0 = split_actor(actor0)
+    theta_k, phi = split_actor(actor_k)
+    if not nw.uses_latent:
+        phi = reptile_step(phi0, phi, alpha)
+    return merge_actor(reptile_step(theta0, theta_k, alpha), phi)
+
+
+# ---- the representation losses: Eq. 11 for phi, Eq. 13 for (psi, xi) ---------------------------
+
+
+def mi_loss(nw: MRANets, phi: Any, theta: Any, theta_bar: Any, prior: Any, batch: Transition,
+            key: Array, h: MRAHypers, n_samples: int) -> Array:
+    """``-`` Eq. 11 for ``phi``: ``z ~ p(.|m)``, ``a ~ pi_theta(.|o, phi(o, z))``, ``n_samples``
+    resampled ``z'``; log-probabilities under ``pi_theta_bar`` with the online ``phi``
+    (:func:`mi_lower_bound`, mean over the batch's agents)."""
+    mask = batch.obs.agent_mask
+    k_z, k_a, k_r = jax.random.split(key, 3)
+    b = batch.reward.shape[0]
+    lp = jax.vmap(lambda o: prior_logits(nw, prior, o, h))(batch.obs)
+    z = sample_latent(k_z, lp)
+    logits_a, _ = actor_batch(nw, merge_actor(theta, phi), batch.obs, z)
+    a = jax.lax.stop_gradient(jax.random.categorical(k_a, logits_a, -1))  # [B, A]
+    z_r = sample_latent(k_r, jnp.broadcast_to(lp[None], (n_samples, b, *lp.shape[1:])))
+    actor_bar = merge_actor(theta_bar, phi)
+
+    def logp_of(zz):
+        logits, _ = actor_batch(nw, actor_bar, batch.obs, zz)
+        lsm = jax.nn.log_softmax(logits, -1)
+        return jnp.take_along_axis(lsm, a[..., None], -1)[..., 0]  # [B, A]
+
+    logp = logp_of(z)
+    logp_r = jnp.moveaxis(jax.vmap(logp_of)(z_r), 0, -1)  # [B, A, n]
+    return -masked_mean(mi_lower_bound(logp, logp_r), mask)
+
+
+def ce_loss(nw: MRANets, prior_xi: tuple[Any, Any], actor: Any, batch: Transition, game: Array,
+            key: Array, h: MRAHypers) -> Array:
+    """Eq. 13 for ``(psi, xi)``: ``z`` a straight-through Gumbel-softmax sample of
+    ``p_psi(.|m)``, ``g = phi(o, z)`` (actor fixed), ``-log p(x = game | o, g; xi)``
+    (:func:`game_cross_entropy`)."""
+    prior, xi = prior_xi
+    lp = jax.vmap(lambda o: prior_logits(nw, prior, o, h))(batch.obs)
+    z = straight_through(gumbel_softmax(key, lp))
+    _, graph = actor_batch(nw, jax.lax.stop_gradient(actor), batch.obs, z)
+    logits = nw.inference.apply(xi, batch.obs, graph)  # [B, A, G]
+    return game_cross_entropy(logits, jnp.full(graph.shape[:2], game), batch.obs.agent_mask)
+
+
+def mi_step(setup: MRASetup, params: MRAParams, opt: MRAOpt, batches: Transition, key: Array,
+            h: MRAHypers) -> tuple[MRAParams, MRAOpt, Array]:
+    """``phi`` ascends ``mi_coef`` times Eq. 11, averaged over the games' ``batches [g]``;
+    returns the bound (``mi``)."""
+    theta, phi = split_actor(params.actor)
+    theta_bar, _ = split_actor(params.target_actor)
+    n_batches = jax.tree.leaves(batches)[0].shape[0]
+
+    def loss(ph):
+        per = jax.vmap(lambda bt, k: mi_loss(setup.nets, ph, theta, theta_bar, params.prior, bt,
+                                             k, h, setup.options.mi_samples))(
+            batches, jax.random.split(key, n_batches))
+        return h.mi_coef * jnp.mean(per), jnp.mean(per)
+
+    (_, val), grads = jax.value_and_grad(loss, has_aux=True)(phi)
+    upd, p_opt = setup.optimizers.phi.update(grads, opt.phi, phi)
+    phi = optax.apply_updates(phi, upd)
+    return params.replace(actor=merge_actor(theta, phi)), opt.replace(phi=p_opt), -val
+
+
+def ce_step(setup: MRASetup, params: MRAParams, opt: MRAOpt, batches: Transition,
+            game_ids: Array, key: Array, h: MRAHypers) -> tuple[MRAParams, MRAOpt, Array]:
+    """``(psi, xi)`` descend Eq. 13, averaged over the games' ``batches [g]`` (of the games
+    ``game_ids [g]``); returns the cross-entropy (``game_ce``)."""
+    def loss(px):
+        per = jax.vmap(lambda bt, g, k: ce_loss(setup.nets, px, params.actor, bt, g, k, h))(
+            batches, game_ids, jax.random.split(key, game_ids.shape[0]))
+        return jnp.mean(per)
+
+    px = (params.prior, params.inference)
+    val, grads = jax.value_and_grad(loss)(px)
+    upd, pr_opt = setup.optimizers.prior.update(grads, opt.prior, px)
+    prior, xi = optax.apply_updates(px, upd)
+    return params.replace(prior=prior, inference=xi), opt.replace(prior=pr_opt), val
+
+
+def mi_ce_steps(setup: MRASetup, params: MRAParams, opt: MRAOpt, bufs: Any, game_ids: Array,
+                key: Array, h: MRAHypers) -> tuple[MRAParams, MRAOpt, dict]:
+    """The Eq. 11 step for ``phi`` then the Eq. 13 step for ``(psi, xi)`` (those of them
+    ``setup`` runs), on one batch of each game in ``bufs [g]``."""
+    metrics = {"mi": jnp.zeros(()), "game_ce": jnp.zeros(())}
+    k_s, k_mi, k_ce = jax.random.split(key, 3)
+    batches = jax.vmap(setup.replay.sample)(bufs, jax.random.split(k_s, game_ids.shape[0]))
+    if setup.use_mi:
+        params, opt, metrics["mi"] = mi_step(setup, params, opt, batches, k_mi, h)
+    if setup.use_ce:
+        params, opt, metrics["game_ce"] = ce_step(setup, params, opt, batches, game_ids, k_ce, h)
+    return params, opt, metrics
+
+
+# ---- learning on the collected data: Alg. 4 (sequential, batched) and Alg. 5 --------------------
+
+
+def learn_sequential(setup: MRASetup, state: MRAState, m: Array, key: Array,
+                     h: MRAHypers) -> tuple[MRAState, dict]:
+    """Alg. 4 on game ``m``: ``K`` inner steps on ``D_m``, the Reptile step with ``h.alpha``,
+    then the Eq. 11 and Eq. 13 steps. Adapting (Alg. 5): the inner steps alone (Eq. 8 and
+    Eq. 10; no interpolation, no representation steps)."""
+    k_in, k_mi = jax.random.split(key)
+    buf = _take(state.buffer, m)
+    params, opt, metrics = inner_steps(setup, state.params, state.opt, buf, k_in, h)
+    if not setup.adapt:
+        params = params.replace(
+            actor=reptile_actor(setup.nets, state.params.actor, params.actor, h.alpha))
+    bufs = jax.tree.map(lambda x: x[None], buf)
+    params, opt, mm = mi_ce_steps(setup, params, opt, bufs, jnp.reshape(m, (1,)), k_mi, h)
+    return state.replace(params=params, opt=opt,
+                         grad_steps=state.grad_steps + setup.config.updates_per_rollout), {
+        **metrics, **mm}
+
+
+def learn_batched(setup: MRASetup, state: MRAState, key: Array,
+                  h: MRAHypers) -> tuple[MRAState, dict]:
+    """Batched Reptile: ``K`` inner steps on every game from the same parameters, then
+    ``theta <- theta + alpha mean_m (theta_K^m - theta)``; critic, targets and optimizer
+    states are the games' averages; the Eq. 11 and Eq. 13 steps on a batch of every game."""
+    k_in, k_mi = jax.random.split(key)
+    theta0, phi0 = split_actor(state.params.actor)
+    params_g, opt_g, metrics = jax.vmap(
+        lambda b, k: inner_steps(setup, state.params, state.opt, b, k, h))(
+        state.buffer, jax.random.split(k_in, setup.n_games))
+    theta_ks, phi_g = split_actor(params_g.actor)
+    theta = reptile_batched(theta0, theta_ks, h.alpha)
+    phi = _mean0(phi_g) if setup.nets.uses_latent else reptile_batched(phi0, phi_g, h.alpha)
+    params = _mean0(params_g).replace(actor=merge_actor(theta, phi), prior=state.params.prior,
+                                      inference=state.params.inference)
+    opt = _mean0(opt_g)
+    params, opt, mm = mi_ce_steps(setup, params, opt, state.buffer, jnp.arange(setup.n_games),
+                                  k_mi, h)
+    metrics = jax.tree.map(jnp.mean, metrics)
+    return state.replace(params=params, opt=opt,
+                         grad_steps=state.grad_steps + setup.config.updates_per_rollout), {
+        **metrics, **mm}
+
+
+def learn(setup: MRASetup, state: MRAState, m: Array, key: Array,
+          h: MRAHypers) -> tuple[MRAState, dict]:
+    """Learn on the collected data: on game ``m`` (sequential, or a single game), else
+    batched over the games."""
+    if setup.sequential or setup.n_games == 1:
+        return learn_sequential(setup, state, m, key, h)
+    return learn_batched(setup, state, key, h)
+
+
+# ---- metrics and the update ---------------------------------------------------------------------
+
+#: What :func:`learn` reports (zeros on updates that do not learn).
+LEARN_METRICS = ("critic_loss", "actor_loss", "q_mean", "entropy", "mi", "game_ce")
+
+
+def game_priors(nw: MRANets, prior: Any, slots: Slots, h: MRAHypers) -> Array:
+    """``log p_psi(z | m_g, t)`` ``[G, T, H]`` of every training game and team (``m_g`` read
+    off the game's first parallel observation)."""
+    obs0 = jax.tree.map(lambda x: x[:, 0], slots.obs)  # [G, A, ...]
+    desc = jax.vmap(lambda o: population_descriptor(o, nw.n_teams))(obs0)  # [G, T + 1]
+    return jax.vmap(lambda d: jax.vmap(
+        lambda p: nw.prior.apply(p, d, h.prior_temperature))(prior))(desc)
+
+
+def prior_metrics(setup: MRASetup, state: MRAState, h: MRAHypers) -> dict:
+    """The prior's entropy per game and its separation between games
+    (:func:`prior_separation`); empty without a learned prior."""
+    if setup.options.latent != "prior":
+        return {}
+    sep = prior_separation(game_priors(setup.nets, state.params.prior, state.slots, h))
+    return {**{f"prior_entropy_g{g}": sep["entropy"][g] for g in range(setup.n_games)},
+            "prior_js": sep["js"], "prior_tv": sep["tv"],
+            "prior_argmax_differs": sep["argmax_differs"]}
+
+
+def update(setup: MRASetup, state: MRAState, t: Array | None,
+           h: MRAHypers) -> tuple[MRAState, dict]:
+    """One update of Alg. 4 (Alg. 5 when adapting): collect (game ``m = t mod G`` when
+    sequential, else every game) into ``D_m``; once the buffers hold ``learning_starts`` items,
+    :func:`learn` (``K`` inner steps, the Reptile step, the Eq. 11 step, the Eq. 13 step);
+    metrics. ``t`` (optional, unbatched): the update's index, else ``state.updates`` (with
+    ``t`` the readiness test is known outside a seed ``vmap``)."""
+    t_idx = state.updates if t is None else jnp.asarray(t)
+    key, k_roll, k_learn = jax.random.split(state.key, 3)
+    if setup.sequential:
+        m = t_idx % setup.n_games
+        state, episodes = collect_game(setup, state, m, k_roll, h)
+        visits = t_idx // setup.n_games + 1
+    else:
+        m = jnp.zeros((), jnp.int32)
+        state, episodes = collect_all(setup, state, k_roll, h)
+        visits = t_idx + 1
+    if t is None:
+        ready = jnp.all(jax.vmap(setup.replay.size)(state.buffer) >= setup.first_ready)
+    else:
+        ready = visits * setup.steps_per_game >= setup.first_ready
+
+    def skip(s: MRAState, k: Array) -> tuple[MRAState, dict]:
+        return s, {name: jnp.zeros(()) for name in LEARN_METRICS}
+
+    state, learned = jax.lax.cond(ready, lambda s, k: learn(setup, s, m, k, h), skip, state,
+                                  k_learn)
+    state = state.replace(key=key, updates=state.updates + 1)
+    return state, {
+        "env_steps": state.env_steps,
+        "grad_steps": state.grad_steps,
+        "episode_return": jnp.mean(state.last_return),
+        "episodes": episodes,
+        "game": m,
+        **learned,
+        **{f"return_g{g}": state.last_return[g] for g in range(setup.n_games)},
+        **prior_metrics(setup, state, h),
+    }
+
+
+# ---- the learner --------------------------------------------------------------------------------
+
+
+def make_learner(setup: MRASetup) -> Learner:
+    """The runner interface (:class:`metajax.core.interfaces.Learner`) of ``setup``.
+
+    ``update(state, t=None, alpha=None, hypers=None)``: ``alpha`` (optional, may be traced)
+    overrides the Reptile step size of ``hypers``; ``hypers`` (optional, may be traced)
+    replaces the config's (:class:`MRAHypers`; the learning rates are those in the state).
+    ``policy`` samples each agent's ``z`` from the prior at the first step of an episode (the
+    carry holds it), so the runner's evaluator and :func:`metajax.pipelines.experiment.play`
+    work unchanged."""
+    default, nw = setup.hypers, setup.nets
+
+    def init(key: Array, hypers: MRAHypers | None = None) -> MRAState:
+        if hypers is not None and not setup.traced:
+            raise ValueError("init(hypers=...) needs a learner built with traced=True")
+        return init_state(setup, key, hypers)
+
+    def update_fn(state: MRAState, t: Array | None = None, alpha: Any = None,
+                  hypers: MRAHypers | None = None) -> tuple[MRAState, dict]:
+        h = default if hypers is None else hypers
+        return update(setup, state, t, h if alpha is None else h.replace(alpha=alpha))
+
+    def policy(pp: PolicyParams, obs: Observation, carry: Array, key: Array,
+               greedy: Any = False, hypers: MRAHypers | None = None):
+        action, carry, _, _ = act(nw, pp, obs, carry, key, greedy,
+                                  default if hypers is None else hypers)
+        return action, carry
+
+    return Learner(
+        init=init,
+        update=update_fn,
+        policy=policy,
+        policy_params=policy_params,
+        initial_carry=lambda: jnp.zeros((nw.n_agents, 1 + nw.latent_dim)),
+        env_steps_per_update=setup.steps_per_game * (1 if setup.sequential else setup.n_games),
+        tasks=setup.games,
+        hypers=default,
+    )
 
 
 def make_mra(
@@ -677,511 +1357,20 @@ def make_mra(
     init_params: Callable[[Array], dict] | None = None,
     traced: bool = False,
 ) -> Learner:
-    """The MRA learner (see :func:`build_mra`)."""
-    return build_mra(config, options, env, games, init_params, traced).learner
-
-
-def build_mra(
-    config: MADDPGConfig,
-    options: MRAOptions,
-    env: MultiAgentEnv,
-    games: Any,
-    init_params: Callable[[Array], dict] | None = None,
-    traced: bool = False,
-) -> MRAParts:
-    """Build the MRA learner for ``env`` trained on the ``[G]`` stack of ``games``.
+    """The MRA learner for ``env`` trained on the ``[G]`` stack of ``games``.
 
     ``config``: shared off-policy hyperparameters (``num_envs`` parallel games per training
     game, ``updates_per_rollout = K``, ...); ``options``: :class:`MRAOptions`.
     ``init_params(key)`` (optional, traceable): ``{field: value}`` of :class:`MRAParams` to start
     from (adaptation), given the seed's init key; the other fields are fresh.
 
-    Returns :class:`MRAParts`. Its learner's ``policy`` samples each agent's ``z`` from the
-    prior at the first step of an episode (the carry holds it), so the runner's evaluator and
-    :func:`metajax.pipelines.experiment.play` work unchanged.
-
     ``traced=True``: the learning rates live in the Adam states
     (:func:`metajax.core.ops.make_optimizer`), and ``init``/``update``/``policy`` take an
     :class:`MRAHypers` of traced values (``hypers=``, one per member of a sweep). Without
-    ``hypers=`` (and in the parts' functions, whose trailing ``h`` defaults to them) every
-    function uses the config's (``Learner.hypers``).
+    ``hypers=`` every function uses the config's (``Learner.hypers``). The pieces are module
+    functions of :func:`build_mra`'s :class:`MRASetup` (:func:`make_learner`).
     """
-    cfg, opt_cfg = config, options
-    default = MRAHypers.of(cfg, opt_cfg)
-    if cfg.param_sharing != "team":
-        raise ValueError("MRA shares parameters within teams (maddpg.param_sharing='team')")
-    leaves = jax.tree.leaves(games)
-    if not leaves or leaves[0].ndim == 0:
-        raise ValueError("games must be a stacked batch of tasks (envs.wrappers.stack_tasks)")
-    n_games = int(leaves[0].shape[0])
-    n_act = num_actions(env)
-    auto = AutoReset(env)
-    A = env.max_agents
-    T = max(env.num_teams, 1)
-    P = cfg.num_envs
-    H = cfg.num_heads
-    latent = opt_cfg.uses_latent
-    zdim = H if latent else 0
-    adapt = opt_cfg.mode == "adapt"
-    sequential = opt_cfg.reptile == "sequential" and n_games > 1
-    K = cfg.updates_per_rollout
-    if opt_cfg.phi != "option" and not latent:
-        raise ValueError("phi variants need a latent")
-    use_mi = latent and opt_cfg.mi_coef > 0 and not adapt
-    # phi's policy gradient: when adapting (Eq. 10), and in every arm without a latent (Reptile,
-    # single-game), where phi is part of the policy and no Eq. 11 step trains it; in MRA itself
-    # phi is trained by Eq. 11 only
-    phi_by_policy = adapt or not latent
-    use_ce = opt_cfg.latent == "prior" and opt_cfg.game_ce and not adapt
-
-    actor_mod, actor_agent = actor_functions(cfg, opt_cfg, n_act)
-    critic_mod = MRACritic(n_act, cfg.critic_hidden, max(1, min(4, H)), cfg.head_dim,
-                           cfg.embed_dim)
-    prior_mod = LatentPrior(max(H, 1), opt_cfg.prior_hidden, opt_cfg.prior_temperature)
-    infer_mod = InferenceNet(n_games, opt_cfg.inference_hidden, cfg.embed_dim, cfg.head_dim,
-                             pooled=opt_cfg.xi_input == "pooled")
-
-    # ---- forward passes (one game: obs [A, ...]) -------------------------------------------
-    def actor_game(params: Any, obs: Observation, z: Array) -> tuple[Array, Array]:
-        """Every agent of one game: ``(logits [A, n], graph [A, N])``; ``z [A, H]``."""
-        return nets.per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
-                        params, obs.team)
-
-    def critic_game(params: Any, obs: Observation, actions: Array, graph: Array):
-        """``(Q [A, n], mean squared attention logit [])`` of one game."""
-        q, logits = nets.per_team(lambda p: critic_mod.apply(p, obs, actions, graph), params,
-                             obs.team)
-        return q, jnp.mean(logits**2)
-
-    def prior_logits(prior: Any, obs: Observation, h: MRAHypers = default) -> Array:
-        """``log p_psi(z | m)`` ``[A, H]`` for every agent of one game (its team's ``psi``)."""
-        desc = population_descriptor(obs, T)
-        if opt_cfg.latent == "uniform":
-            return jnp.full((A, H), -math.log(H))
-        logits = jax.vmap(lambda p: prior_mod.apply(p, desc, h.prior_temperature))(prior)
-        return logits[obs.team]  # [A, H]
-
-    def draw_latent(prior: Any, obs: Observation, key: Array, h: MRAHypers) -> Array:
-        """``z ~ p(. | m)`` ``[A, H]`` (hard one-hot), zeros ``[A, 0]`` without latent."""
-        if not latent:
-            return jnp.zeros((A, 0))
-        return sample_latent(key, prior_logits(prior, obs, h))
-
-    def act(pp: PolicyParams, obs: Observation, carry: Array, key: Array, greedy: Any,
-            h: MRAHypers = default):
-        """``(action [A] int32, carry [A, 1 + H], z [A, H], graph [A, N])`` for one game."""
-        k_z, k_a = jax.random.split(key)
-        drawn = carry[:, :1] > 0.5
-        z = jnp.where(drawn, carry[:, 1:], draw_latent(pp.prior, obs, k_z, h))
-        logits, graph = actor_game(pp.actor, obs, z)
-        sampled = jax.random.categorical(k_a, logits, axis=-1)
-        action = jnp.where(greedy, jnp.argmax(logits, -1), sampled).astype(jnp.int32)
-        carry = jnp.concatenate([jnp.ones((A, 1)), z], axis=-1)
-        return action, carry, z, graph
-
-    def policy(pp: PolicyParams, obs: Observation, carry: Array, key: Array,
-               greedy: Any = False, hypers: MRAHypers | None = None):
-        action, carry, _, _ = act(pp, obs, carry, key, greedy,
-                                  default if hypers is None else hypers)
-        return action, carry
-
-    # ---- init ------------------------------------------------------------------------------
-    example_ts = jax.eval_shape(lambda k: env.reset_to(k, _take(games, 0))[1],
-                                jax.random.PRNGKey(0))
-    example_obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), example_ts.observation)
-    obs0 = nets.agent_view(example_obs, 0)
-    z0 = jax.nn.one_hot(0, H)
-    n_ent = example_obs.agents.shape[1] + example_obs.objects.shape[1]
-    graph0 = jnp.zeros((A, n_ent))
-    act0 = jnp.zeros((A, n_act))
-
-    def init_actor(k: Array) -> Any:
-        if latent and opt_cfg.phi != "option":
-            return actor_mod.init(k, condition_obs(obs0, z0, opt_cfg.phi))
-        return actor_mod.init(k, obs0, z0 if latent else None)
-
-    def init_critic(k: Array) -> Any:
-        return critic_mod.init(k, example_obs, act0, graph0)
-
-    def init_prior(k: Array) -> Any:
-        return prior_mod.init(k, jnp.zeros((T + 1,)))
-
-    def optimizers(h: MRAHypers) -> tuple[optax.GradientTransformation, ...]:
-        """``(theta, phi, critic, prior)`` optimizers (the fields of :class:`MRAOpt`) with the
-        learning rates of ``h`` (with ``traced``: kept in their states, read by ``init``)."""
-        phi_lr = h.actor_lr if phi_by_policy else h.phi_lr
-        return tuple(make_optimizer(lr, cfg, traced)
-                     for lr in (h.actor_lr, phi_lr, h.critic_lr, h.prior_lr))
-
-    theta_opt, phi_opt, critic_opt, prior_opt = optimizers(default)
-    replay = make_replay(cfg.buffer_size, cfg.batch_size)
-    example_item = Transition(
-        obs=example_obs, action=act0, reward=jnp.zeros((A,)), discount=jnp.zeros((A,)),
-        next_obs=example_obs, carry=jnp.zeros((A, 0)), next_carry=jnp.zeros((A, 0)),
-        latent=jnp.zeros((A, zdim)),
-    )
-
-    def fresh_params(key: Array) -> MRAParams:
-        k_a, k_c, k_p, k_i = jax.random.split(key, 4)
-        actor = nets.init_team_params(init_actor, k_a, T)
-        critic = nets.init_team_params(init_critic, k_c, T)
-        prior = nets.init_team_params(init_prior, k_p, T)
-        inference = infer_mod.init(k_i, obs0, graph0[0])
-        return MRAParams(actor, critic, actor, critic, prior, inference)
-
-    def init(key: Array, hypers: MRAHypers | None = None) -> MRAState:
-        """Initial state; ``hypers`` (learners built with ``traced=True``): their learning
-        rates go into the Adam states."""
-        if hypers is not None and not traced:
-            raise ValueError("init(hypers=...) needs a learner built with traced=True")
-        opts = optimizers(hypers) if hypers is not None else (
-            theta_opt, phi_opt, critic_opt, prior_opt)
-        k_p, k_env, k_next = jax.random.split(key, 3)
-        params = fresh_params(k_p)
-        if init_params is not None:
-            loaded = init_params(key)
-            _check_like(loaded, params)
-            params = params.replace(**loaded)
-        theta, phi = split_actor(params.actor)
-        keys = jax.random.split(k_env, n_games * P).reshape(n_games, P, -1)
-        tasks = jax.tree.map(lambda x: jnp.broadcast_to(x[:, None], (n_games, P, *x.shape[1:])),
-                             games)
-        env_state, ts = jax.vmap(jax.vmap(auto.reset_to))(keys, tasks)
-        buf = replay.init(example_item)
-        return MRAState(
-            params=params,
-            opt=MRAOpt(opts[0].init(theta), opts[1].init(phi), opts[2].init(params.critic),
-                       opts[3].init((params.prior, params.inference))),
-            buffer=jax.tree.map(lambda x: jnp.broadcast_to(x, (n_games, *x.shape)), buf),
-            slots=Slots(env_state, ts.observation, jnp.zeros((n_games, P, A, 1 + zdim)),
-                        jnp.zeros((n_games, P, A))),
-            last_return=jnp.zeros((n_games,)),
-            key=k_next,
-            env_steps=jnp.zeros((), jnp.int32),
-            grad_steps=jnp.zeros((), jnp.int32),
-            updates=jnp.zeros((), jnp.int32),
-        )
-
-    # ---- rollout of one training game's P parallel games -----------------------------------
-    def rollout_game(pp: PolicyParams, slots: Slots, key: Array, h: MRAHypers = default):
-        """``cfg.rollout_steps`` steps of ``P`` games: ``(slots, items [R * P], stats)``."""
-        def step(c, k):
-            env_state, obs, carry, ep_ret, done_sum, done_n = c
-            keys = jax.random.split(k, P)
-            action, carry, z, _ = jax.vmap(functools.partial(act, h=h), (None, 0, 0, 0, None))(
-                pp, obs, carry, keys, False)
-            env_state, ts = auto.batch_step(env_state, action)
-            item = Transition(
-                obs=obs, action=jax.nn.one_hot(action, n_act),
-                reward=ts.reward * h.reward_scale, discount=ts.discount,
-                next_obs=ts.extras["final_observation"], carry=jnp.zeros((P, A, 0)),
-                next_carry=jnp.zeros((P, A, 0)), latent=z,
-            )
-            ep_ret = ep_ret + ts.reward
-            mask = ts.observation.agent_mask
-            per_game = jnp.sum(ep_ret * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1)
-            done = ts.done
-            done_sum = done_sum + jnp.sum(jnp.where(done, per_game, 0.0))
-            done_n = done_n + jnp.sum(done)
-            ep_ret = jnp.where(done[:, None], 0.0, ep_ret)
-            if opt_cfg.per_episode:
-                carry = jnp.where(done[:, None, None], 0.0, carry)
-            return (env_state, ts.observation, carry, ep_ret, done_sum, done_n), item
-
-        init_c = (slots.env_state, slots.obs, slots.carry, slots.ep_return, jnp.zeros(()),
-                  jnp.zeros((), jnp.int32))
-        (env_state, obs, carry, ep_ret, done_sum, done_n), items = jax.lax.scan(
-            step, init_c, jax.random.split(key, cfg.rollout_steps))
-        items = jax.tree.map(lambda x: x.reshape((cfg.rollout_steps * P, *x.shape[2:])), items)
-        return Slots(env_state, obs, carry, ep_ret), items, (done_sum, done_n)
-
-    # ---- losses ----------------------------------------------------------------------------
-    def batch_graphs(actor: Any, obs: Observation, z: Array):
-        """``(logits [B, A, n], graph [B, A, N])`` of a batch."""
-        return jax.vmap(actor_game, (None, 0, 0))(actor, obs, z)
-
-    def grad_step(params: MRAParams, opt: MRAOpt, batch: Transition, key: Array,
-                  h: MRAHypers = default):
-        """One step of Eq. 8 for the critic ``zeta`` and Eq. 9 for ``theta`` (for ``omega =
-        (theta, phi)`` when adapting, Eq. 10, and in the arms without a latent, whose ``phi``
-        no Eq. 11 step trains), from one forward pass of actor and critic:
-
-        * critic: ``(Q(o, a, g) - r - gamma E_{a' ~ pi_bar} Q_bar(o', a', g'))^2`` with ``g``
-          the actor's graph (detached) and ``g'`` the target actor's graph at ``o'``;
-        * policy: :func:`policy_gradient_loss` on the same critic's ``|A|`` Q-values (the
-          critic before this step's update; the others' actions from the batch).
-        """
-        mask = batch.obs.agent_mask
-        z = batch.latent
-        logits_n, graph_n = batch_graphs(params.target_actor, batch.next_obs, z)
-        pi_n = jax.nn.softmax(logits_n, -1)
-        a_n = jax.nn.one_hot(jax.random.categorical(key, logits_n, -1), n_act)
-        q_n, _ = jax.vmap(critic_game, (None, 0, 0, 0))(params.target_critic, batch.next_obs,
-                                                        a_n, graph_n)
-        y = td_target(batch.reward, batch.discount, jnp.sum(pi_n * q_n, -1), h.gamma)
-        theta, phi = split_actor(params.actor)
-
-        def loss_fn(trainable):
-            cp, th, ph = trainable
-            logits, graph = batch_graphs(merge_actor(th, ph), batch.obs, z)
-            q, reg = jax.vmap(critic_game, (None, 0, 0, 0))(
-                cp, batch.obs, batch.action, jax.lax.stop_gradient(graph))
-            q_taken = jnp.sum(q * batch.action, -1)
-            c_loss = masked_mean((q_taken - y) ** 2, mask)
-            a_loss, ent = policy_gradient_loss(logits, q, mask, h.entropy_coef, h.logit_reg)
-            total = c_loss + h.attention_reg * jnp.mean(reg) + a_loss
-            return total, (c_loss, a_loss, ent, masked_mean(q_taken, mask))
-
-        (_, (cl, al, ent, qm)), (g_c, g_t, g_p) = jax.value_and_grad(loss_fn, has_aux=True)(
-            (params.critic, theta, phi))
-        upd, c_opt = critic_opt.update(g_c, opt.critic, params.critic)
-        critic = optax.apply_updates(params.critic, upd)
-        upd, t_opt = theta_opt.update(g_t, opt.theta, theta)
-        theta = optax.apply_updates(theta, upd)
-        opt = opt.replace(critic=c_opt, theta=t_opt)
-        if phi_by_policy:
-            upd, p_opt = phi_opt.update(g_p, opt.phi, phi)
-            phi = optax.apply_updates(phi, upd)
-            opt = opt.replace(phi=p_opt)
-        params = params.replace(actor=merge_actor(theta, phi), critic=critic)
-        return params, opt, (cl, al, qm, ent)
-
-    def inner_steps(params: MRAParams, opt: MRAOpt, buf: Any, key: Array,
-                    h: MRAHypers = default):
-        """``K`` critic + policy steps on one game's buffer (``lax.scan``)."""
-        def step(c, k):
-            params, opt = c
-            k_s, k_c = jax.random.split(k)
-            batch = replay.sample(buf, k_s)
-            params, opt, out = grad_step(params, opt, batch, k_c, h)
-            params = params.replace(
-                target_actor=soft_update(params.target_actor, params.actor, h.tau),
-                target_critic=soft_update(params.target_critic, params.critic, h.tau))
-            return (params, opt), out
-
-        (params, opt), (cl, al, qm, ent) = jax.lax.scan(step, (params, opt),
-                                                         jax.random.split(key, K))
-        return params, opt, {"critic_loss": cl[-1], "actor_loss": al[-1], "q_mean": qm[-1],
-                             "entropy": ent[-1]}
-
-    def mi_loss(phi: Any, theta: Any, theta_bar: Any, prior: Any, batch: Transition,
-                key: Array, h: MRAHypers) -> Array:
-        """``-`` Eq. 11 for ``phi``: ``z ~ p(.|m)``, ``a ~ pi_theta(.|o, phi(o, z))``, ``n``
-        resampled ``z'``; log-probabilities under ``pi_theta_bar`` with the online ``phi``."""
-        mask = batch.obs.agent_mask
-        k_z, k_a, k_r = jax.random.split(key, 3)
-        b = batch.reward.shape[0]
-        lp = jax.vmap(functools.partial(prior_logits, h=h), (None, 0))(prior, batch.obs)
-        z = sample_latent(k_z, lp)
-        logits_a, _ = batch_graphs(merge_actor(theta, phi), batch.obs, z)
-        a = jax.lax.stop_gradient(jax.random.categorical(k_a, logits_a, -1))  # [B, A]
-        n = opt_cfg.mi_samples
-        z_r = sample_latent(k_r, jnp.broadcast_to(lp[None], (n, b, A, H)))
-        actor_bar = merge_actor(theta_bar, phi)
-
-        def logp_of(zz):
-            logits, _ = batch_graphs(actor_bar, batch.obs, zz)
-            lsm = jax.nn.log_softmax(logits, -1)
-            return jnp.take_along_axis(lsm, a[..., None], -1)[..., 0]  # [B, A]
-
-        logp = logp_of(z)
-        logp_r = jnp.moveaxis(jax.vmap(logp_of)(z_r), 0, -1)  # [B, A, n]
-        return -masked_mean(mi_lower_bound(logp, logp_r), mask)
-
-    def ce_loss(prior_xi: Any, actor: Any, batch: Transition, game: Array, key: Array,
-                h: MRAHypers) -> Array:
-        """Eq. 13 for ``(psi, xi)``: ``z`` a straight-through Gumbel-softmax sample of
-        ``p_psi(.|m)``, ``g = phi(o, z)`` (actor fixed), ``-log p(x = game | o, g; xi)``."""
-        prior, xi = prior_xi
-        lp = jax.vmap(functools.partial(prior_logits, h=h), (None, 0))(prior, batch.obs)
-        z = straight_through(gumbel_softmax(key, lp))
-        _, graph = batch_graphs(jax.lax.stop_gradient(actor), batch.obs, z)
-        logits = infer_mod.apply(xi, batch.obs, graph)  # [B, A, G]
-        return game_cross_entropy(logits, jnp.full(graph.shape[:2], game),
-                                  batch.obs.agent_mask)
-
-    def mi_ce_steps(params: MRAParams, opt: MRAOpt, bufs: Any, game_ids: Array, key: Array,
-                    h: MRAHypers = default):
-        """Eq. 11 step for ``phi`` then Eq. 13 step for ``(psi, xi)``, on one batch of each game
-        in ``bufs [g]`` (losses averaged over the games)."""
-        metrics = {"mi": jnp.zeros(()), "game_ce": jnp.zeros(())}
-        k_s, k_mi, k_ce = jax.random.split(key, 3)
-        batches = jax.vmap(replay.sample)(bufs, jax.random.split(k_s, game_ids.shape[0]))
-        if use_mi:
-            theta, phi = split_actor(params.actor)
-            theta_bar, _ = split_actor(params.target_actor)
-
-            def loss(ph):
-                per = jax.vmap(
-                    lambda bt, k: mi_loss(ph, theta, theta_bar, params.prior, bt, k, h))(
-                    batches, jax.random.split(k_mi, game_ids.shape[0]))
-                return h.mi_coef * jnp.mean(per), jnp.mean(per)
-
-            (_, val), grads = jax.value_and_grad(loss, has_aux=True)(phi)
-            upd, p_opt = phi_opt.update(grads, opt.phi, phi)
-            phi = optax.apply_updates(phi, upd)
-            params = params.replace(actor=merge_actor(theta, phi))
-            opt = opt.replace(phi=p_opt)
-            metrics["mi"] = -val
-        if use_ce:
-            def loss(px):
-                per = jax.vmap(lambda bt, g, k: ce_loss(px, params.actor, bt, g, k, h))(
-                    batches, game_ids, jax.random.split(k_ce, game_ids.shape[0]))
-                return jnp.mean(per)
-
-            px = (params.prior, params.inference)
-            val, grads = jax.value_and_grad(loss)(px)
-            upd, pr_opt = prior_opt.update(grads, opt.prior, px)
-            prior, xi = optax.apply_updates(px, upd)
-            params = params.replace(prior=prior, inference=xi)
-            opt = opt.replace(prior=pr_opt)
-            metrics["game_ce"] = val
-        return params, opt, metrics
-
-    def learn_sequential(state: MRAState, m: Array, key: Array, alpha: Any = None,
-                         h: MRAHypers = default):
-        """Alg. 4 on game ``m``: ``K`` inner steps, Reptile interpolation (``alpha``: default
-        ``h.alpha``, the config's ``options.alpha``; may be traced), MI and CE steps."""
-        alpha = h.alpha if alpha is None else alpha
-        k_in, k_mi = jax.random.split(key)
-        buf = _take(state.buffer, m)
-        theta0, phi0 = split_actor(state.params.actor)
-        params, opt, metrics = inner_steps(state.params, state.opt, buf, k_in, h)
-        theta_k, phi = split_actor(params.actor)
-        if not adapt:
-            if not latent:  # phi was trained with theta in the inner loop: interpolate both
-                phi = reptile_step(phi0, phi, alpha)
-            params = params.replace(
-                actor=merge_actor(reptile_step(theta0, theta_k, alpha), phi))
-        bufs = jax.tree.map(lambda x: x[None], buf)
-        params, opt, mm = mi_ce_steps(params, opt, bufs, jnp.reshape(m, (1,)), k_mi, h)
-        return state.replace(params=params, opt=opt, grad_steps=state.grad_steps + K), {
-            **metrics, **mm}
-
-    def learn_batched(state: MRAState, key: Array, alpha: Any = None,
-                      h: MRAHypers = default):
-        """Batched Reptile: ``K`` inner steps on every game from the same parameters, then
-        ``theta <- theta + alpha mean_m (theta_K^m - theta)``; critic, targets and optimizer
-        states are the games' averages; MI and CE steps on a batch of every game."""
-        alpha = h.alpha if alpha is None else alpha
-        k_in, k_mi = jax.random.split(key)
-        theta0, phi0 = split_actor(state.params.actor)
-        params_g, opt_g, metrics = jax.vmap(functools.partial(inner_steps, h=h),
-                                            (None, None, 0, 0))(
-            state.params, state.opt, state.buffer, jax.random.split(k_in, n_games))
-        theta_ks, phi_g = split_actor(params_g.actor)
-        theta = reptile_batched(theta0, theta_ks, alpha)
-        phi = reptile_batched(phi0, phi_g, alpha) if not latent else _mean0(phi_g)
-        params = _mean0(params_g).replace(actor=merge_actor(theta, phi),
-                                          prior=state.params.prior,
-                                          inference=state.params.inference)
-        opt = _mean0(opt_g)
-        params, opt, mm = mi_ce_steps(params, opt, state.buffer, jnp.arange(n_games), k_mi, h)
-        metrics = jax.tree.map(jnp.mean, metrics)
-        return state.replace(params=params, opt=opt, grad_steps=state.grad_steps + K), {
-            **metrics, **mm}
-
-    metric_keys = ("critic_loss", "actor_loss", "q_mean", "entropy", "mi", "game_ce")
-
-    def skip_metrics() -> dict:
-        return {k: jnp.zeros(()) for k in metric_keys}
-
-    def game_priors(prior: Any, slots: Slots, h: MRAHypers) -> Array:
-        """``log p_psi(z | m_g, t)`` ``[G, T, H]`` of every training game and team (``m_g``
-        read off the game's first parallel observation)."""
-        obs0 = jax.tree.map(lambda x: x[:, 0], slots.obs)  # [G, A, ...]
-        desc = jax.vmap(lambda o: population_descriptor(o, T))(obs0)  # [G, T + 1]
-        return jax.vmap(lambda d: jax.vmap(
-            lambda p: prior_mod.apply(p, d, h.prior_temperature))(prior))(desc)
-
-    def prior_metrics(state: MRAState, h: MRAHypers) -> dict:
-        """The prior's entropy per game and its separation between games
-        (:func:`prior_separation`); empty without a learned prior."""
-        if opt_cfg.latent != "prior":
-            return {}
-        sep = prior_separation(game_priors(state.params.prior, state.slots, h))
-        return {**{f"prior_entropy_g{g}": sep["entropy"][g] for g in range(n_games)},
-                "prior_js": sep["js"], "prior_tv": sep["tv"],
-                "prior_argmax_differs": sep["argmax_differs"]}
-
-    spu_game = cfg.rollout_steps * P
-    first_ready = max(cfg.learning_starts, cfg.batch_size)
-
-    def update(
-        state: MRAState, t: Array | None = None, alpha: Any = None,
-        hypers: MRAHypers | None = None,
-    ) -> tuple[MRAState, dict]:
-        """One update: roll out (game ``t mod G`` when sequential, else every game), store,
-        and once the buffers hold ``learning_starts`` items, learn. ``alpha`` (optional, may be
-        traced) overrides the Reptile step size of ``hypers``; ``hypers`` (optional, may be
-        traced) replaces the config's (:class:`MRAHypers`; the learning rates are those in
-        the state)."""
-        h = default if hypers is None else hypers
-        t_idx = state.updates if t is None else jnp.asarray(t)
-        key, k_roll, k_learn = jax.random.split(state.key, 3)
-        pp = PolicyParams(state.params.actor, state.params.prior)
-        if sequential:
-            m = t_idx % n_games
-            slots, items, (d_sum, d_n) = rollout_game(pp, _take(state.slots, m), k_roll, h)
-            buffer = _put(state.buffer, m, replay.add(_take(state.buffer, m), items))
-            last = state.last_return.at[m].set(
-                jnp.where(d_n > 0, d_sum / jnp.maximum(d_n, 1), state.last_return[m]))
-            state = state.replace(slots=_put(state.slots, m, slots), buffer=buffer,
-                                  last_return=last, env_steps=state.env_steps + spu_game)
-            visits = t_idx // n_games + 1
-            episodes = d_n
-        else:
-            m = jnp.zeros((), jnp.int32)
-            slots, items, (d_sum, d_n) = jax.vmap(functools.partial(rollout_game, h=h),
-                                                  (None, 0, 0))(
-                pp, state.slots, jax.random.split(k_roll, n_games))
-            buffer = jax.vmap(replay.add)(state.buffer, items)
-            last = jnp.where(d_n > 0, d_sum / jnp.maximum(d_n, 1), state.last_return)
-            state = state.replace(slots=slots, buffer=buffer, last_return=last,
-                                  env_steps=state.env_steps + spu_game * n_games)
-            visits = t_idx + 1
-            episodes = jnp.sum(d_n)
-        if t is None:
-            ready = jnp.all(jax.vmap(replay.size)(state.buffer) >= first_ready)
-        else:
-            ready = visits * spu_game >= first_ready
-
-        def learn(s: MRAState, k: Array):
-            if sequential:
-                return learn_sequential(s, m, k, alpha, h)
-            if n_games == 1:
-                return learn_sequential(s, jnp.zeros((), jnp.int32), k, alpha, h)
-            return learn_batched(s, k, alpha, h)
-
-        def skip(s: MRAState, k: Array):
-            return s, skip_metrics()
-
-        state, lm = jax.lax.cond(ready, learn, skip, state, k_learn)
-        state = state.replace(key=key, updates=state.updates + 1)
-        metrics = {
-            "env_steps": state.env_steps,
-            "grad_steps": state.grad_steps,
-            "episode_return": jnp.mean(state.last_return),
-            "episodes": episodes,
-            "game": m,
-            **lm,
-            **{f"return_g{g}": state.last_return[g] for g in range(n_games)},
-            **prior_metrics(state, h),
-        }
-        return state, metrics
-
-    learner = Learner(
-        init=init,
-        update=update,
-        policy=policy,
-        policy_params=lambda s: PolicyParams(s.params.actor, s.params.prior),
-        initial_carry=lambda: jnp.zeros((A, 1 + zdim)),
-        env_steps_per_update=spu_game * (1 if sequential else n_games),
-        tasks=games,
-        hypers=default,
-    )
-    return MRAParts(learner, inner_steps, learn_sequential, learn_batched, mi_ce_steps, act,
-                    prior_logits, actor_game)
+    return make_learner(build_mra(config, options, env, games, init_params, traced))
 
 
 def _check_like(loaded: dict, fresh: MRAParams) -> None:
@@ -1260,13 +1449,10 @@ def make_graph_fn(
 ) -> Callable[[PolicyParams, Observation, Array], Array]:
     """``graph_fn(params, obs, carry) -> [A, N]``: the graph each agent of one game acts on
     (head ``z`` of its carry; mean over heads without latent), for pictures (App. E.6)."""
-    _, actor_agent = actor_functions(config, options, num_actions(env))
+    nw = make_networks(config, options, env)
 
     def graph_fn(params: PolicyParams, obs: Observation, carry: Array) -> Array:
-        z = carry[:, 1:]
-        _, g = nets.per_team(lambda p: jax.vmap(actor_agent, (None, 0, 0))(p, obs, z),
-                        params.actor, obs.team)
-        return g
+        return actor_game(nw, params.actor, obs, carry[:, 1:])[1]
 
     return graph_fn
 
