@@ -48,7 +48,9 @@ from metajax.core.ops import (
     masked_mean,
     soft_update,
     straight_through,
+    take,
     td_target,
+    tile,
 )
 from metajax.core.replay import Replay, Transition, make_replay
 from metajax.core.rollout import Acted, Behaviour, RolloutState, rollout
@@ -542,7 +544,7 @@ def update(parts: Parts, state: MADDPGState, t: Array | None,
 def example_transition(parts: Parts) -> Transition:
     """A zero :class:`Transition` of ``parts``' env and networks (the replay's item)."""
     nw = parts.nets
-    obs = jax.eval_shape(lambda k: parts.env.reset_to(k, _index(parts.tasks, 0))[1].observation,
+    obs = jax.eval_shape(lambda k: parts.env.reset_to(k, take(parts.tasks, 0))[1].observation,
                          jax.random.PRNGKey(0))
     obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), obs)
     per_agent = jnp.zeros((nw.n_agents,))
@@ -665,17 +667,13 @@ def make_maddpg(
     )
 
 
-def _index(tree: Any, i: int) -> Any:
-    return jax.tree.map(lambda x: x[i], tree)
-
-
 def _tile_tasks(tasks: Any, n: int) -> Any:
     """A ``[n]`` stack of tasks: a single task is tiled; a stack must have ``n`` entries."""
     leaves = jax.tree.leaves(tasks)
     lead = leaves[0].shape[0] if leaves and leaves[0].ndim > 0 else None
     single = _is_single_task(tasks)
     if single:
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tasks)
+        return tile(tasks, n)
     if lead != n:
         raise ValueError(f"got a stack of {lead} tasks for num_envs={n}")
     return tasks

@@ -102,8 +102,11 @@ from metajax.core.ops import (
     gumbel_softmax,
     make_optimizer,
     masked_mean,
+    mean0,
+    put,
     soft_update,
     straight_through,
+    take,
     td_target,
 )
 from metajax.core.replay import Replay, Transition, make_replay
@@ -617,18 +620,6 @@ class MRAHypers:
                    **{f: getattr(options, f) for f in cls.MRA_FIELDS})
 
 
-def _take(tree: Any, i: Array | int) -> Any:
-    return jax.tree.map(lambda x: x[i], tree)
-
-
-def _put(tree: Any, i: Array | int, value: Any) -> Any:
-    return jax.tree.map(lambda x, v: x.at[i].set(v), tree, value)
-
-
-def _mean0(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), tree)
-
-
 def num_actions(env: MultiAgentEnv) -> int:
     """Number of discrete actions per agent; MRA's policies are categorical."""
     spec = env.action_spec
@@ -880,7 +871,7 @@ def policy_params(state: MRAState) -> PolicyParams:
 def example_transition(setup: MRASetup) -> Transition:
     """A zero :class:`Transition` of one game (the replay's item; ``latent [A, H]``)."""
     nw = setup.nets
-    ts = jax.eval_shape(lambda k: setup.env.reset_to(k, _take(setup.games, 0))[1],
+    ts = jax.eval_shape(lambda k: setup.env.reset_to(k, take(setup.games, 0))[1],
                         jax.random.PRNGKey(0))
     obs = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), ts.observation)
     per_agent, empty = jnp.zeros((nw.n_agents,)), jnp.zeros((nw.n_agents, 0))
@@ -981,11 +972,11 @@ def collect_game(setup: MRASetup, state: MRAState, m: Array, key: Array,
                  h: MRAHypers) -> tuple[MRAState, Array]:
     """Roll out training game ``m`` and push its items to ``D_m`` (sequential Alg. 4);
     returns ``(state, episodes that ended [])``."""
-    slots, items, stats = rollout_game(setup, policy_params(state), _take(state.slots, m), key,
+    slots, items, stats = rollout_game(setup, policy_params(state), take(state.slots, m), key,
                                        h)
-    buffer = _put(state.buffer, m, setup.replay.add(_take(state.buffer, m), items))
+    buffer = put(state.buffer, m, setup.replay.add(take(state.buffer, m), items))
     last = state.last_return.at[m].set(stats.mean_return(state.last_return[m]))
-    return state.replace(slots=_put(state.slots, m, slots), buffer=buffer, last_return=last,
+    return state.replace(slots=put(state.slots, m, slots), buffer=buffer, last_return=last,
                          env_steps=state.env_steps + setup.steps_per_game), stats.episodes
 
 
@@ -1196,7 +1187,7 @@ def learn_sequential(setup: MRASetup, state: MRAState, m: Array, key: Array,
     then the Eq. 11 and Eq. 13 steps. Adapting (Alg. 5): the inner steps alone (Eq. 8 and
     Eq. 10; no interpolation, no representation steps)."""
     k_in, k_mi = jax.random.split(key)
-    buf = _take(state.buffer, m)
+    buf = take(state.buffer, m)
     params, opt, metrics = inner_steps(setup, state.params, state.opt, buf, k_in, h)
     if not setup.adapt:
         params = params.replace(
@@ -1220,10 +1211,10 @@ def learn_batched(setup: MRASetup, state: MRAState, key: Array,
         state.buffer, jax.random.split(k_in, setup.n_games))
     theta_ks, phi_g = split_actor(params_g.actor)
     theta = reptile_batched(theta0, theta_ks, h.alpha)
-    phi = _mean0(phi_g) if setup.nets.uses_latent else reptile_batched(phi0, phi_g, h.alpha)
-    params = _mean0(params_g).replace(actor=merge_actor(theta, phi), prior=state.params.prior,
+    phi = mean0(phi_g) if setup.nets.uses_latent else reptile_batched(phi0, phi_g, h.alpha)
+    params = mean0(params_g).replace(actor=merge_actor(theta, phi), prior=state.params.prior,
                                       inference=state.params.inference)
-    opt = _mean0(opt_g)
+    opt = mean0(opt_g)
     params, opt, mm = mi_ce_steps(setup, params, opt, state.buffer, jnp.arange(setup.n_games),
                                   k_mi, h)
     metrics = jax.tree.map(jnp.mean, metrics)
