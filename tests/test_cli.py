@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,13 @@ def run_dir(tmp_path_factory) -> Path:
     return out / "tiny"
 
 
+@pytest.fixture
+def run_copy(run_dir, tmp_path) -> Path:
+    """A copy of the shared run, for the tests that write into a run directory (eval, resume):
+    the shared one stays as the run left it."""
+    return Path(shutil.copytree(run_dir, tmp_path / "tiny"))
+
+
 def _error(capsys) -> str:
     return capsys.readouterr().err
 
@@ -113,7 +121,8 @@ def test_run_writes_a_run_directory(run_dir, experiment_file):
         assert len(results[mode]) == 1 and len(results[mode][0]["per_seed"]) == 2
 
 
-def test_eval_writes_eval_json(run_dir, capsys):
+def test_eval_writes_eval_json(run_copy, capsys):
+    run_dir = run_copy
     code = main(["eval", str(run_dir), "--episodes", "2", "--task", "n_agents=2", "n_treasures=3"])
     assert code == 0
     out = capsys.readouterr().out
@@ -183,7 +192,8 @@ def test_render_writes_gif(run_dir, tmp_path, capsys):
         assert im.n_frames == EPISODE_LENGTH + 1  # the reset state, then every step
 
 
-def test_resume_of_a_finished_run_changes_nothing(run_dir, experiment_file):
+def test_resume_of_a_finished_run_changes_nothing(run_copy, experiment_file):
+    run_dir = run_copy
     before = (run_dir / "metrics.jsonl").read_text()
     code = main(["run", str(experiment_file), "--out", str(run_dir), "--seeds", "2",
                  "--wandb", "disabled", "--no-progress", "--resume",
@@ -238,7 +248,8 @@ def test_eval_without_checkpoint(tmp_path, run_dir, capsys):
     assert "no checkpoint" in _error(capsys)
 
 
-def test_run_into_an_existing_run_needs_resume(run_dir, experiment_file, capsys):
+def test_run_into_an_existing_run_needs_resume(run_copy, experiment_file, capsys):
+    run_dir = run_copy
     before = (run_dir / "metrics.jsonl").read_text()
     assert main(["run", str(experiment_file), "--out", str(run_dir), "--no-progress"]) == 2
     assert "--resume" in _error(capsys)

@@ -229,38 +229,41 @@ def test_exported_curves_keep_every_seed_and_chunk(tmp_path):
 
 def test_reference_rows_play_each_task_in_the_env_of_the_arm_that_evaluated_it(tmp_path):
     """Fig. 4's large game has more agents than the base env holds: its reference rows are
-    played in the env of the arm trained on it (the first arm's env would refuse the task),
-    and equal the reference policy played there directly with that arm's evaluation key."""
+    played in the env of the arm that evaluated it (the first arm's env refuses the task), and
+    equal the reference policy played there directly with that arm's evaluation key. The arms'
+    final evaluations are written by hand (what the rows read of a trained arm is its
+    ``results.json``: the tasks it played and the chunk that keys the episodes)."""
+    from envs.core import EnvError
     from metajax.algos import reference
     from metajax.core import taskspec
-    from metajax.pipelines import mra as mra_pipeline
     from metajax.pipelines import runner
-    from metajax.pipelines.mra_compare import (
-        TINY_TEST_LEARNER,
-        _eval_key,
-        run_compare,
-        single_game_arm,
-    )
+    from metajax.pipelines.mra_compare import _eval_key, reference_rows, single_game_arm
     from metajax.train import evaluation
 
     small, large = {"n_agents": 2, "n_treasures": 2}, {"n_agents": 3, "n_treasures": 2}
     cfg = CompareConfig(
-        name="tiny_large", seeds=2, references=("random",),
-        base=mra_pipeline.MRAConfig(env="treasure", env_config=dict(max_agents=2, max_objects=2,
-                                                           episode_length=6),
-                           tasks=(small,), maddpg=TINY_TEST_LEARNER, total_env_steps=320,
-                           chunk_updates=4, eval_episodes=3, checkpoint_every=0),
-        arms={"small": single_game_arm(small, algo="maddpg"),  # MADDPG: the cheapest compile
+        name="tiny_large", seeds=2, references=("random", "scripted"),
+        base=mra_pipeline.MRAConfig(env="treasure", env_config=dict(
+            max_agents=2, max_objects=2, episode_length=6), tasks=(small,), eval_episodes=3),
+        arms={"small": single_game_arm(small, algo="maddpg"),
               "large": single_game_arm(large, algo="maddpg", env_config=dict(
                   max_agents=3, max_objects=2, episode_length=6))},
         report_tasks=(small, large))
-    summary = run_compare(cfg, tmp_path, log=lambda *a: None, progress=False).summary
-    rows = summary["reference"]["random"]
-    assert list(rows) == ["n_agents=2 n_treasures=2", "n_agents=3 n_treasures=2"]
-    arm_cfg = cfg.arm_config("large", tmp_path)
-    env = runner.build_env(arm_cfg)
-    res = json.loads((tmp_path / "large" / "results.json").read_text())
-    r = np.asarray(reference.reference_returns(
-        env, taskspec.build_tasks(env, (large,)), "random", 3, _eval_key(arm_cfg, res), seeds=2))
-    want = evaluation.summarize_returns(r, taskspec.build_tasks(env, (large,)), env)[0]["per_seed"]
-    np.testing.assert_allclose(rows["n_agents=3 n_treasures=2"]["stochastic"]["per_seed"], want)
+    for name, spec, chunk in (("small", small, 3), ("large", large, 5)):
+        arm_dir = cfg.arm_dir(name, tmp_path)
+        arm_dir.mkdir(parents=True)
+        (arm_dir / "results.json").write_text(json.dumps({"tasks": [spec], "chunk": chunk}))
+    with pytest.raises(EnvError, match="exceeds the maximum"):
+        taskspec.build_tasks(runner.build_env(cfg.arm_config("small", tmp_path)), (large,))
+    rows = reference_rows(cfg, tmp_path, [small, large])
+    for kind in ("random", "scripted"):
+        assert list(rows[kind]) == ["n_agents=2 n_treasures=2", "n_agents=3 n_treasures=2"]
+        for name, spec, chunk in (("small", small, 3), ("large", large, 5)):
+            arm_cfg = cfg.arm_config(name, tmp_path)
+            env = runner.build_env(arm_cfg)
+            tasks = taskspec.build_tasks(env, (spec,))
+            key = _eval_key(arm_cfg, {"chunk": chunk})
+            r = np.asarray(reference.reference_returns(env, tasks, kind, 3, key, seeds=2))
+            want = evaluation.summarize_returns(r, tasks, env)[0]["per_seed"]
+            got = rows[kind][" ".join(f"{k}={v}" for k, v in sorted(spec.items()))]
+            np.testing.assert_allclose(got["stochastic"]["per_seed"], want)
