@@ -9,6 +9,8 @@ import shutil
 import tempfile
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Several xdist workers may share one accelerator: none may preallocate most of its memory.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax
 
