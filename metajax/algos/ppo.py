@@ -32,9 +32,9 @@ from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
 from metajax.core import taskspec
 from metajax.core.interfaces import ActionSpace, Learner
-from metajax.core.networks import MLP
+from metajax.core.networks import MLP, global_state, with_slot_ids
 from metajax.core.ops import cycle, make_optimizer, masked_mean
-from metajax.core.rollout import Acted, RolloutState, rollout
+from metajax.core.rollout import Acted, RolloutState, ends_aux, mark_ends, rollout
 
 Array = jax.Array
 
@@ -200,12 +200,7 @@ class PPOParts:
 def agent_inputs(parts: PPOParts, obs: Observation) -> Array:
     """``obs [..., A]`` -> the actor's input ``[..., A, D (+ A)]``: each agent's flat view and
     (``agent_id``) its one-hot slot."""
-    x = obs.flat
-    if parts.cfg.agent_id:
-        ids = jnp.broadcast_to(jnp.eye(parts.n_agents), (*x.shape[:-2], parts.n_agents,
-                                                         parts.n_agents))
-        x = jnp.concatenate([x, ids], -1)
-    return x
+    return with_slot_ids(obs.flat) if parts.cfg.agent_id else obs.flat
 
 
 def value_inputs(parts: PPOParts, obs: Observation) -> Array:
@@ -213,19 +208,20 @@ def value_inputs(parts: PPOParts, obs: Observation) -> Array:
     state (every agent's flat view, padded agents zeroed) with the agent's one-hot slot."""
     if not parts.centralized:
         return agent_inputs(parts, obs)
-    flat = jnp.where(obs.agent_mask[..., None], obs.flat, 0.0)
-    state = flat.reshape(*flat.shape[:-2], -1)
-    state = jnp.broadcast_to(state[..., None, :], (*flat.shape[:-1], state.shape[-1]))
-    ids = jnp.broadcast_to(jnp.eye(parts.n_agents), (*flat.shape[:-2], parts.n_agents,
-                                                     parts.n_agents))
-    return jnp.concatenate([state, ids], -1)
+    state = global_state(obs)
+    state = jnp.broadcast_to(state[..., None, :], (*obs.flat.shape[:-1], state.shape[-1]))
+    return with_slot_ids(state)
+
+
+def value_of(parts: PPOParts, params: Any, obs: Observation) -> Array:
+    """``[..., A]`` the value of each agent."""
+    return parts.critic.apply(params["critic"], value_inputs(parts, obs))[..., 0]
 
 
 def logits_and_values(parts: PPOParts, params: Any, obs: Observation) -> tuple[Array, Array]:
     """``(logits [..., A, n], values [..., A])``."""
     logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
-    values = parts.critic.apply(params["critic"], value_inputs(parts, obs))[..., 0]
-    return logits, values
+    return logits, value_of(parts, params, obs)
 
 
 def policy(parts: PPOParts, params: Any, obs: Observation, carry: Array, key: Array,
@@ -248,23 +244,15 @@ def _behaviour(parts: PPOParts, params: Any):
     return act
 
 
-def _mark_ends(aux: tuple[Array, Array], obs: Observation, action: Array,
-               ts: Any) -> tuple[Array, tuple[Array, Array]]:
-    """The rollout's relabel hook, keeping the env reward: records ``ts.done [N]`` of step
-    ``i`` into ``aux = (i, ends [T, N])`` (GAE needs the episode ends; time limits too)."""
-    i, ends = aux
-    return ts.reward, (i + 1, ends.at[i].set(ts.done))
-
-
 def collect(parts: PPOParts, state: PPOState, key: Array) -> tuple[PPOState, Any, Array, Any]:
     """``rollout_steps`` steps of the ``num_envs`` games with the current policy; returns
     ``(state, items [T, N, ...], ends [T, N], stats)``."""
     cfg = parts.cfg
     t, n = cfg.rollout_steps, cfg.num_envs
     games = RolloutState(state.env_state, state.obs, jnp.zeros((n, parts.n_agents, 0)),
-                         state.ep_return, (jnp.int32(0), jnp.zeros((t, n), bool)))
+                         state.ep_return, ends_aux(t, n))
     games, items, stats = rollout(jax.vmap(parts.env.step), _behaviour(parts, state.params),
-                                  games, key, t, env_steps=state.env_steps, relabel=_mark_ends,
+                                  games, key, t, env_steps=state.env_steps, relabel=mark_ends,
                                   store_carry=False)
     items = jax.tree.map(lambda x: x.reshape((t, n, *x.shape[1:])), items)
     state = state.replace(env_state=games.env_state, obs=games.obs, ep_return=games.ep_return,
@@ -339,7 +327,7 @@ def update(parts: PPOParts, state: PPOState, t: Array | None = None) -> tuple[PP
     key, k_roll, k_learn = jax.random.split(state.key, 3)
     state, items, ends, stats = collect(parts, state.replace(key=key), k_roll)
     logits, values = logits_and_values(parts, state.params, items.obs)  # [T, N, A(, n)]
-    _, next_values = logits_and_values(parts, state.params, items.next_obs)
+    next_values = value_of(parts, state.params, items.next_obs)
     actions = jnp.argmax(items.action, -1)
     logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions[..., None], -1)[..., 0]
     reward = items.reward

@@ -29,9 +29,10 @@ from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
 from metajax.core import taskspec
 from metajax.core.interfaces import ActionSpace, Learner
+from metajax.core.networks import global_state, with_slot_ids
 from metajax.core.ops import cycle, make_optimizer, take, td_target, tile
 from metajax.core.replay import Replay, make_replay
-from metajax.core.rollout import Acted, RolloutState, rollout
+from metajax.core.rollout import Acted, RolloutState, ends_aux, mark_ends, rollout
 
 Array = jax.Array
 
@@ -175,18 +176,6 @@ class QMixParts:
     replay: Replay
 
 
-def _inputs(parts: QMixParts, obs: Observation) -> Array:
-    ids = jnp.broadcast_to(jnp.eye(parts.n_agents), (*obs.flat.shape[:-2], parts.n_agents,
-                                                     parts.n_agents))
-    return jnp.concatenate([obs.flat, ids], -1)
-
-
-def global_state(obs: Observation) -> Array:
-    """The mixer's state ``[..., A * D]``: every agent's flat view, padded agents zeroed."""
-    flat = jnp.where(obs.agent_mask[..., None], obs.flat, 0.0)
-    return flat.reshape(*flat.shape[:-2], -1)
-
-
 def epsilon(cfg: QMixConfig, env_steps: Array) -> Array:
     frac = jnp.minimum(env_steps / max(cfg.eps_anneal_steps, 1), 1.0)
     return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
@@ -198,16 +187,11 @@ def _act(parts: QMixParts, q_params: Any, obs: Observation, carry: Array, key: A
     step = parts.qnet.apply
     for _ in range(obs.flat.ndim - 2):
         step = jax.vmap(step, in_axes=(None, 0, 0))
-    carry, q = step(q_params, carry, _inputs(parts, obs))
+    carry, q = step(q_params, carry, with_slot_ids(obs.flat))
     k_explore, k_rand = jax.random.split(key)
     rand = jax.random.randint(k_rand, q.shape[:-1], 0, parts.n_actions)
     explore = jax.random.uniform(k_explore, q.shape[:-1]) < eps
     return jnp.where(explore, rand, jnp.argmax(q, -1)), carry
-
-
-def _mark_ends(aux, obs, action, ts):
-    i, ends = aux
-    return ts.reward, (i + 1, ends.at[i].set(ts.done))
 
 
 def collect(parts: QMixParts, state: QMixState, key: Array) -> tuple[QMixState, Array]:
@@ -221,9 +205,9 @@ def collect(parts: QMixParts, state: QMixState, key: Array) -> tuple[QMixState, 
                      jnp.zeros((n, a, 0))), aux
 
     games = RolloutState(state.env_state, state.obs, state.carry, state.ep_return,
-                         (jnp.int32(0), jnp.zeros((t, n), bool)))
+                         ends_aux(t, n))
     games, items, stats = rollout(jax.vmap(parts.env.step), behaviour, games, key, t,
-                                  env_steps=state.env_steps, relabel=_mark_ends)
+                                  env_steps=state.env_steps, relabel=mark_ends)
     items = jax.tree.map(lambda x: jnp.swapaxes(x.reshape((t, n, *x.shape[1:])), 0, 1), items)
     windows = {"obs": items.obs, "next_obs": items.next_obs, "action": jnp.argmax(
         items.action, -1), "reward": items.reward, "discount": items.discount,
@@ -241,8 +225,8 @@ def _unroll(parts: QMixParts, q_params: Any, w: dict) -> tuple[Array, Array]:
     observation at an end) is seen from the state after ``o_t``."""
     def step(carry, x):
         obs, nxt, end = x
-        carry, q = parts.qnet.apply(q_params, carry, _inputs(parts, obs))
-        _, q_next = parts.qnet.apply(q_params, carry, _inputs(parts, nxt))
+        carry, q = parts.qnet.apply(q_params, carry, with_slot_ids(obs.flat))
+        _, q_next = parts.qnet.apply(q_params, carry, with_slot_ids(nxt.flat))
         return jnp.where(end, 0.0, carry), (q, q_next)
 
     _, (q, q_next) = jax.lax.scan(step, w["carry0"], (w["obs"], w["next_obs"], w["ends"]))
@@ -305,7 +289,7 @@ def init_state(parts: QMixParts, key: Array) -> QMixState:
     k_q, k_m, k_env, k_next = jax.random.split(key, 4)
     env_state, ts = jax.vmap(parts.env.reset_to)(jax.random.split(k_env, n), parts.tasks)
     obs0 = take(ts.observation, 0)
-    q_params = parts.qnet.init(k_q, jnp.zeros((a, h)), _inputs(parts, obs0))
+    q_params = parts.qnet.init(k_q, jnp.zeros((a, h)), with_slot_ids(obs0.flat))
     mixer_params = parts.mixer.init(k_m, jnp.zeros((a,)), obs0.agent_mask, global_state(obs0))
     params = {"q": q_params, "mixer": mixer_params}
     t = parts.window

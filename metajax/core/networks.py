@@ -419,3 +419,17 @@ def per_team(fn: Callable[..., Any], params: Any, team: Array, *args: Any) -> An
         return jnp.sum(w.astype(x.dtype) * x, axis=0)
 
     return jax.tree.map(pick, outs)
+
+
+def with_slot_ids(x: Array) -> Array:
+    """``x [..., A, D] -> [..., A, D + A]``: each agent's input with its one-hot slot index
+    appended (agents that share parameters tell themselves apart by it)."""
+    a = x.shape[-2]
+    return jnp.concatenate([x, jnp.broadcast_to(jnp.eye(a), (*x.shape[:-2], a, a))], -1)
+
+
+def global_state(obs: Observation) -> Array:
+    """``[..., A * D]``: every agent's flat view, padded agents zeroed (what a centralized value
+    or mixer reads)."""
+    flat = jnp.where(obs.agent_mask[..., None], obs.flat, 0.0)
+    return flat.reshape(*flat.shape[:-2], -1)

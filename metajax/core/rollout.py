@@ -144,3 +144,17 @@ def rollout(
     (state, stats), items = jax.lax.scan(step, (state, stats0), xs)
     items = jax.tree.map(lambda x: x.reshape((steps * n_games, *x.shape[2:])), items)
     return state, items, stats
+
+
+def ends_aux(steps: int, n_games: int) -> tuple[Array, Array]:
+    """The start ``aux`` of :func:`mark_ends` for ``steps`` steps of ``n_games`` games."""
+    return jnp.int32(0), jnp.zeros((steps, n_games), bool)
+
+
+def mark_ends(aux: tuple[Array, Array], obs: Observation, action: Array,
+              ts: Any) -> tuple[Array, tuple[Array, Array]]:
+    """A ``relabel`` hook that keeps the env reward and records the episode ends: ``ts.done
+    [N]`` of step ``i`` into ``aux = (i, ends [T, N])`` (from :func:`ends_aux`), for learners
+    that need them after the rollout (GAE, recurrent unrolls; time limits included)."""
+    i, ends = aux
+    return ts.reward, (i + 1, ends.at[i].set(ts.done))
