@@ -213,7 +213,7 @@ def _run(ctx: Context) -> MESAResult:
 
 
 def open_run(cfg: MESAConfig, run_dir: Path, resume: bool, log: Callable[[str], None],
-             show: bool = False, wb: Any = None) -> Context:
+             show: bool = False) -> Context:
     """The :class:`~metajax.algos.mesa.stages.Context` of a run into ``run_dir``: its
     ``config.json``, the env, each seed's tasks, the results so far; a directory holding
     another run's stages is refused unless ``resume``."""
@@ -224,7 +224,7 @@ def open_run(cfg: MESAConfig, run_dir: Path, resume: bool, log: Callable[[str], 
         raise CheckpointError(f"{run_dir} already holds a MESA run; pass --resume to continue "
                               "it or choose another --out")
     (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
-    lg = StageLog(run_dir, log, show, wb)
+    lg = StageLog(run_dir, log, show)
     env = envs.make(cfg.env, **cfg.env_config)
     train, test = seed_task_sets(env, cfg)
     lg.say(f"{cfg.name}: env {env!r}, {cfg.seeds} seed(s), {cfg.n_train} training and "
