@@ -57,7 +57,7 @@ from metajax.config import ConfigError, diff_lines, parse_overrides, to_dict
 from metajax.core import taskspec
 from metajax.pipelines import experiment as xp
 from metajax.pipelines import runner
-from metajax.train import evaluation, loop, run_stats
+from metajax.train import distributed, evaluation, loop, run_stats
 from metajax.train.checkpoint import CheckpointError
 
 #: Exceptions that are the user's to fix: one ``error:`` line, exit status 2.
@@ -170,8 +170,40 @@ def _interrupted(args: argparse.Namespace, out: Path, kept: str) -> int:
     return 130
 
 
+#: Pipelines ``--distributed`` runs: those whose training is :func:`loop.run_chunks`.
+DISTRIBUTED_PIPELINES = ("train", "mra")
+
+
+def _join(args: argparse.Namespace) -> Callable[..., None]:
+    """``--distributed``: join the multi-process run (before anything touches a device); the
+    ``print`` of this process (a no-op except on process 0)."""
+    if not args.distributed:
+        if args.coordinator or args.num_processes is not None or args.process_id is not None:
+            raise ConfigError("--coordinator, --num-processes and --process-id need "
+                              "--distributed")
+        return print
+    if not distributed.joined():  # metajax.launch joins first; a direct cli.main cannot
+        raise ConfigError("--distributed must join before the environments are imported: run "
+                          "it through the metajax command or python -m metajax")
+    index, count = jax.process_index(), jax.process_count()
+    if index == 0:
+        print(f"distributed: {count} process(es), {jax.device_count()} device(s) "
+              f"({jax.local_device_count()} on this one)")
+    return print if index == 0 else (lambda *a, **k: None)
+
+
+def _check_distributed(args: argparse.Namespace, pipeline: str) -> None:
+    if args.distributed and pipeline not in DISTRIBUTED_PIPELINES:
+        raise xp.ExperimentError(
+            f"--distributed trains the {' and '.join(DISTRIBUTED_PIPELINES)} pipelines (one "
+            f"runner program over every process); {pipeline!r} runs several programs of its "
+            "own: run it without --distributed")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    say = _join(args)
     exp = xp.load_experiment(args.experiment)
+    _check_distributed(args, exp.pipeline)
     overrides = parse_overrides(args.set)
     if args.allow_nonfinite:
         if not hasattr(exp.config, "allow_nonfinite"):
@@ -199,8 +231,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"{out} was trained with a different config; refusing to resume "
                     f"(differences: {'; '.join(diff)})")
     _writable_dir(out)
-    _copy_experiment(exp, out, args.resume)
-    print(f"{exp.path} -> {out} (pipeline {exp.pipeline}, {cfg.seeds} seed(s))")
+    if distributed.is_primary():
+        _copy_experiment(exp, out, args.resume)
+    say(f"{exp.path} -> {out} (pipeline {exp.pipeline}, {cfg.seeds} seed(s))")
     try:
         result = xp.get_pipeline(exp.pipeline).run(
             cfg, out, resume=args.resume, wandb_mode=_wandb_mode(args.wandb),
@@ -208,9 +241,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _interrupted(args, out, "its latest checkpoint")
     results = getattr(result, "results", None) or {}
-    if "greedy" in results:  # the train pipeline's evaluation (other pipelines print theirs)
+    if "greedy" in results and distributed.is_primary():  # other pipelines print theirs
         _print_eval_table(results)
-    print(f"run directory: {out}")
+    say(f"run directory: {out}")
     return 0
 
 
@@ -220,6 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from metajax.pipelines import sweep
 
+    say = _join(args)
     exp = xp.load_experiment(args.experiment)
     if exp.pipeline not in sweep.PIPELINES:
         raise xp.ExperimentError(
@@ -238,15 +272,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plan = sweep.plan_sweep(cfg, grid, seeds)  # config errors: one line, before any output
     out = Path(args.out) if args.out else Path("runs") / f"{plan.base.name}_sweep"
     _writable_dir(out)
-    _copy_experiment(exp, out, args.resume)
-    print(f"{exp.path} -> {out} (sweep of pipeline {exp.pipeline})")
+    if distributed.is_primary():
+        _copy_experiment(exp, out, args.resume)
+    say(f"{exp.path} -> {out} (sweep of pipeline {exp.pipeline})")
     try:
         result = sweep.run_sweep(cfg, grid, seeds, out, resume=args.resume,
                                  wandb_mode=_wandb_mode(args.wandb), progress=args.progress,
                                  pipeline=exp.pipeline)
     except KeyboardInterrupt:
         return _interrupted(args, out, "every group's latest checkpoint")
-    if result.summary:
+    if result.summary and distributed.is_primary():
         print(sweep.results_table(result.summary))
         best = result.summary["best"]
         if best is not None:
@@ -255,7 +290,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             ties = result.summary["best_ties"]
             tied = f"; tied with {len(ties)} other point(s)" if ties else ""
             print(f"best by {stat}: {sweep.point_label(best['values'])} ({fig}{tied})")
-    print(f"sweep directory: {out}")
+    say(f"sweep directory: {out}")
     return 0
 
 
@@ -497,6 +532,17 @@ def _training_options(s: argparse.ArgumentParser, seeds: str, sets: str, out: st
                    help="keep training after a NaN or an infinity in a metric or in the "
                    "parameters (same as --set allow_nonfinite=true; default: stop with an "
                    f"error, exit status {DIVERGED}, keeping the last finite checkpoint)")
+    d = s.add_argument_group("multi-process runs (README: Scaling out)")
+    d.add_argument("--distributed", action="store_true",
+                   help="one run over every device of several processes (hosts): "
+                   "jax.distributed.initialize from --coordinator/--num-processes/--process-id, "
+                   f"else $JAX_COORDINATOR_ADDRESS, ${distributed.NUM_PROCESSES_ENV}, "
+                   f"${distributed.PROCESS_ID_ENV}, else SLURM/MPI detection; --out must be on "
+                   "a filesystem every process sees")
+    d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0's coordinator")
+    d.add_argument("--num-processes", type=int, default=None, metavar="N")
+    d.add_argument("--process-id", type=int, default=None, metavar="I")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 import envs
 from envs.core import MultiAgentEnv
@@ -50,6 +49,7 @@ from metajax.core.interfaces import Learner, Traceable
 from metajax.core.taskspec import build_tasks, check_task_spec, distinct_tasks
 from metajax.pipelines.registry import ALGOS, TRACEABLE, Pipeline
 from metajax.train.checkpoint import Checkpointer
+from metajax.train.distributed import to_host
 from metajax.train.evaluation import evaluate_params, make_evaluator
 from metajax.train.loop import Program, RunResult, restore_batched, resume_conflicts, run_chunks
 
@@ -228,7 +228,7 @@ def train(
 
 def _evaluate(evaluator, learner, state, tasks, env, cfg, chunk) -> dict:
     return evaluate_params(evaluator, learner.policy_params(state),
-                           int(np.asarray(state.env_steps)[0]), tasks, env, cfg, chunk)
+                           int(to_host(state.env_steps)[0]), tasks, env, cfg, chunk)
 
 
 #: The ``"train"`` pipeline (:data:`metajax.pipelines.registry.PIPELINES`): :func:`train`.

@@ -61,7 +61,7 @@ from metajax.config import ConfigError, flat_diff, override, parse_value, to_dic
 from metajax.core import taskspec
 from metajax.core.interfaces import Learner
 from metajax.pipelines import runner
-from metajax.train import evaluation, loop
+from metajax.train import distributed, evaluation, loop
 from metajax.train.checkpoint import CheckpointError
 
 #: Grid keys a sweep refuses: the seeds come from ``--seeds``; one sweep has one name.
@@ -295,8 +295,8 @@ def group_program(plan: Plan, group: Group, pipeline: str) -> loop.Program:
     evaluator = evaluation.make_evaluator(learner, env, cfg.eval_episodes)
 
     def evaluate(state: Member, chunk: int) -> dict:
-        params = learner.policy_params(state)
-        steps = np.asarray(state.env_steps)
+        # gathered to every process first (a multi-process sweep): slices of host arrays
+        params, steps = distributed.to_host((learner.policy_params(state), state.env_steps))
         out = []
         for i, p in enumerate(group.points):
             sl = slice(i * s, (i + 1) * s)
@@ -391,6 +391,8 @@ def run_sweep(
     run_dir = Path(run_dir)
     _check_resume(run_dir, plan, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
+    primary = distributed.is_primary()  # the one process that writes files (multi-process)
+    log = distributed.primary_only(log)
     for line in plan.describe():
         log(line)
     spec = {**_spec(plan), "pipeline": pipeline, "base": to_dict(plan.base),
@@ -402,7 +404,8 @@ def run_sweep(
                         "members": [{"member": i * seeds + s, "point": p, "seed_index": s}
                                     for i, p in enumerate(g.points) for s in range(seeds)]}
                        for g in plan.groups]}
-    loop.write_atomic(run_dir / SPEC_FILE, json.dumps(spec, indent=1, default=str))
+    if primary:
+        loop.write_atomic(run_dir / SPEC_FILE, json.dumps(spec, indent=1, default=str))
     runs, n_chunks = [], []
     for g in plan.groups:
         program = group_program(plan, g, pipeline)
@@ -410,7 +413,7 @@ def run_sweep(
         runs.append(loop.run_chunks(gcfg, program, run_dir / GROUPS_DIR / g.name, resume,
                                       wandb_mode, progress, max_chunks, log))
         n_chunks.append(loop.num_chunks(gcfg, program.learner))
-    summary = summarize(plan, run_dir, n_chunks)
+    summary = summarize(plan, run_dir, n_chunks) if primary else {}
     if summary:
         loop.write_atomic(run_dir / "results.json", json.dumps(summary, indent=1))
         (run_dir / "results.md").write_text(results_table(summary) + "\n")

@@ -104,7 +104,7 @@ class Checkpointer:
                 state=ocp.args.StandardSave(packed),
                 config=ocp.args.JsonSave(config),
                 meta=ocp.args.JsonSave(meta),
-                integrity=ocp.args.JsonSave({"crc32": _checksums(packed)}),
+                integrity=ocp.args.JsonSave(_integrity(packed)),
             ),
         )
 
@@ -248,12 +248,8 @@ class Checkpointer:
         if not isinstance(out.config, dict) or not isinstance(out.meta, dict):
             raise _Damaged("config or meta is not a JSON object")
         if checked:
-            saved = out.integrity.get("crc32", {}) if isinstance(out.integrity, dict) else {}
-            got = _checksums(out.state)
-            bad = [k for k, v in got.items() if k in saved and saved[k] != v]
-            if bad:
-                more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-                raise _Damaged(f"state array {bad[0]}{more} fails its CRC-32 check")
+            _check_integrity(out.integrity if isinstance(out.integrity, dict) else {},
+                             out.state)
         return _unpack(out.state, abstract_state), out.config, out.meta
 
     def _check_shapes(self, state_dir: Path, step: int, packed: Any) -> None:
@@ -379,16 +375,85 @@ def _leaf_name(path: tuple) -> str:
     return ".".join(_key_name(k) for k in path)
 
 
+def _is_split(x: Any) -> bool:
+    """A global array with parts on other processes (a multi-process run)."""
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
 def _checksums(tree: Any) -> dict[str, int]:
-    """CRC-32 of the bytes of each array leaf, by leaf name."""
+    """CRC-32 of the bytes of each array leaf held whole by this process, by leaf name."""
     out: dict[str, int] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if _is_split(leaf):
+            continue
         try:
             a = np.ascontiguousarray(np.asarray(leaf))
             out[_leaf_name(path)] = zlib.crc32(a.reshape(-1).view(np.uint8))
         except (TypeError, ValueError):  # not a plain array (e.g. a typed PRNG key)
             continue
     return out
+
+
+def _split_leaves(tree: Any) -> list[tuple[str, jax.Array]]:
+    return [(_leaf_name(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if _is_split(x)]
+
+
+def _local_rows_crc(x: jax.Array) -> int:
+    """CRC-32 of this process's rows of a leaf split over processes: its addressable shards in
+    order along the leading (member) axis, replicas once. The same for any number of devices
+    per process, as each process holds one contiguous block of members."""
+    crc = 0
+    shards = [s for s in x.addressable_shards if s.replica_id == 0]
+    for s in sorted(shards, key=lambda s: [i.start or 0 for i in s.index]):
+        a = np.ascontiguousarray(np.asarray(s.data))
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8), crc)
+    return crc
+
+
+def _process_crcs(tree: Any) -> dict[str, list[int]]:
+    """``{leaf name: [CRC-32 of its rows on process p for every p]}`` of the leaves split over
+    processes (gathered: every process calls this at the same point); empty in one process."""
+    leaves = _split_leaves(tree)
+    if not leaves:
+        return {}
+    from jax.experimental import multihost_utils
+
+    local = np.asarray([_local_rows_crc(x) for _, x in leaves], np.uint32)  # 32-bit in jax
+    every = np.asarray(multihost_utils.process_allgather(local), np.int64)  # [P, leaves]
+    return {name: every[:, i].tolist() for i, (name, _) in enumerate(leaves)}
+
+
+def _integrity(packed: Any) -> dict:
+    """The ``integrity`` item: ``crc32`` (leaves held whole) and, in a multi-process run,
+    ``crc32_per_process`` (see :func:`_process_crcs`)."""
+    out: dict = {"crc32": _checksums(packed)}
+    split = _process_crcs(packed)
+    if split:
+        out["crc32_per_process"] = split
+    return out
+
+
+def _check_integrity(saved: dict, state: Any) -> None:
+    """Raise :class:`_Damaged` when a restored array differs from its CRC-32 at save time; in a
+    multi-process run every process learns whether any process found damage."""
+    whole = saved.get("crc32", {})
+    bad = [k for k, v in _checksums(state).items() if k in whole and whole[k] != v]
+    per_proc = saved.get("crc32_per_process", {})
+    leaves = _split_leaves(state)
+    if leaves:
+        from jax.experimental import multihost_utils
+
+        me = jax.process_index()
+        bad += [name for name, x in leaves
+                if name in per_proc and per_proc[name][me] != _local_rows_crc(x)]
+        flags = np.asarray(multihost_utils.process_allgather(np.int32(len(bad))))
+        if flags.any() and not bad:
+            raise _Damaged(f"state arrays of process {int(np.flatnonzero(flags)[0])} fail "
+                           "their CRC-32 check")
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise _Damaged(f"state array {bad[0]}{more} fails its CRC-32 check")
 
 
 def _is_empty(x: Any) -> bool:
@@ -407,8 +472,10 @@ def _unpack(restored: Any, like: Any) -> Any:
         if not _is_empty(x):
             return r
         sharding = getattr(x, "sharding", None)
-        z = jnp.zeros(x.shape, x.dtype)
-        return jax.device_put(z, sharding) if sharding is not None else z
+        if sharding is None:
+            return jnp.zeros(x.shape, x.dtype)
+        z = np.zeros(x.shape, x.dtype)  # nothing to transfer; works on a global sharding too
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: z[idx])
 
     return jax.tree.map(back, restored, like)
 

@@ -16,6 +16,7 @@ from metajax.core.interfaces import Learner
 from metajax.core.ops import ONCE
 from metajax.core.taskspec import distinct_tasks
 from metajax.train import run_stats
+from metajax.train.distributed import host_inputs, to_host
 
 Array = jax.Array
 
@@ -159,7 +160,7 @@ def evaluate_params(
     out: dict = {"chunk": chunk, "env_steps": env_steps,
                  "tasks": list(cfg.eval_tasks or distinct_tasks(cfg.tasks))}
     for greedy in (True, False):
-        r = np.asarray(evaluator(params, tasks, key, greedy))
+        r = to_host(evaluator(params, *host_inputs((tasks, key)), greedy))
         out["greedy" if greedy else "stochastic"] = summarize_returns(r, tasks, env)
     return add_stats(out, env, tasks, cfg.name)
 

@@ -37,6 +37,7 @@ from metajax.core.interfaces import Learner
 from metajax.core.ops import ONCE
 from metajax.train import killpoint
 from metajax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
+from metajax.train.distributed import host_inputs, is_primary, primary_only, to_host
 from metajax.train.evaluation import _flat_eval
 
 Array = jax.Array
@@ -56,7 +57,24 @@ def restore_batched(
 
 
 def seed_mesh(n_seeds: int) -> Mesh:
-    """1-D mesh ``("seeds",)`` over as many local devices as evenly divide ``n_seeds``."""
+    """1-D mesh ``("seeds",)``: in one process, over as many local devices as evenly divide
+    ``n_seeds``; in a multi-process run (:mod:`metajax.train.distributed`), over every device
+    of every process, which ``n_seeds`` must fill evenly.
+
+    Raises:
+      ConfigError: a multi-process run whose ``n_seeds`` is not a multiple of the global device
+        count (padding with extra members would change what each process trains and what
+        the results average over, so it is refused rather than done silently).
+    """
+    if jax.process_count() > 1:
+        devices = jax.devices()
+        if n_seeds % len(devices):
+            raise ConfigError(
+                f"{n_seeds} members (seeds x grid points) do not divide over the "
+                f"{len(devices)} devices of {jax.process_count()} processes; use a multiple "
+                f"of {len(devices)} (e.g. --seeds {len(devices) * -(-n_seeds // len(devices))}"
+                ")")
+        return Mesh(np.asarray(devices), ("seeds",))
     devices = jax.local_devices()
     d = math.gcd(n_seeds, len(devices))
     return Mesh(np.asarray(devices[:d]), ("seeds",))
@@ -245,7 +263,7 @@ def make_finite_check(learner: Learner) -> Callable[[Any], np.ndarray]:
     def finite(state: Any) -> np.ndarray:
         params = getattr(state, "params", None)
         params = learner.policy_params(state) if params is None else params
-        return np.asarray(jax.device_get(reduce(params)), bool)
+        return np.asarray(to_host(reduce(params)), bool)
 
     return finite
 
@@ -360,6 +378,8 @@ def run_chunks(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    log = primary_only(log)
+    primary = is_primary()
     learner, members = program.learner, program.members
     per_chunk = learner.env_steps_per_update * cfg.chunk_updates
     n_chunks = num_chunks(cfg, learner)
@@ -368,12 +388,13 @@ def run_chunks(
     metrics_path = run_dir / "metrics.jsonl"
     state, start_chunk = _start(cfg, program, run_dir, ckpt, mesh, resume, n_chunks, log)
     saved_chunk = start_chunk if start_chunk else None  # the latest (finite) checkpoint
-    write_atomic(run_dir / "config.json", json.dumps(program.config, indent=1))
+    if primary:
+        write_atomic(run_dir / "config.json", json.dumps(program.config, indent=1))
 
     chunk = make_chunk(learner, cfg.chunk_updates, NamedSharding(mesh, PartitionSpec("seeds")))
     finite = make_finite_check(learner)
-    wb = wandb_run(wandb_mode, run_dir, cfg)
-    show = sys.stderr.isatty() if progress is None else progress
+    wb = wandb_run(wandb_mode if primary else "disabled", run_dir, cfg)
+    show = primary and (sys.stderr.isatty() if progress is None else progress)
     history: list[dict] = []
     results: dict = {}
     warned = False
@@ -386,27 +407,30 @@ def run_chunks(
             with killpoint.compiling(chunk):  # test-only kill points, inert by default
                 state, m = chunk(state, jnp.int32(c))
             killpoint.kill_at(f"chunk:{c + 1}")
-            m = jax.device_get(m)
+            m = to_host(m)
             bad = nonfinite_report(nonfinite_metrics(m), finite(state), c + 1, n_chunks,
                                    program.unit)
             row = {"chunk": c + 1, "time": 0.0, "sps": 0.0, **_to_host(m)}
             dt = time.perf_counter() - t0
             row.update(time=round(dt, 4), sps=per_chunk * members / dt)
             history.append(row)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            if primary:
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             host.chunk(c, row)
             if bad is not None:
                 warned = _diverged(cfg, bad, run_dir, saved_chunk, warned, log)
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
                 results = program.evaluate(state, c + 1)
-                write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+                if primary:
+                    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
                 if wb is not None:
                     wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
             periodic = cfg.checkpoint_every and (c + 1) % cfg.checkpoint_every == 0
             if periodic or last or c + 1 == end_chunk:
-                ckpt.save(c + 1, state, program.config, {"chunk": c + 1})
+                ckpt.save(c + 1, state, program.config,
+                          {"chunk": c + 1, "processes": jax.process_count()})
                 saved_chunk = c + 1
     finally:
         host.close()
@@ -432,16 +456,23 @@ def _start(cfg: Any, program: Program, run_dir: Path, ckpt: Checkpointer, mesh: 
     the program's fresh init (an existing run is refused unless resuming)."""
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpt.latest_step() is not None:
-        saved_cfg, _ = ckpt.read_config()
+        saved_cfg, saved_meta = ckpt.read_config()
         saved_algo = (saved_cfg or {}).get("algo_config")
         conflicts = program.conflicts(saved_cfg)
+        procs = int(saved_meta.get("processes", 1))
+        if procs != jax.process_count():
+            ckpt.close()
+            raise CheckpointError(
+                f"{run_dir} was trained by {procs} process(es); refusing to resume it with "
+                f"{jax.process_count()} (resume with the same process count)")
         if conflicts:
             ckpt.close()
             raise CheckpointError(resume_refusal(run_dir, conflicts))
         shapes = jax.eval_shape(program.init, *program.init_args)
         state, _, meta = restore_batched(shapes, program.members, ckpt)
         start_chunk = int(meta["chunk"])
-        _truncate_metrics(metrics_path, start_chunk)
+        if is_primary():
+            _truncate_metrics(metrics_path, start_chunk)
         old_total = (saved_algo or {}).get("total_env_steps", cfg.total_env_steps)
         grown = (f", total_env_steps {old_total:,} -> {cfg.total_env_steps:,}"
                  if old_total != cfg.total_env_steps else "")
@@ -454,9 +485,12 @@ def _start(cfg: Any, program: Program, run_dir: Path, ckpt: Checkpointer, mesh: 
         raise CheckpointError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose "
             "another --out")
-    init = jax.jit(program.init, compiler_options=ONCE)
-    state = shard_seeds(init(*program.init_args), mesh)
-    metrics_path.write_text("")
+    shapes = jax.eval_shape(program.init, *program.init_args)
+    init = jax.jit(program.init, out_shardings=jax.tree.map(lambda s: leaf_sharding(s, mesh),
+                                                            shapes), compiler_options=ONCE)
+    state = init(*host_inputs(program.init_args))  # each device computes its own members
+    if is_primary():
+        metrics_path.write_text("")
     return state, 0
 
 
