@@ -15,7 +15,9 @@ The pipeline runs the stages of :mod:`metajax.algos.mesa` one after another, vma
 3. **Meta-testing** (Alg. 2, :func:`~metajax.algos.mesa.metatest.meta_test`): MADDPG on each
    unseen test task, an exploration policy playing each episode with the annealed probability
    ``p_e``; the baselines ``maddpg``, ``random``, ``pretrain`` and ``goal``
-   (:func:`~metajax.algos.mesa.metatest.pretrain_baselines`) with the same budgets.
+   (:func:`~metajax.algos.mesa.metatest.pretrain_baselines`) with the same budgets, and, when
+   ``methods`` name them, the other learners of Table 2 trained from scratch on each test task
+   (``mappo``, ``ippo``, ``mappo_rnd``, ``qmix``, ``vdn``; :mod:`metajax.algos.mesa.learners`).
 
 This module draws the tasks (:func:`task_sets`), runs the stages (:func:`run_mesa`) and holds
 the experiment families (:func:`mpe_climb_config`, :data:`MPE_PAPER_PRESET`).
@@ -45,7 +47,13 @@ import numpy as np
 import envs
 from envs.core import MultiAgentEnv
 from metajax.algos.maddpg import MADDPGConfig
-from metajax.algos.mesa.config import METHODS, MESAConfig, config_changes
+from metajax.algos.mesa.config import (
+    ALL_METHODS,
+    LEARNER_METHODS,
+    METHODS,
+    MESAConfig,
+    config_changes,
+)
 from metajax.algos.mesa.explorers import (
     explorer_learner,
     explorers_like,
@@ -53,10 +61,13 @@ from metajax.algos.mesa.explorers import (
     zero_shot,
 )
 from metajax.algos.mesa.features import feature_dim
+from metajax.algos.mesa.learners import check_methods
 from metajax.algos.mesa.metatest import meta_test, pretrain_baselines
 from metajax.algos.mesa.report import summarize, write_results
 from metajax.algos.mesa.stages import Context, StageLog, StageStore
 from metajax.algos.mesa.subspace import collect_subspace
+from metajax.algos.ppo import PPOConfig
+from metajax.algos.qmix import QMixConfig
 from metajax.config import to_dict
 from metajax.core.ops import take
 from metajax.core.taskspec import make_task
@@ -64,9 +75,10 @@ from metajax.pipelines.experiment import ExperimentError, Pipeline
 from metajax.train.checkpoint import CheckpointError
 from metajax.train.loop import wandb_run
 
-__all__ = ["METHODS", "MPE_PAPER_PRESET", "PIPELINE", "MESAConfig", "MESAResult",
-           "config_changes", "mpe_climb_config", "run_mesa", "seed_task_sets",
-           "seen_in_training", "summarize", "task_record", "task_sets"]
+__all__ = ["ALL_METHODS", "LEARNER_METHODS", "METHODS", "MPE_PAPER_PRESET", "PIPELINE",
+           "MESAConfig", "MESAResult", "config_changes", "learners_preset", "mpe_climb_config",
+           "run_mesa", "seed_task_sets", "seen_in_training", "summarize", "task_record",
+           "task_sets"]
 
 Array = jax.Array
 
@@ -226,6 +238,7 @@ def open_run(cfg: MESAConfig, run_dir: Path, resume: bool, log: Callable[[str], 
     (run_dir / "config.json").write_text(json.dumps(config_dict, indent=1))
     lg = StageLog(run_dir, log, show)
     env = envs.make(cfg.env, **cfg.env_config)
+    check_methods(cfg, env)
     train, test = seed_task_sets(env, cfg)
     lg.say(f"{cfg.name}: env {env!r}, {cfg.seeds} seed(s), {cfg.n_train} training and "
            f"{cfg.n_test} test tasks per seed, methods {', '.join(cfg.methods)}")
@@ -272,6 +285,11 @@ def mpe_climb_config(
     relative positions of the others and of the landmarks) and its action weighted by 0.1, so
     two agents resting on the same landmarks are close whatever they press; ``eps = 0.5``
     allows about one landmark radius of error per agent. ``overrides`` replace fields.
+
+    The other learners (``--preset learners``, :func:`learners_preset`; not tuned): MAPPO/IPPO
+    with one 50-step episode of 8 games per update, QMIX/VDN with one-episode windows of 4
+    games (one gradient step per 200 env steps; MADDPG here takes one per 75) and epsilon
+    annealed over the first half of the budget like MESA's ``p_e``.
     """
     learner = MADDPGConfig(
         actor_lr=1e-3, critic_lr=1e-3, batch_size=512, buffer_size=100_000, num_envs=6,
@@ -300,8 +318,19 @@ def mpe_climb_config(
         eval_every=5,
         eval_episodes=4,
         seeds=3,
+        ppo=PPOConfig(num_envs=8, rollout_steps=50, epochs=4, minibatches=4, hidden=(64, 64),
+                      lr=5e-4, ent_coef=0.01),
+        qmix=QMixConfig(num_envs=4, hidden=64, batch_windows=32, buffer_windows=1000,
+                        eps_anneal_steps=30_000, lr=5e-4, target_every=20),
     )
     return dataclasses.replace(cfg, **overrides)
+
+
+def learners_preset(name: str, methods: tuple[str, ...] = LEARNER_METHODS) -> dict[str, Any]:
+    """The ``learners`` preset of a Table 2 experiment file named ``name``: MADDPG (the paired
+    reference: same seeds, test tasks and meta-test keys as in the default run) and the other
+    learners ``methods`` (:data:`LEARNER_METHODS`), none of which needs meta-training."""
+    return {"name": f"{name}_learners", "methods": ("maddpg", *methods)}
 
 
 #: ``--preset paper`` of the MPE columns (MESA Table 1): 30 training and 15 test games,
@@ -331,6 +360,7 @@ MPE_PAPER_PRESET: dict[str, Any] = {
     "explorer_steps": 3_000_000,
     "test_steps": 3_000_000,
     "anneal_steps": 1_500_000,
+    "qmix.eps_anneal_steps": 1_500_000,
     "dataset_capacity": 4096,
     "chunk_updates": 100,
 }

@@ -81,6 +81,9 @@ def export(run_dir: str | Path, command: str = "") -> dict:
                     for m, r in res["methods"].items()},
         "timing": res.get("timing", {}),
     }
+    steps = {m: r["env_steps"] for m, r in res["methods"].items() if "env_steps" in r}
+    if steps:
+        out["test_env_steps"] = steps  # per test task, test_steps rounded up to whole updates
     for k in ("dataset_size", "dataset_size_per_task", "global_counts", "eps_per_seed"):
         if k in res:
             out[k] = res[k]
@@ -143,6 +146,9 @@ def report(data: dict) -> str:
                      f"to the nearest pair of M_*: 10 / 50 / 90 % quantiles {q['0.1']:.2f} / "
                      f"{q['0.5']:.2f} / {q['0.9']:.2f} (eps = {dd['eps']:.3g}, mean over seeds; "
                      f"{dd['within_eps']} within).")
+    if data.get("test_env_steps"):
+        lines.append("\nMeta-test env steps per test task: " + ", ".join(
+            f"{m} {v:,}" for m, v in data["test_env_steps"].items()) + ".")
     t = data.get("timing", {})
     if t:
         lines.append("Wall-clock (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) + ".")

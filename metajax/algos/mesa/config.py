@@ -9,9 +9,17 @@ import json
 
 from metajax.algos.maddpg import MADDPGConfig
 from metajax.algos.mesa import core as mc
+from metajax.algos.ppo import PPOConfig
+from metajax.algos.qmix import QMixConfig
 
-#: Every method the pipeline can run in meta-testing.
+#: The default methods of meta-testing: MESA and the baselines that share its MADDPG learner.
 METHODS = ("mesa", "maddpg", "random", "pretrain", "goal")
+#: Methods that train another learner from scratch on each test task
+#: (:mod:`metajax.algos.mesa.learners`: MESA's Table 2 MAPPO, MAPPO-RND and QMIX rows, and IPPO
+#: and VDN); not in the default ``methods`` (see :class:`MESAConfig`).
+LEARNER_METHODS = ("mappo", "ippo", "mappo_rnd", "qmix", "vdn")
+#: Every method the pipeline can run in meta-testing.
+ALL_METHODS = METHODS + LEARNER_METHODS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +55,16 @@ class MESAConfig:
     ``maddpg``) the per-task learner of the data collection; ``explorer`` (default: ``maddpg``)
     the exploration policies and the pretrained baselines (its ``num_envs`` parallel games
     cycle over the training tasks, so it must be ``>= n_train``).
+
+    Other learners (``methods`` among :data:`LEARNER_METHODS`, MESA's Table 2 rows MAPPO,
+    MAPPO-RND and QMIX, App. B.3, and IPPO and VDN): each trains from scratch on every test task
+    for ``test_steps`` env steps, with no meta-training and no exploration policy; ``ppo`` holds
+    the hyperparameters of ``mappo``, ``ippo`` and ``mappo_rnd`` (its ``rnd_coef`` must stay 0:
+    ``mappo_rnd`` adds the RND bonus ``rnd_coef`` of this config), ``qmix`` those of ``qmix``
+    and ``vdn``. They take discrete actions; on a continuous env QMIX/VDN play the env's own
+    11-point discretization where it has one (the Swimmer, App. B.3), and PPO is refused. They
+    are not in the default ``methods``: each adds a compile and a full meta-test to every run
+    (presets ``learners`` of the Table 2 experiment files select them).
 
     ``xla_fast``: compile the training chunks too at XLA's cheap optimisation level (faster
     compiles, slower steps: for tiny configs and tests, where compilation dominates).
@@ -98,6 +116,9 @@ class MESAConfig:
     bc_lr: float = 1e-3
     pretrain_steps: int | None = None
     methods: tuple[str, ...] = METHODS
+    ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
+    qmix: QMixConfig = dataclasses.field(default_factory=QMixConfig)
+    rnd_coef: float = 0.1
     zero_shot: bool = True
     coverage_episodes: int = 256
     eval_episodes: int = 10
@@ -109,10 +130,15 @@ class MESAConfig:
     seeds: int = 3
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got "
-                             f"{self.methods!r}")
+        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must be a non-empty subset of {ALL_METHODS} without "
+                             f"repeats, got {self.methods!r}")
+        if self.ppo.rnd_coef != 0:
+            raise ValueError(f"ppo.rnd_coef={self.ppo.rnd_coef}: the ppo section is RND-free "
+                             "(mappo, ippo); the mappo_rnd method takes rnd_coef")
+        if "mappo_rnd" in self.methods and not self.rnd_coef > 0:
+            raise ValueError(f"rnd_coef must be > 0 for mappo_rnd, got {self.rnd_coef}")
         for f in ("n_train", "n_test", "seeds", "num_explorers", "num_clusters",
                   "dataset_capacity", "chunk_updates", "eval_episodes", "count_episodes"):
             if getattr(self, f) < 1:
@@ -198,9 +224,25 @@ def parse_obs_scale(obs_scale: dict) -> tuple[tuple[int, int, float], ...]:
 RESUMABLE_FIELDS = ("allow_nonfinite",)
 
 
+#: The config sections :func:`config_changes` compares field by field.
+_SECTIONS = {"maddpg": MADDPGConfig, "collect": MADDPGConfig, "explorer": MADDPGConfig,
+             "ppo": PPOConfig, "qmix": QMixConfig}
+
+
 def _defaults(cls: type) -> dict:
-    return {f.name: f.default for f in dataclasses.fields(cls)
-            if f.default is not dataclasses.MISSING}
+    """``{field: default}`` of ``cls`` in ``to_dict`` form (a default factory's value
+    included)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            v = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            v = f.default_factory()
+        else:
+            continue
+        v = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+        out[f.name] = json.loads(json.dumps(v, default=str))
+    return out
 
 
 def config_changes(saved: dict, current: dict, cls: type | None = None) -> list[str]:
@@ -213,11 +255,11 @@ def config_changes(saved: dict, current: dict, cls: type | None = None) -> list[
     out = []
     for k in sorted(set(saved) | set(current)):
         if k not in saved:
-            if k not in defaults or json.loads(json.dumps(defaults[k], default=str)) != current[k]:
+            if k not in defaults or defaults[k] != current[k]:
                 out.append(k)
-        elif k in ("maddpg", "collect", "explorer") and isinstance(saved[k], dict) and (
+        elif k in _SECTIONS and cls is MESAConfig and isinstance(saved[k], dict) and (
                 isinstance(current.get(k), dict)):
-            out += [f"{k}.{c}" for c in config_changes(saved[k], current[k], MADDPGConfig)]
+            out += [f"{k}.{c}" for c in config_changes(saved[k], current[k], _SECTIONS[k])]
         elif saved[k] != current.get(k):
             out.append(k)
     return out

@@ -10,11 +10,14 @@ Baselines with the same budgets (``MESAConfig.methods``): ``maddpg`` (no explora
 (an unconditioned policy pretrained on every training task with their reward, then fine-tuned
 on the test task), ``goal`` (the same with the goal descriptor ``env.task_description`` in the
 observation, :class:`envs.wrappers.GoalObservation`); :func:`pretrain_baselines` trains their
-starting points.
+starting points. The other learners (``mappo``, ``ippo``, ``mappo_rnd``, ``qmix``, ``vdn``,
+:mod:`metajax.algos.mesa.learners`) train from scratch on each test task with the same budget,
+vmapped the same way, and are measured the same way.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -29,9 +32,10 @@ from envs.core import Observation
 from envs.wrappers import GoalObservation
 from metajax.algos.maddpg import MADDPGConfig, MADDPGState, make_maddpg
 from metajax.algos.mesa import core as mc
-from metajax.algos.mesa.config import MESAConfig
+from metajax.algos.mesa.config import LEARNER_METHODS, MESAConfig
 from metajax.algos.mesa.explorers import explorer_games, explorer_learner, explorers_like
 from metajax.algos.mesa.features import nest
+from metajax.algos.mesa.learners import method_config, method_env, method_learner
 from metajax.algos.mesa.play import make_player, random_action, task_metrics
 from metajax.algos.mesa.report import fmt_cell, summarize
 from metajax.algos.mesa.stages import Context, resumed_time, run_stage, stage_chunk, updates
@@ -189,14 +193,16 @@ def _pretrain(ctx: Context, name: str, goal: bool) -> Any:
 
 class MetaTestProgram(NamedTuple):
     """The compiled pieces of a meta-test, batched over seeds and test tasks ``[S, K]`` (one
-    serves every method on the plain observation, another the goal baseline).
+    serves every MADDPG method on the plain observation, another the goal baseline, one each
+    learner method of :mod:`metajax.algos.mesa.learners`).
 
     * ``learner``: MADDPG (``cfg.maddpg``) on a test task, with :func:`exploration_hooks`
-      unless it plays the goal observation; ``n_updates`` of it in ``chunk_updates`` chunks;
+      unless it plays the goal observation, or the learner method's own learner;
+      ``n_updates`` of it (``test_steps`` env steps) in ``chunk_updates`` chunks;
     * ``init(keys [S, K], tasks [S, K]) -> state``; ``step``: the chunk (:func:`stage_chunk`);
-    * ``evaluate(actor params, tasks, keys) -> {metric: [S, K]}``
+    * ``evaluate(policy params, tasks, keys) -> {metric: [S, K]}``
       (:func:`metajax.algos.mesa.play.task_metrics`); ``bc(state, keys) -> state``: the
-      behaviour-cloning warm-up (:func:`bc_warmup`).
+      behaviour-cloning warm-up (:func:`bc_warmup`; ``None`` for the other learners).
     """
 
     learner: Learner
@@ -205,44 +211,60 @@ class MetaTestProgram(NamedTuple):
     init: Callable
     step: Callable
     evaluate: Callable
-    bc: Callable
+    bc: Callable | None
 
 
-def meta_test_programs(ctx: Context) -> Callable[[bool], MetaTestProgram]:
-    """``program(goal) -> MetaTestProgram``, each compiled on first use."""
+def meta_test_programs(ctx: Context) -> Callable[[str], MetaTestProgram]:
+    """``program(method) -> MetaTestProgram``, each built and compiled on first use."""
     cfg, tcfg = ctx.cfg, ctx.cfg.maddpg
-    plain = explorer_learner(ctx)
-    example = jax.tree.map(lambda x: x[0], explorers_like(ctx, plain).params)  # [E, ...]
-    hooks = exploration_hooks(cfg, plain, ActionSpace.of(ctx.env), tcfg.num_envs,
-                              ctx.env.max_agents, int(plain.initial_carry().shape[-1]), example)
-    first = tile(take(take(ctx.test, 0), 0), tcfg.num_envs)
-    hooked = make_maddpg(tcfg, ctx.env, first, hooks=hooks)
-    n_up = updates(cfg.test_steps, hooked)
-    built: dict[bool, MetaTestProgram] = {}
+    first = take(take(ctx.test, 0), 0)
+    built: dict[str, MetaTestProgram] = {}
 
-    def program(goal: bool) -> MetaTestProgram:
-        if goal not in built:
-            env = GoalObservation(ctx.env) if goal else ctx.env
-            learner = make_maddpg(tcfg, env, first) if goal else hooked
-            built[goal] = _compile(cfg, env, learner, n_up, min(cfg.chunk_updates, n_up))
-        return built[goal]
+    def hooked() -> Learner:
+        plain = explorer_learner(ctx)
+        example = jax.tree.map(lambda x: x[0], explorers_like(ctx, plain).params)  # [E, ...]
+        hooks = exploration_hooks(cfg, plain, ActionSpace.of(ctx.env), tcfg.num_envs,
+                                  ctx.env.max_agents, int(plain.initial_carry().shape[-1]),
+                                  example)
+        return make_maddpg(tcfg, ctx.env, tile(first, tcfg.num_envs), hooks=hooks)
+
+    def program(method: str) -> MetaTestProgram:
+        key = method if method in LEARNER_METHODS + ("goal",) else "hooked"
+        if key not in built:
+            if method in LEARNER_METHODS:
+                env = method_env(cfg, ctx.env, method)
+                learner = method_learner(cfg, env, method, tile(first, 1))
+                n_envs, bc = method_config(cfg, method).num_envs, False
+            else:
+                env = GoalObservation(ctx.env) if key == "goal" else ctx.env
+                learner = (make_maddpg(tcfg, env, tile(first, tcfg.num_envs)) if key == "goal"
+                           else hooked())
+                n_envs, bc = tcfg.num_envs, True
+            built[key] = _compile(cfg, env, learner, n_envs, bc)
+        return built[key]
 
     return program
 
 
-def _compile(cfg: MESAConfig, env: Any, learner: Learner, n_up: int,
-             chunk: int) -> MetaTestProgram:
-    tcfg = cfg.maddpg
+def _compile(cfg: MESAConfig, env: Any, learner: Learner, n_envs: int,
+             bc: bool) -> MetaTestProgram:
+    """The :class:`MetaTestProgram` of ``learner`` (``n_envs`` parallel games of one task;
+    ``bc``: with the behaviour-cloning warm-up of a MADDPG learner)."""
+    # chunks of equal size, as few as chunk_updates allows: at most one update per chunk
+    # beyond test_steps (0 when chunk_updates divides the updates, as for every MADDPG config)
+    n_chunks = math.ceil(updates(cfg.test_steps, learner) / cfg.chunk_updates)
+    chunk = math.ceil(updates(cfg.test_steps, learner) / n_chunks)
+    n_up = n_chunks * chunk
     metric_fn = task_metrics(env, learner, cfg, make_player(env, learner, cfg))
     space = ActionSpace.of(env)
     return MetaTestProgram(
         learner=learner, n_updates=n_up, chunk_updates=chunk,
-        init=jax.jit(nest(lambda k, task: learner.init(k, tile(task, tcfg.num_envs)), 2,
+        init=jax.jit(nest(lambda k, task: learner.init(k, tile(task, n_envs)), 2,
                           (0, 0)), compiler_options=ONCE),
         step=stage_chunk(learner, chunk, 2, cfg.xla_fast),
         evaluate=jax.jit(nest(metric_fn, 2, (0, 0, 0)), compiler_options=ONCE),
-        bc=jax.jit(nest(lambda st, k: bc_warmup(learner, tcfg, space, st, k, cfg.bc_steps,
-                                                cfg.bc_lr), 2, (0, 0))))
+        bc=jax.jit(nest(lambda st, k: bc_warmup(learner, cfg.maddpg, space, st, k, cfg.bc_steps,
+                                                cfg.bc_lr), 2, (0, 0))) if bc else None)
 
 
 def meta_test(ctx: Context, explorer_params: Any, pretrained: dict[str, Any]) -> dict:
@@ -261,7 +283,7 @@ def meta_test(ctx: Context, explorer_params: Any, pretrained: dict[str, Any]) ->
     return curves
 
 
-def _meta_test_method(ctx: Context, method: str, program: Callable[[bool], MetaTestProgram],
+def _meta_test_method(ctx: Context, method: str, program: Callable[[str], MetaTestProgram],
                       eval_keys: Array, explorer_params: Any,
                       pretrained: Any) -> tuple[dict, list]:
     """``(summary of every metric, curve)`` of one method (see :func:`meta_test`)."""
@@ -272,12 +294,13 @@ def _meta_test_method(ctx: Context, method: str, program: Callable[[bool], MetaT
         ctx.log.say(f"resumed: meta-test of {method}")
         return meta["results"], meta.get("curve", [])
     t0 = time.perf_counter()
-    prog = program(method == "goal")
+    prog = program(method)
     keys = jax.vmap(lambda k: jax.random.split(k, cfg.n_test))(ctx.keys(7))
     state = _initial_state(ctx, method, prog.init(keys, ctx.test), explorer_params, pretrained)
 
     def evaluate(state: Any) -> dict:
-        return jax.device_get(prog.evaluate(state.params.actor, ctx.test, eval_keys))
+        return jax.device_get(prog.evaluate(prog.learner.policy_params(state), ctx.test,
+                                            eval_keys))
 
     curve: list = []
     if cfg.eval_every:
@@ -291,6 +314,7 @@ def _meta_test_method(ctx: Context, method: str, program: Callable[[bool], MetaT
     if cfg.eval_every and (not curve or curve[-1][0] != final_steps):
         curve.append([final_steps, np.asarray(m["greedy_return"]).mean(1).tolist()])
     res = summarize(m)
+    res["env_steps"] = final_steps  # per test task: test_steps rounded up to whole updates
     seconds = ctx.timed(f"{name}_s", t0)
     ctx.store.save(name, {"seed_keys": ctx.seed_keys},
                    {"results": res, "curve": curve, "seconds": seconds})
@@ -305,7 +329,10 @@ def _initial_state(ctx: Context, method: str, state: Any, explorer_params: Any,
                    pretrained: Any) -> Any:
     """The fresh meta-test state ``[S, K]`` set up for ``method``: every test task of a seed
     starts from that seed's pretrained networks (``pretrain``, ``goal``); the exploration
-    hook gets the seed's exploration policies and the method's mode (:data:`_HOOKED`)."""
+    hook gets the seed's exploration policies and the method's mode (:data:`_HOOKED`); the
+    other learners (:data:`LEARNER_METHODS`) start fresh."""
+    if method in LEARNER_METHODS:
+        return state
     shape = (ctx.cfg.seeds, ctx.cfg.n_test)
 
     def per_task(x: Array) -> Array:
@@ -326,7 +353,7 @@ def _between_chunks(cfg: MESAConfig, prog: MetaTestProgram, bc_keys: Array, curv
     behaviour-cloning warm-up once ``learning_starts`` env steps are stored (Sec. 6.5: clone
     the mostly exploration behaviour stored so far), and every ``eval_every`` chunks the greedy
     return (appended to ``curve``)."""
-    bc_done = cfg.bc_steps == 0
+    bc_done = cfg.bc_steps == 0 or prog.bc is None
 
     def after(state: Any, c: int) -> tuple[Any, dict]:
         nonlocal bc_done

@@ -1,0 +1,129 @@
+"""The meta-test baselines that train another learner of the runner from scratch on each test
+task: MESA's Table 2 rows MAPPO, MAPPO-RND and QMIX (App. B.3), and IPPO and VDN
+(:data:`~metajax.algos.mesa.config.LEARNER_METHODS`).
+
+Each is the runner's learner (:func:`metajax.algos.ppo.make_ppo`,
+:func:`metajax.algos.qmix.make_qmix`, the functions behind its ``ippo``/``mappo``/``qmix``/``vdn``
+factories) on one test task, with the method's section of :class:`MESAConfig` (``ppo``,
+``qmix``; ``mappo_rnd``: MAPPO with the RND bonus ``rnd_coef``). :func:`method_learner` adds what
+MESA's evaluation (:func:`metajax.algos.mesa.play.task_metrics`) asks of a learner and these
+lack: ``init(key, tasks)`` (another task batch, for ``vmap`` over test tasks), ``act`` (the
+action with its one-hot) and ``outputs`` (logits of the learner's stochastic policy, for
+NashConv: PPO's actor logits; QMIX's ``eps_end``-greedy distribution around its greedy action).
+
+They take discrete actions. On a continuous env, QMIX and VDN play the env's own ``n_bins``
+discretization where it has one (the Swimmer: 11 evenly spaced torques, as MESA's App. B.3 ran
+QMIX); PPO here has no continuous policy, so :func:`method_env` refuses it there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+import envs
+from envs.core import MultiAgentEnv
+from metajax.algos.mesa.config import LEARNER_METHODS, MESAConfig
+from metajax.algos.ppo import make_ppo
+from metajax.algos.qmix import make_qmix
+from metajax.core.interfaces import ActionSpace, Learner
+from metajax.core.networks import MLP, with_slot_ids
+
+Array = jax.Array
+
+#: Points per action dimension of the QMIX/VDN discretization of continuous control (App. B.3).
+DISCRETE_BINS = 11
+
+#: ``method -> (family, centralized value or VDN, RND)``.
+_KIND = {"mappo": ("ppo", True, False), "ippo": ("ppo", False, False),
+         "mappo_rnd": ("ppo", True, True), "qmix": ("qmix", False, False),
+         "vdn": ("qmix", True, False)}
+assert set(_KIND) == set(LEARNER_METHODS)
+
+
+def method_config(cfg: MESAConfig, method: str) -> Any:
+    """The learner config of ``method``: ``cfg.ppo`` (``mappo_rnd``: with ``rnd_coef``) or
+    ``cfg.qmix``."""
+    family, _, rnd = _KIND[method]
+    if family == "qmix":
+        return cfg.qmix
+    return dataclasses.replace(cfg.ppo, rnd_coef=cfg.rnd_coef if rnd else 0.0)
+
+
+def method_env(cfg: MESAConfig, env: MultiAgentEnv, method: str) -> MultiAgentEnv:
+    """The env ``method`` trains and is evaluated on: ``env`` when its actions are discrete;
+    for QMIX/VDN on a continuous env with an ``n_bins`` discretization (the Swimmer), that env
+    with ``action_type="discrete"`` and :data:`DISCRETE_BINS` points (same tasks, same reward).
+    Raises a one-line ``ValueError`` when the method cannot play ``env``."""
+    if method not in _KIND:
+        raise ValueError(f"{method!r} is not one of {LEARNER_METHODS}")
+    kind = ActionSpace.of(env).kind
+    if kind == "discrete":
+        return env
+    if _KIND[method][0] == "qmix" and hasattr(env, "n_bins"):
+        return envs.make(cfg.env, **{**cfg.env_config, "action_type": "discrete",
+                                     "n_bins": DISCRETE_BINS})
+    hint = ("PPO here has no continuous policy" if _KIND[method][0] == "ppo" else
+            f"{env.name} has no n_bins discretization")
+    raise ValueError(f"method {method!r} takes discrete actions; {env.name} has {kind} ones "
+                     f"({hint}; set env_config action_type='discrete' or drop the method)")
+
+
+def check_methods(cfg: MESAConfig, env: MultiAgentEnv) -> None:
+    """Refuse (``ValueError``, before anything trains) a learner method that cannot play
+    ``env``."""
+    for m in cfg.methods:
+        if m in _KIND:
+            method_env(cfg, env, m)
+
+
+def _build(cfg: MESAConfig, env: MultiAgentEnv, method: str, tasks: Any) -> Learner:
+    family, flag, _ = _KIND[method]
+    lcfg = method_config(cfg, method)
+    if family == "ppo":
+        return make_ppo(lcfg, env, tasks, centralized=flag)
+    return make_qmix(lcfg, env, tasks, vdn=flag)
+
+
+def method_learner(cfg: MESAConfig, env: MultiAgentEnv, method: str, tasks: Any) -> Learner:
+    """The learner of ``method`` on ``env`` (:func:`method_env`) and the ``[B]`` ``tasks``
+    (cycled over its games), with ``init(key, tasks=None)``, ``act`` and ``outputs`` (module
+    docstring)."""
+    base = _build(cfg, env, method, tasks)
+    n = ActionSpace.of(env).dim
+
+    def init(key: Array, tasks: Any = None) -> Any:
+        # the update does not read the learner's tasks: they live in the env state from here
+        return (base if tasks is None else _build(cfg, env, method, tasks)).init(key)
+
+    def act(params: Any, obs: Any, carry: Array, key: Array, greedy: bool | Array):
+        a, carry = base.policy(params, obs, carry, key, greedy)
+        return a, jax.nn.one_hot(a, n), carry
+
+    if _KIND[method][0] == "ppo":
+        outputs = _ppo_outputs(method_config(cfg, method), n)
+    else:
+        eps = cfg.qmix.eps_end
+
+        def outputs(params: Any, obs: Any, carry: Array) -> tuple[Array, Array]:
+            a, carry = base.policy(params, obs, carry, jax.random.PRNGKey(0), True)
+            return jnp.log((1.0 - eps) * jax.nn.one_hot(a, n) + eps / n), carry
+
+    return base._replace(init=init, act=act, outputs=outputs)
+
+
+def _ppo_outputs(pcfg: Any, n: int):
+    """PPO's actor logits (the network of :func:`metajax.algos.ppo.make_ppo` on
+    :func:`metajax.algos.ppo.agent_inputs`; ``tests/test_mesa_learners.py`` checks they give
+    the learner's own sampled and greedy actions)."""
+    actor = MLP(pcfg.hidden, n, activation=nn.tanh, out_init_scale=0.01)
+
+    def outputs(params: Any, obs: Any, carry: Array) -> tuple[Array, Array]:
+        x = with_slot_ids(obs.flat) if pcfg.agent_id else obs.flat
+        return actor.apply(params["actor"], x), carry
+
+    return outputs
