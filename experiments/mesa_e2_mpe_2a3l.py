@@ -33,12 +33,18 @@ help there and the result says so.
 
 **Falsified** if P3 does not hold. Reported in ``experiments/RESULTS.md`` either way.
 
+Added after E2 was reported (not part of its pre-registration, which fixed the three arms
+above): ``--preset learners`` runs MADDPG with MAPPO, IPPO, MAPPO-RND, QMIX and VDN (Table 2's
+other learners, each from scratch on every test task, same budget and seeds; hyperparameters in
+:func:`~metajax.pipelines.mesa.mpe_climb_config`).
+
     metajax run experiments/mesa_e2_mpe_2a3l.py --out runs/mesa_e2
+    metajax run experiments/mesa_e2_mpe_2a3l.py --preset learners --out runs/mesa_e2_learners
 """
 
 import numpy as np
 
-from metajax.pipelines.mesa import mpe_climb_config
+from metajax.pipelines.mesa import learners_preset, mpe_climb_config
 
 PIPELINE = "mesa"
 
@@ -76,4 +82,4 @@ CONFIG = mpe_climb_config(
     collect_steps=15_000, explorer_steps=15_000, test_steps=30_000, anneal_steps=15_000,
     methods=("mesa", "maddpg", "random"), seeds=8,
 )
-PRESETS: dict = {}
+PRESETS: dict = {"learners": learners_preset(CONFIG.name)}

@@ -8,11 +8,19 @@ App. B.1.2), with 6 training and 3 test tasks per seed against Table 1's 30 and 
 default and
 ``MPE_PAPER_PRESET`` (``--preset paper``) for Table 1's scale.
 
+Table 2's other learners: ``--preset learners`` (a preset rather than the default methods: the
+default reproduces the committed ``results/mesa_mpe_2a6l.json``, and these baselines have no
+meta-training to share with MESA, so they run apart with MADDPG as the paired reference on the
+same seeds and test tasks): MAPPO, IPPO, MAPPO-RND, QMIX and VDN on the discrete MPE actions,
+each trained from scratch on every test task for the same meta-test steps (hyperparameters in
+:func:`~metajax.pipelines.mesa.mpe_climb_config`).
+
     metajax run experiments/mesa_mpe_2a6l.py
+    metajax run experiments/mesa_mpe_2a6l.py --preset learners --out runs/mesa_mpe_2a6l_learners
 """
 
-from metajax.pipelines.mesa import MPE_PAPER_PRESET, mpe_climb_config
+from metajax.pipelines.mesa import MPE_PAPER_PRESET, learners_preset, mpe_climb_config
 
 PIPELINE = "mesa"
 CONFIG = mpe_climb_config(n_agents=2, n_landmarks=6)
-PRESETS = {"paper": MPE_PAPER_PRESET}
+PRESETS = {"paper": MPE_PAPER_PRESET, "learners": learners_preset(CONFIG.name)}

@@ -25,13 +25,26 @@ Table 1: 100k meta-training and 100k meta-testing steps, 4 exploration policies,
 trajectories, lr 5e-3, 3000 random steps, GRU actors. The default is trimmed for a 2-core CPU;
 ``paper`` restores Table 1's steps and the GRU.
 
+Table 2's other learners (``--preset learners``, a preset rather than the default methods: the
+default reproduces the committed ``results/mesa_multistage.json``, and these baselines have no
+meta-training to share with MESA, so they run apart with MADDPG as the paired reference on the
+same seeds and test games): MAPPO, IPPO, MAPPO-RND and QMIX, VDN, each trained from scratch on
+every test game for the same 30k meta-test steps. Hyperparameters (not tuned): those of
+``mappo_climb.py`` with two hidden layers and 10-step rollouts (two episodes); QMIX as
+``qmix_climb.py`` with one-episode windows of 8 games (one gradient step per 40 env steps, about
+MADDPG's 50) and epsilon annealed over the first half of the budget like MESA's ``p_e``;
+MAPPO-RND adds the RND bonus 0.1 to MAPPO.
+
     metajax run experiments/mesa_multistage.py
+    metajax run experiments/mesa_multistage.py --preset learners --out runs/mesa_multistage_learners
 """
 
 import dataclasses
 
 from metajax.algos.maddpg import ORIGINAL
-from metajax.pipelines.mesa import MESAConfig
+from metajax.algos.ppo import PPOConfig
+from metajax.algos.qmix import QMixConfig
+from metajax.pipelines.mesa import LEARNER_METHODS, MESAConfig
 
 PIPELINE = "mesa"
 
@@ -70,6 +83,11 @@ CONFIG = MESAConfig(
     eval_every=1,
     eval_episodes=4,
     seeds=8,
+    ppo=PPOConfig(num_envs=32, rollout_steps=10, epochs=4, minibatches=4, hidden=(64, 64),
+                  lr=1e-3, ent_coef=0.01),
+    qmix=QMixConfig(num_envs=8, hidden=64, batch_windows=32, buffer_windows=5000,
+                    eps_anneal_steps=15_000, lr=1e-3, target_every=20),
+    rnd_coef=0.1,
 )
 
 PRESETS = {
@@ -80,5 +98,10 @@ PRESETS = {
         "anneal_steps": 50_000,
         "maddpg.actor": "gru",
         "collect.actor": "gru",
+        "qmix.eps_anneal_steps": 50_000,
+    },
+    "learners": {
+        "name": "mesa_multistage_learners",
+        "methods": ("maddpg", *LEARNER_METHODS),
     },
 }
