@@ -168,3 +168,37 @@ def test_distributed_outside_the_metajax_command_and_bad_environment(tmp_path, c
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip() == "error: $JAX_NUM_PROCESSES='two' is not an integer"
+
+
+@pytest.mark.slow
+def test_two_process_sweep_matches_one(tmp_path):
+    """A 2-point grid x 2 seeds (4 members) over two processes: every member's metrics and the
+    sweep's table equal a one-process 4-device sweep."""
+    exp = tmp_path / "dist.py"
+    exp.write_text(EXPERIMENT)
+    grid = ["--grid", "maddpg.tau=0.01,0.05", "--seeds", "2"]
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "metajax", "sweep", str(exp), "--out", str(out),
+                "--no-progress", *grid, *extra]
+
+    env = {**BASE_ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    r = subprocess.run(cmd(tmp_path / "one"), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    port = _free_port()
+    procs = [subprocess.Popen(
+        cmd(tmp_path / "two", "--distributed"), cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+        env={**BASE_ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+             "JAX_PROCESS_ID": str(pid)}) for pid in (0, 1)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    one, two = _rows(tmp_path / "one" / "groups" / "g0"), _rows(tmp_path / "two" / "groups" / "g0")
+    assert len(one) == 4
+    for a, b in zip(one, two, strict=True):
+        for k in ("episode_return", "critic_loss", "actor_loss", "q_mean"):
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    s1 = json.loads((tmp_path / "one" / "results.json").read_text())
+    s2 = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert [p["scores"] for p in s1["points"]] == [p["scores"] for p in s2["points"]]
