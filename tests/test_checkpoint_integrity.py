@@ -123,7 +123,7 @@ def _fallback_warning(err: str, bad: int = 2, used: int = 1) -> str:
 def test_load_run_falls_back_past_a_damaged_checkpoint(run_dir, trained, how, capsys):
     damage(run_dir, 2, how)
     run = xp.load_run(run_dir)
-    assert run.step == 1 and run.meta == {"chunk": 1}
+    assert run.step == 1 and run.meta == {"chunk": 1, "processes": 1}
     _fallback_warning(capsys.readouterr().err)
     older = xp.load_run(trained, step=1)
     for a, b in zip(jax.tree.leaves(run.state), jax.tree.leaves(older.state), strict=True):
