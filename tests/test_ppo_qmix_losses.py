@@ -68,7 +68,17 @@ def test_entropy_and_rnd_error_by_hand():
     logits = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1], [1.0, 1e-9]]))
     mask = jnp.array([True, True, False])
     want = (np.log(2) - (0.9 * np.log(0.9) + 0.1 * np.log(0.1))) / 2
-    np.testing.assert_allclose(ppo.categorical_entropy(logits, mask), want, rtol=1e-5)
+    dist = ppo.action_distribution(logits)
+    np.testing.assert_allclose(ppo.masked_entropy(dist, mask), want, rtol=1e-5)
+    # a diagonal Gaussian [3 agents, 2 dims]: entropy 0.5 d (1 + log 2 pi) + sum log_std, the
+    # same for every agent (the padded third is left out either way)
+    log_std = jnp.array([0.0, np.log(2.0)])
+    g = ppo.action_distribution(jnp.zeros((3, 2)), log_std)
+    np.testing.assert_allclose(ppo.masked_entropy(g, mask), 1.0 + np.log(2 * np.pi) + np.log(2),
+                               rtol=1e-5)
+    # log N(x | mu, sigma) summed over dimensions: x = (1, 0), mu = 0, sigma = (1, 2)
+    lp = g.log_prob(jnp.array([[1.0, 0.0]] * 3))
+    np.testing.assert_allclose(lp, -0.5 - np.log(2 * np.pi) - np.log(2), rtol=1e-5)
     err = ppo.rnd_error(jnp.array([[1.0, 2.0], [0.0, 0.0]]), jnp.array([[0.0, 0.0], [1.0, 3.0]]))
     np.testing.assert_allclose(err, [2.5, 5.0])
     g = jax.grad(lambda t: ppo.rnd_error(jnp.ones(2), t).sum())(jnp.zeros(2))

@@ -9,7 +9,10 @@ Pure functions at module level, then the learner built on them (:func:`make_ppo`
 * :func:`normalize_advantages`: over the real (masked) agents of a batch;
 * :func:`clipped_policy_loss`: PPO's clipped surrogate, Eq. 7 of Schulman et al.;
 * :func:`clipped_value_loss`: MAPPO's clipped value loss (Yu et al., Sec. 4);
-* :func:`categorical_entropy`: the entropy bonus of a discrete policy;
+* :func:`action_distribution`: the policy's distribution (distrax): categorical over the
+  logits of discrete actions, a diagonal Gaussian (learned state-independent ``log_std``) for
+  continuous ones;
+* :func:`masked_entropy`: the entropy bonus of either, over the real agents;
 * :func:`rnd_error`: RND's prediction error, the intrinsic reward of MAPPO-RND.
 
 Shapes: ``[T, N, A]`` for a rollout of ``T`` steps of ``N`` games with ``A`` (padded) agents;
@@ -22,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -101,10 +106,20 @@ def clipped_value_loss(v: Array, v_old: Array, returns: Array, mask: Array,
     return 0.5 * masked_mean(err, m)
 
 
-def categorical_entropy(logits: Array, mask: Array) -> Array:
-    """Mean entropy of the categorical policies ``logits [..., A, n]`` over the real agents."""
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    ent = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+def action_distribution(out: Array, log_std: Array | None = None) -> distrax.Distribution:
+    """The policy of every agent: ``log_std is None``: categorical over the logits
+    ``out [..., A, n]`` (samples ``[..., A]`` int); else a diagonal Gaussian with mean
+    ``out [..., A, d]`` and standard deviation ``exp(log_std [d])`` (samples ``[..., A, d]``).
+    ``log_prob`` and ``entropy`` are ``[..., A]``."""
+    if log_std is None:
+        return distrax.Categorical(logits=out)
+    return distrax.MultivariateNormalDiag(out, jnp.broadcast_to(jnp.exp(log_std), out.shape))
+
+
+def masked_entropy(dist: distrax.Distribution, mask: Array) -> Array:
+    """Mean entropy of the per-agent policies ``dist`` (batch ``[..., A]``) over the real
+    agents ``mask [..., A]``."""
+    ent = dist.entropy()
     return masked_mean(ent, jnp.broadcast_to(mask, ent.shape))
 
 
@@ -114,7 +129,7 @@ def rnd_error(predicted: Array, target: Array) -> Array:
     return jnp.mean((predicted - jax.lax.stop_gradient(target)) ** 2, axis=-1)
 
 
-# ---- the learner (IPPO / MAPPO, discrete actions) ------------------------------------------
+# ---- the learner (IPPO / MAPPO, discrete or continuous actions) -----------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +143,11 @@ class PPOConfig:
     collects ``rollout_steps`` steps of ``num_envs`` auto-reset games, then ``epochs`` passes of
     ``minibatches`` minibatches over them. ``rnd_coef > 0``: MAPPO-RND, a Random Network
     Distillation bonus ``rnd_coef * |f(o') - f_target(o')|^2`` added to the reward.
+
+    Continuous actions: the actor's output is the mean of a diagonal Gaussian whose log standard
+    deviation is one learned vector shared by the agents (``params["log_std"] [d]``, starting at
+    ``log_std_init``), as in Schulman et al.'s MuJoCo runs and MAPPO's; the env receives the
+    sample clipped to its bounds, the loss the unclipped sample's log-probability.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -148,6 +168,7 @@ class PPOConfig:
     rnd_coef: float = 0.0
     rnd_features: int = 32
     rnd_lr: float = 1e-3
+    log_std_init: float = 0.0
 
     def __post_init__(self) -> None:
         for f in ("num_envs", "rollout_steps", "epochs", "minibatches"):
@@ -190,6 +211,8 @@ class PPOParts:
     n_agents: int
     n_actions: int
     centralized: bool
+    space: ActionSpace
+    bounds: tuple[np.ndarray, np.ndarray]
     actor: nn.Module
     critic: nn.Module
     rnd_net: nn.Module
@@ -218,28 +241,56 @@ def value_of(parts: PPOParts, params: Any, obs: Observation) -> Array:
     return parts.critic.apply(params["critic"], value_inputs(parts, obs))[..., 0]
 
 
-def logits_and_values(parts: PPOParts, params: Any, obs: Observation) -> tuple[Array, Array]:
-    """``(logits [..., A, n], values [..., A])``."""
-    logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
-    return logits, value_of(parts, params, obs)
+def distribution(parts: PPOParts, params: Any, obs: Observation) -> distrax.Distribution:
+    """The actor's policy on ``obs [..., A]`` (:func:`action_distribution`, batch ``[..., A]``)."""
+    out = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
+    return action_distribution(out, params.get("log_std"))
+
+
+def distribution_and_values(parts: PPOParts, params: Any,
+                            obs: Observation) -> tuple[distrax.Distribution, Array]:
+    """``(policy (batch [..., A]), values [..., A])``."""
+    return distribution(parts, params, obs), value_of(parts, params, obs)
+
+
+def env_action(parts: PPOParts, action: Array) -> Array:
+    """A policy sample as the env takes it: discrete ``[..., A]`` unchanged; continuous
+    ``[..., A, d]`` clipped to the action bounds and shaped ``[..., A, *env_shape]``."""
+    if parts.space.kind == "discrete":
+        return action
+    low, high = parts.bounds
+    return jnp.clip(action, low, high).reshape((*action.shape[:-1], *parts.space.env_shape))
+
+
+def stored_action(parts: PPOParts, action: Array) -> Array:
+    """``[..., A, d]`` what the rollout stores: the one-hot of a discrete action, the unclipped
+    continuous sample (its log-probability is the one the loss needs)."""
+    if parts.space.kind == "discrete":
+        return jax.nn.one_hot(action, parts.n_actions)
+    return action
+
+
+def sample_of(parts: PPOParts, stored: Array) -> Array:
+    """The inverse of :func:`stored_action`: the sample whose log-probability PPO takes."""
+    return jnp.argmax(stored, -1) if parts.space.kind == "discrete" else stored
 
 
 def policy(parts: PPOParts, params: Any, obs: Observation, carry: Array, key: Array,
            greedy: bool | Array) -> tuple[Array, Array]:
-    """One game's actions ``[A]`` (int): the most likely if ``greedy`` (traced), else sampled."""
-    logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
-    sampled = jax.random.categorical(key, logits)
-    return jnp.where(greedy, jnp.argmax(logits, -1), sampled), carry
+    """One game's env actions (``[A]`` int, or ``[A, *env_shape]`` float): the policy's mode
+    (most likely action, Gaussian mean) if ``greedy`` (traced), else a sample."""
+    dist = distribution(parts, params, obs)
+    return env_action(parts, jnp.where(greedy, dist.mode(), dist.sample(seed=key))), carry
 
 
 def _behaviour(parts: PPOParts, params: Any):
     n, a = parts.cfg.num_envs, parts.n_agents
 
     def act(obs: Observation, carry: Array, aux: Any, key: Array, env_steps: Array):
-        logits = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
-        actions = jax.random.categorical(key, logits)  # [N, A]
+        actions = distribution(parts, params, obs).sample(seed=key)  # [N, A(, d)]
         empty = jnp.zeros((n, a, 0))
-        return Acted(actions, jax.nn.one_hot(actions, parts.n_actions), empty, empty), aux
+        return Acted(env_action(parts, actions), stored_action(parts, actions), empty,
+                     empty), aux
 
     return act
 
@@ -266,13 +317,12 @@ def ppo_loss(parts: PPOParts, params: Any, batch: dict) -> tuple[Array, dict]:
     ``B`` game-steps (``batch``: obs, action [B, A], logp_old, v_old, adv, ret [B, A])."""
     cfg = parts.cfg
     mask = batch["obs"].agent_mask
-    logits, v = logits_and_values(parts, params, batch["obs"])
-    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), batch["action"][..., None],
-                               -1)[..., 0]
+    dist, v = distribution_and_values(parts, params, batch["obs"])
+    logp = dist.log_prob(batch["action"])
     adv = normalize_advantages(batch["adv"], mask)
     pl = clipped_policy_loss(logp, batch["logp_old"], adv, mask, cfg.clip_eps)
     vl = clipped_value_loss(v, batch["v_old"], batch["ret"], mask, cfg.value_clip)
-    ent = categorical_entropy(logits, mask)
+    ent = masked_entropy(dist, mask)
     kl = masked_mean(batch["logp_old"] - logp, mask)
     return pl + cfg.vf_coef * vl - cfg.ent_coef * ent, {
         "policy_loss": pl, "value_loss": vl, "entropy": ent, "approx_kl": kl}
@@ -326,10 +376,10 @@ def update(parts: PPOParts, state: PPOState, t: Array | None = None) -> tuple[PP
     cfg = parts.cfg
     key, k_roll, k_learn = jax.random.split(state.key, 3)
     state, items, ends, stats = collect(parts, state.replace(key=key), k_roll)
-    logits, values = logits_and_values(parts, state.params, items.obs)  # [T, N, A(, n)]
+    dist, values = distribution_and_values(parts, state.params, items.obs)  # [T, N, A]
     next_values = value_of(parts, state.params, items.next_obs)
-    actions = jnp.argmax(items.action, -1)
-    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), actions[..., None], -1)[..., 0]
+    actions = sample_of(parts, items.action)  # [T, N, A(, d)]
+    logp = dist.log_prob(actions)
     reward = items.reward
     bonus = jnp.zeros(())
     if cfg.rnd_coef > 0:
@@ -355,6 +405,8 @@ def init_state(parts: PPOParts, key: Array) -> PPOState:
     obs0 = jax.tree.map(lambda x: x[0], ts.observation)
     params = {"actor": parts.actor.init(k_a, agent_inputs(parts, obs0)),
               "critic": parts.critic.init(k_c, value_inputs(parts, obs0))}
+    if parts.space.kind == "continuous":
+        params["log_std"] = jnp.full((parts.space.dim,), cfg.log_std_init, jnp.float32)
     rnd = {}
     if cfg.rnd_coef > 0:
         x = agent_inputs(parts, obs0)
@@ -370,16 +422,21 @@ def init_state(parts: PPOParts, key: Array) -> PPOState:
 
 def make_ppo(cfg: PPOConfig, env: MultiAgentEnv, tasks: Any, centralized: bool) -> Learner:
     """IPPO (``centralized=False``) or MAPPO on the ``[K]`` tasks (cycled over ``num_envs``
-    games). Discrete actions only (particle worlds with ``action_type="discrete"``, the climb
-    games); raises ``ValueError`` otherwise."""
+    games). Discrete actions (a categorical policy) or continuous ones (a diagonal Gaussian, see
+    :class:`PPOConfig`); raises ``ValueError`` for MADDPG's ``relaxed`` particle actions."""
     space = ActionSpace.of(env)
-    if space.kind != "discrete":
-        raise ValueError(f"PPO here takes discrete actions; {type(env).__name__} has "
-                         f"{space.kind} ones (set env_config action_type='discrete')")
+    if space.kind == "relaxed":
+        raise ValueError(f"PPO takes discrete or continuous actions; {type(env).__name__} has "
+                         "relaxed ones (set env_config action_type='discrete' or 'continuous')")
+    spec = env.action_spec
+    bounds = (np.zeros(0), np.zeros(0))
+    if space.kind == "continuous":  # per action dimension [d] (the spec's [A, *env_shape])
+        bounds = tuple(np.broadcast_to(np.asarray(x, np.float32), spec.shape)[0].reshape(-1)
+                       for x in (spec.minimum, spec.maximum))
     games = cycle(tasks, cfg.num_envs)
     parts = PPOParts(
         cfg=cfg, env=AutoReset(env), tasks=games, n_agents=env.max_agents,
-        n_actions=space.dim, centralized=centralized,
+        n_actions=space.dim, centralized=centralized, space=space, bounds=bounds,
         actor=MLP(cfg.hidden, space.dim, activation=nn.tanh, out_init_scale=0.01),
         critic=MLP(cfg.hidden, 1, activation=nn.tanh),
         rnd_net=MLP((64,), cfg.rnd_features), opt=make_optimizer(cfg.lr, cfg),
