@@ -21,12 +21,13 @@ trajectories, lr 1e-4, 50k random steps, 2 exploration policies).
 Table 2's other learners: ``--preset learners`` (a preset rather than the default methods: the
 default reproduces the committed ``results/mesa_swimmer.json``, and these baselines have no
 meta-training to share with MESA, so they run apart with MADDPG as the paired reference on the
-same seeds and test angles): QMIX and VDN on the env's 11-point discretization of each torque
-(App. B.3: "we discretize the action into 11 even points for QMIX"), each trained from scratch
-on every test angle for the same 20k steps, with 25-step windows of 4 games (one gradient step
-per 100 env steps, as MADDPG's here) and epsilon annealed over the first half like MESA's
-``p_e`` (not tuned). MAPPO, IPPO and MAPPO-RND are refused here: the PPO learner has no
-continuous policy, and the paper ran MAPPO on the continuous torques.
+same seeds and test angles): MAPPO, IPPO and MAPPO-RND on the continuous torques (PPO's
+Gaussian policy, as the paper ran MAPPO; 8 games x 50 steps per update, 4 epochs of 4
+minibatches, lr 3e-4, log std starting at -0.5, RND bonus 0.1) and QMIX and VDN on the env's
+11-point discretization of each torque (App. B.3: "we discretize the action into 11 even points
+for QMIX"), each trained from scratch on every test angle for the same 20k steps; QMIX with
+25-step windows of 4 games (one gradient step per 100 env steps, as MADDPG's here) and epsilon
+annealed over the first half like MESA's ``p_e``. None of these is tuned.
 
     metajax run experiments/mesa_swimmer.py
     metajax run experiments/mesa_swimmer.py --preset learners --out runs/mesa_swimmer_learners
@@ -35,6 +36,7 @@ continuous policy, and the paper ran MAPPO on the continuous torques.
 import dataclasses
 
 from metajax.algos.maddpg import ORIGINAL
+from metajax.algos.ppo import PPOConfig
 from metajax.algos.qmix import QMixConfig
 from metajax.pipelines.mesa import MESAConfig, learners_preset
 
@@ -77,6 +79,9 @@ CONFIG = MESAConfig(
     seeds=2,
     qmix=QMixConfig(num_envs=4, window=25, hidden=64, batch_windows=32, buffer_windows=2000,
                     eps_anneal_steps=10_000, lr=5e-4, target_every=20),
+    ppo=PPOConfig(num_envs=8, rollout_steps=50, epochs=4, minibatches=4, hidden=(64, 64),
+                  lr=3e-4, log_std_init=-0.5),
+    rnd_coef=0.1,
 )
 
 PRESETS = {
@@ -107,5 +112,5 @@ PRESETS = {
         "dataset_capacity": 4096,
         "chunk_updates": 100,
     },
-    "learners": learners_preset(CONFIG.name, ("qmix", "vdn")),
+    "learners": learners_preset(CONFIG.name),
 }

@@ -160,17 +160,27 @@ def test_bad_methods_and_configs_refused():
 
 
 def test_action_spaces(tmp_path):
-    """PPO is refused on continuous actions before anything trains; QMIX plays the Swimmer's
-    11-point discretization; an MPE climb game is discrete as it is."""
+    """On the Swimmer, PPO plays the continuous torques (its Gaussian policy) and QMIX the
+    11-point discretization; QMIX is refused, before anything trains, on a continuous env
+    without one; an MPE climb game is discrete as it is."""
     cfg = dataclasses.replace(CFG, env="swimmer_climb",
                               env_config=dict(episode_length=10, action_type="continuous"),
                               split={}, methods=("maddpg", "qmix", "mappo"))
     env = envs.make(cfg.env, **cfg.env_config)
-    with pytest.raises(ValueError, match="'mappo' takes discrete actions") as e:
-        mesa.run_mesa(cfg, tmp_path / "swim", log=lambda s: None)
-    assert "\n" not in str(e.value)
+    assert learners.method_env(cfg, env, "mappo") is env
+    task = jax.tree.map(lambda x: x[None], env.sample_task(jax.random.PRNGKey(0)))  # [1]
+    learner = learners.method_learner(cfg, env, "mappo", task)
+    state = learner.init(jax.random.PRNGKey(0))
+    ts_obs = jax.tree.map(lambda x: x[0], state.obs)
+    a, stored, _ = learner.act(state.params, ts_obs, learner.initial_carry(),
+                               jax.random.PRNGKey(1), False)
+    assert a.shape == (2, 1) and stored.shape == (2, 1) and float(abs(a).max()) <= 1.0
     q_env = learners.method_env(cfg, env, "qmix")
     assert q_env.action_type == "discrete" and q_env.n_bins == learners.DISCRETE_BINS == 11
+    spread = envs.make("spread", action_type="continuous")
+    with pytest.raises(ValueError, match="'qmix' cannot play spread's continuous") as e:
+        learners.method_env(dataclasses.replace(cfg, methods=("qmix",)), spread, "qmix")
+    assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="not one of"):
         learners.method_env(cfg, env, "maddpg")
     mpe = envs.make("mpe_climb", max_agents=2, max_objects=3)

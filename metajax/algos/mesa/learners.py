@@ -11,9 +11,10 @@ lack: ``init(key, tasks)`` (another task batch, for ``vmap`` over test tasks), `
 action with its one-hot) and ``outputs`` (logits of the learner's stochastic policy, for
 NashConv: PPO's actor logits; QMIX's ``eps_end``-greedy distribution around its greedy action).
 
-They take discrete actions. On a continuous env, QMIX and VDN play the env's own ``n_bins``
-discretization where it has one (the Swimmer: 11 evenly spaced torques, as MESA's App. B.3 ran
-QMIX); PPO here has no continuous policy, so :func:`method_env` refuses it there.
+On a continuous env (the Swimmer), MAPPO, IPPO and MAPPO-RND play the continuous actions with
+PPO's Gaussian policy (as the paper ran MAPPO), and QMIX and VDN the env's own ``n_bins``
+discretization (11 evenly spaced torques, as MESA's App. B.3 ran QMIX); :func:`method_env`
+refuses QMIX/VDN on a continuous env without one.
 """
 
 from __future__ import annotations
@@ -55,21 +56,22 @@ def method_config(cfg: MESAConfig, method: str) -> Any:
 
 
 def method_env(cfg: MESAConfig, env: MultiAgentEnv, method: str) -> MultiAgentEnv:
-    """The env ``method`` trains and is evaluated on: ``env`` when its actions are discrete;
-    for QMIX/VDN on a continuous env with an ``n_bins`` discretization (the Swimmer), that env
-    with ``action_type="discrete"`` and :data:`DISCRETE_BINS` points (same tasks, same reward).
+    """The env ``method`` trains and is evaluated on: ``env`` when its actions are discrete
+    (and for PPO when they are continuous); for QMIX/VDN on a continuous env with an ``n_bins``
+    discretization (the Swimmer), that env with ``action_type="discrete"`` and
+    :data:`DISCRETE_BINS` points (same tasks, same reward).
     Raises a one-line ``ValueError`` when the method cannot play ``env``."""
     if method not in _KIND:
         raise ValueError(f"{method!r} is not one of {LEARNER_METHODS}")
     kind = ActionSpace.of(env).kind
-    if kind == "discrete":
+    if kind == "discrete" or (kind == "continuous" and _KIND[method][0] == "ppo"):
         return env
     if _KIND[method][0] == "qmix" and hasattr(env, "n_bins"):
         return envs.make(cfg.env, **{**cfg.env_config, "action_type": "discrete",
                                      "n_bins": DISCRETE_BINS})
-    hint = ("PPO here has no continuous policy" if _KIND[method][0] == "ppo" else
+    hint = ("PPO takes discrete or continuous actions" if _KIND[method][0] == "ppo" else
             f"{env.name} has no n_bins discretization")
-    raise ValueError(f"method {method!r} takes discrete actions; {env.name} has {kind} ones "
+    raise ValueError(f"method {method!r} cannot play {env.name}'s {kind} actions "
                      f"({hint}; set env_config action_type='discrete' or drop the method)")
 
 
@@ -94,7 +96,8 @@ def method_learner(cfg: MESAConfig, env: MultiAgentEnv, method: str, tasks: Any)
     (cycled over its games), with ``init(key, tasks=None)``, ``act`` and ``outputs`` (module
     docstring)."""
     base = _build(cfg, env, method, tasks)
-    n = ActionSpace.of(env).dim
+    space = ActionSpace.of(env)
+    n = space.dim
 
     def init(key: Array, tasks: Any = None) -> Any:
         # the update does not read the learner's tasks: they live in the env state from here
@@ -102,6 +105,8 @@ def method_learner(cfg: MESAConfig, env: MultiAgentEnv, method: str, tasks: Any)
 
     def act(params: Any, obs: Any, carry: Array, key: Array, greedy: bool | Array):
         a, carry = base.policy(params, obs, carry, key, greedy)
+        if space.kind == "continuous":  # [A, *env_shape] -> the critic's [A, d]
+            return a, a.reshape((*a.shape[:1], n)), carry
         return a, jax.nn.one_hot(a, n), carry
 
     if _KIND[method][0] == "ppo":
