@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import chex
+import jax
 import numpy as np
 import pytest
 
@@ -261,3 +262,40 @@ def test_parse_grid_reads_numbers_strings_and_lists():
         "a": [1, 2.5], "b": ["mlp", "gru"], "c": [[8], [16, 16]], "d": [True]}
     with pytest.raises(ConfigError, match="key=v1,v2"):
         sweep.parse_grid(["a"])
+
+
+@pytest.mark.parametrize("algo", ["mappo", pytest.param("qmix", marks=pytest.mark.slow)])
+def test_untraced_learners_sweep_one_group_per_point_equal_to_runs(algo, tmp_path):
+    """PPO and QMIX trace no hyperparameters: a sweep over their learning rate puts each point
+    in a group of its own, and each group's members equal a separate run of the point bit for
+    bit; a traced ``hypers=`` that is not empty is refused."""
+    from metajax.algos.ppo import PPOConfig
+    from metajax.algos.qmix import QMixConfig
+    from metajax.core.interfaces import ignoring_hypers
+
+    cfg = runner.TrainConfig(
+        env="climb", env_config=dict(max_agents=2, num_actions=3), tasks=({"k": 1, "u": 0},),
+        algo=algo, ppo=PPOConfig(num_envs=4, rollout_steps=2, epochs=1, minibatches=2,
+                                 hidden=(8,)),
+        qmix=QMixConfig(num_envs=2, window=1, hidden=8, batch_windows=2, buffer_windows=8),
+        total_env_steps=16, chunk_updates=2, eval_episodes=2, seeds=SEEDS)
+    key = "ppo.lr" if algo == "mappo" else "qmix.lr"
+    grid = {key: [1e-3, 1e-2]}
+    plan = sweep.plan_sweep(cfg, grid, SEEDS)
+    assert [g.points for g in plan.groups] == [(0,), (1,)]
+    sweep.run_sweep(cfg, grid, SEEDS, tmp_path / "sweep", wandb_mode="disabled",
+                    progress=False, log=lambda _: None)
+    for i in (0, 1):
+        rows = _rows(tmp_path / "sweep" / "groups" / f"g{i}" / "metrics.jsonl")
+        evals = json.loads((tmp_path / "sweep" / "groups" / f"g{i}" / "results.json")
+                           .read_text())["points"]
+        alone = runner.train(plan.configs[i], tmp_path / f"p{i}", wandb_mode="disabled",
+                             progress=False, log=lambda _: None)
+        sep = _rows(tmp_path / f"p{i}" / "metrics.jsonl")
+        for s in range(SEEDS):
+            assert _member(rows, s) == _member(sep, s), (i, s)
+        assert {k: v for k, v in evals[0].items() if k not in ("point", "values")} == (
+            alone.results)
+    learner = ignoring_hypers(runner.build_learner(cfg, runner.build_env(cfg)))
+    with pytest.raises(ValueError, match="traces no hyperparameters"):
+        learner.init(jax.random.PRNGKey(0), hypers={"lr": 1.0})

@@ -36,7 +36,7 @@ from flax import struct
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
 from metajax.core import taskspec
-from metajax.core.interfaces import ActionSpace, Learner
+from metajax.core.interfaces import ActionSpace, Learner, ignoring_hypers
 from metajax.core.networks import MLP, global_state, with_slot_ids
 from metajax.core.ops import cycle, make_optimizer, masked_mean
 from metajax.core.rollout import Acted, RolloutState, ends_aux, mark_ends, rollout
@@ -455,10 +455,14 @@ def make_ppo(cfg: PPOConfig, env: MultiAgentEnv, tasks: Any, centralized: bool) 
 
 def make_ippo(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
     """The ``"ippo"`` factory of :data:`metajax.pipelines.registry.ALGOS` (the run config's
-    ``ppo`` section; no traced hyperparameters: PPO cannot be swept yet)."""
-    return make_ppo(cfg.ppo, env, taskspec.build_tasks(env, cfg.tasks), centralized=False)
+    ``ppo`` section). PPO traces no hyperparameters (:data:`NOTHING_TRACED`): ``traced=True``
+    gives the learner that takes an empty ``hypers=()``, so a sweep compiles each point apart."""
+    learner = make_ppo(cfg.ppo, env, taskspec.build_tasks(env, cfg.tasks), centralized=False)
+    return ignoring_hypers(learner) if traced else learner
 
 
 def make_mappo(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
-    """The ``"mappo"`` factory of :data:`metajax.pipelines.registry.ALGOS`."""
-    return make_ppo(cfg.ppo, env, taskspec.build_tasks(env, cfg.tasks), centralized=True)
+    """The ``"mappo"`` factory of :data:`metajax.pipelines.registry.ALGOS` (as
+    :func:`make_ippo`)."""
+    learner = make_ppo(cfg.ppo, env, taskspec.build_tasks(env, cfg.tasks), centralized=True)
+    return ignoring_hypers(learner) if traced else learner

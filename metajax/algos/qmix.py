@@ -28,7 +28,7 @@ from flax import struct
 from envs.core import MultiAgentEnv, Observation
 from envs.wrappers import AutoReset
 from metajax.core import taskspec
-from metajax.core.interfaces import ActionSpace, Learner
+from metajax.core.interfaces import ActionSpace, Learner, ignoring_hypers
 from metajax.core.networks import global_state, with_slot_ids
 from metajax.core.ops import cycle, make_optimizer, take, td_target, tile
 from metajax.core.replay import Replay, make_replay
@@ -332,10 +332,13 @@ def make_qmix(cfg: QMixConfig, env: MultiAgentEnv, tasks: Any, vdn: bool = False
 
 
 def make_qmix_learner(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
-    """The ``"qmix"`` factory of :data:`metajax.pipelines.registry.ALGOS`."""
-    return make_qmix(cfg.qmix, env, taskspec.build_tasks(env, cfg.tasks))
+    """The ``"qmix"`` factory of :data:`metajax.pipelines.registry.ALGOS`; traces no
+    hyperparameters (``traced=True``: the learner taking an empty ``hypers=()``)."""
+    learner = make_qmix(cfg.qmix, env, taskspec.build_tasks(env, cfg.tasks))
+    return ignoring_hypers(learner) if traced else learner
 
 
 def make_vdn_learner(cfg: Any, env: MultiAgentEnv, tasks: Any, traced: bool = False) -> Learner:
-    """The ``"vdn"`` factory of :data:`metajax.pipelines.registry.ALGOS`."""
-    return make_qmix(cfg.qmix, env, taskspec.build_tasks(env, cfg.tasks), vdn=True)
+    """The ``"vdn"`` factory of :data:`metajax.pipelines.registry.ALGOS` (as ``"qmix"``)."""
+    learner = make_qmix(cfg.qmix, env, taskspec.build_tasks(env, cfg.tasks), vdn=True)
+    return ignoring_hypers(learner) if traced else learner

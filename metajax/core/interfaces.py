@@ -119,3 +119,34 @@ class Traceable:
     keys: tuple[str, ...]
     hypers: Callable[[Any], Any]
     structure: Callable[[Any], tuple] = lambda cfg: ()
+
+
+#: The :class:`Traceable` of a learner with no traced hyperparameters (PPO, QMIX, VDN): a sweep
+#: puts every grid point in a group of its own, one compiled program per point.
+NOTHING_TRACED = Traceable((), lambda cfg: ())
+
+
+def ignoring_hypers(learner: Learner) -> Learner:
+    """``learner`` as one built with ``traced=True`` whose :data:`NOTHING_TRACED` hyperparameters
+    are the empty ``()``: ``init``, ``update`` and ``policy`` accept ``hypers=()`` and refuse
+    anything else (a ``ValueError``: those values would be silently dropped)."""
+
+    def check(hypers: Any) -> None:
+        if jax.tree_util.tree_leaves(hypers):
+            raise ValueError("this learner traces no hyperparameters; got hypers="
+                             f"{jax.tree_util.tree_structure(hypers)}")
+
+    def init(key: Any, *args: Any, hypers: Any = ()) -> Any:
+        check(hypers)
+        return learner.init(key, *args)
+
+    def update(state: Any, t: Any = None, hypers: Any = ()) -> tuple[Any, dict]:
+        check(hypers)
+        return learner.update(state, t)
+
+    def policy(params: Any, obs: Any, carry: Any, key: Any, greedy: Any = False,
+               hypers: Any = ()) -> tuple[Array, Array]:
+        check(hypers)
+        return learner.policy(params, obs, carry, key, greedy)
+
+    return learner._replace(init=init, update=update, policy=policy, hypers=())

@@ -51,4 +51,9 @@ ALGOS: dict[str, str] = {
 TRACEABLE: dict[str, str] = {
     "maddpg": "metajax.algos.maddpg:TRACEABLE",
     "mra": "metajax.algos.mra:TRACEABLE",
+    # nothing traced: every grid point of a sweep is its own group (one compiled program each)
+    "ippo": "metajax.core.interfaces:NOTHING_TRACED",
+    "mappo": "metajax.core.interfaces:NOTHING_TRACED",
+    "qmix": "metajax.core.interfaces:NOTHING_TRACED",
+    "vdn": "metajax.core.interfaces:NOTHING_TRACED",
 }
