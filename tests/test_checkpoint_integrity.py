@@ -305,3 +305,22 @@ def test_a_damaged_mesa_stage_is_one_error_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"no intact checkpoint under .*subspace") as e:
         stages.load("subspace", TREE)
     assert "\n" not in str(e.value)
+
+
+def test_abandoned_orbax_reads_stay_off_stderr_other_errors_do_not():
+    """asyncio reports an abandoned failed read as a Task or (several reads failing at once) a
+    Future "exception was never retrieved"; both are dropped, an unrelated error is kept."""
+    import logging
+
+    from metajax.train.checkpoint import _LeftoverFilter
+
+    def record(msg: str, exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None,
+                                 (type(exc), exc, None))
+
+    damaged = ValueError('OUT_OF_RANGE: Error reading "params/0.0" in OCDBT database')
+    f = _LeftoverFilter()
+    for kind in ("Task", "Future"):
+        assert not f.filter(record(f"{kind} exception was never retrieved\nfuture: <F>", damaged))
+    assert f.filter(record("Future exception was never retrieved", RuntimeError("a real bug")))
+    assert f.filter(record("something else", damaged))

@@ -32,7 +32,11 @@ def test_every_learner_factory_resolves(algo):
 def test_traceable_entries():
     for algo in runner.TRACEABLE:
         tr = runner.traceable(algo)
-        assert isinstance(tr, interfaces.Traceable) and tr.keys
+        assert isinstance(tr, interfaces.Traceable)
+        # MADDPG and MRA trace their numeric hyperparameters; PPO/QMIX/VDN none (one group
+        # per grid point)
+        assert bool(tr.keys) == (algo in ("maddpg", "mra")), algo
+    assert set(runner.TRACEABLE) == set(runner.ALGOS)  # every learner can be swept
     assert runner.traceable("no-such-algo") is None
 
 

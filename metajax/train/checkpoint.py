@@ -332,11 +332,13 @@ def _is_leftover(exc: BaseException | None) -> bool:
 
 
 class _LeftoverFilter(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for abandoned Orbax reads."""
+    """Drops asyncio's "Task/Future exception was never retrieved" for abandoned Orbax reads
+    (the Future form appears when several reads of one damaged step fail at once)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not (str(record.msg).startswith("Task exception was never retrieved")
+        return not (str(record.msg).startswith(("Task exception was never retrieved",
+                                                "Future exception was never retrieved"))
                     and _is_leftover(exc))
 
 
