@@ -36,7 +36,7 @@ def test_ppo_learns_the_safe_equilibrium_of_the_climb_game(algo, tmp_path):
     assert r.metrics[-1]["grad_steps"] == [60 * 4 * 2] * 2
 
 
-@pytest.mark.parametrize("algo", ["ippo", "mappo"])
+@pytest.mark.parametrize("algo", [pytest.param("ippo", marks=pytest.mark.slow), "mappo"])
 def test_ppo_learns_continuous_navigation(algo, tmp_path):
     """A Gaussian policy on ``spread`` with continuous forces: one agent (of two slots, the
     second padded) learns to reach its landmark. Return = -distance summed over 10 steps; the
