@@ -132,6 +132,7 @@ def worker_ours(algo: str, steps: int, seeds: int, episodes: int, mode: str) -> 
     overrides = {"total_env_steps": steps}
     if algo == "qmix":
         overrides["qmix.eps_anneal_steps"] = max(steps // 10, 1)
+        overrides["qmix.lr_decay_steps"] = steps  # JaxMARL's LR_LINEAR_DECAY over the run
     cfg = configure(load_experiment(path), overrides=overrides, seeds=seeds)
     env = build_env(cfg)
     learner = build_learner(cfg, env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from metajax.algos import ppo, qmix
 
@@ -116,3 +117,26 @@ def test_q_td_loss_masks_invalid_steps():
     np.testing.assert_allclose(qmix.q_td_loss(q, t, jnp.array([True, True, False])), 0.5)
     g = jax.grad(lambda tt: qmix.q_td_loss(q, tt))(t)
     np.testing.assert_array_equal(g, 0.0)
+
+
+def test_team_reward_is_the_mean_or_the_sum_of_the_real_agents():
+    r = jnp.array([[1.0, 2.0, 60.0], [3.0, -1.0, 5.0]])
+    mask = jnp.array([[True, True, False], [True, True, True]])
+    np.testing.assert_allclose(qmix.team_reward(r, mask), [1.5, 7.0 / 3.0], rtol=1e-6)
+    np.testing.assert_allclose(qmix.team_reward(r, mask, "sum"), [3.0, 7.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="team_reward"):
+        qmix.QMixConfig(team_reward="max")
+
+
+def test_qmix_init_scale_gives_orthogonal_kernels_of_that_gain_and_zero_biases():
+    state, qs, mask = jnp.ones((6,)), jnp.ones((4,)), jnp.array([True, True, True, False])
+    small = qmix.QMixer(max_agents=4, embed=8, hyper_hidden=16, init_scale=0.001).init(
+        jax.random.PRNGKey(0), qs, mask, state)["params"]
+    default = qmix.QMixer(max_agents=4, embed=8, hyper_hidden=16).init(
+        jax.random.PRNGKey(0), qs, mask, state)["params"]
+    k = np.asarray(small["w1_hidden"]["kernel"])  # [6, 16]: orthonormal rows times the gain
+    np.testing.assert_allclose(k @ k.T, 1e-6 * np.eye(6), atol=1e-9)
+    for name in small:
+        np.testing.assert_array_equal(small[name]["bias"], 0.0)
+        assert np.abs(small[name]["kernel"]).max() <= 1e-3 + 1e-9
+        assert np.abs(default[name]["kernel"]).max() > 1e-2

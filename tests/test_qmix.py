@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import jax
@@ -53,3 +54,27 @@ def test_the_unroll_restarts_the_recurrent_state_after_an_episode_end():
     # step 2 starts a new episode: its values are those of a fresh start, whatever came before
     np.testing.assert_allclose(q[2], fresh[0], rtol=1e-5, atol=1e-6)
     assert np.abs(np.asarray(q[1] - fresh[1])).max() > 1e-4  # within an episode, memory counts
+
+
+def test_learning_starts_and_the_linear_lr_decay(tmp_path):
+    """No gradient step before ``learning_starts`` env steps; with ``lr_decay_steps`` the
+    parameters stop moving once the learning rate has decayed to 0."""
+    env = envs.make("climb", max_agents=2, num_actions=4)
+    tasks = build_tasks(env, ({"k": 2, "u": 1},))
+    cfg = qmix.QMixConfig(num_envs=4, hidden=8, batch_windows=4, buffer_windows=64,
+                          learning_starts=40, lr_decay_steps=80, lr=1e-2)
+    learner = qmix.make_qmix(cfg, env, tasks)
+    state = jax.jit(learner.init)(jax.random.PRNGKey(0))
+    step = jax.jit(learner.update)
+    grads, params = [], []
+    for _ in range(40):  # 4 env steps per update (one-step games, 4 of them)
+        state, m = step(state)
+        grads.append(int(m["grad_steps"]))
+        params.append(state.params)
+    # a batch of 4 windows is stored after 1 update, but learning waits for 40 env steps
+    assert grads[8] == 0 and grads[9] == 1 and grads[-1] == 31
+    leaves = lambda p: np.concatenate([np.ravel(x) for x in jax.tree.leaves(p)])  # noqa: E731
+    moved = [np.abs(leaves(b) - leaves(a)).max() for a, b in itertools.pairwise(params)]
+    assert min(moved[9:20]) > 0  # learning (lr > 0 for 80 / 4 = 20 gradient steps)
+    # decayed to 0 after 20 gradient steps (XLA's fused arithmetic leaves ~1e-10 of rounding)
+    assert max(moved[30:]) < 1e-6 * min(moved[9:20])

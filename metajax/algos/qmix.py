@@ -52,25 +52,43 @@ class QMixer(nn.Module):
     """QMIX's mixing network for ``max_agents`` padded agents: a hidden layer of ``embed``
     units, ``Q_tot = w2 . elu(w1^T q + b1) + b2`` with ``w1 = |W1(s)| [A, embed]`` (rows of
     padded agents zeroed), ``b1 = B1(s)``, ``w2 = |W2(s)| [embed]``, ``b2 = V(s)`` (a 2-layer
-    net), as in Rashid et al.'s Fig. 2. ``__call__(qs [A], mask [A], state [S]) -> []``;
-    vmap it over batches."""
+    net), as in Rashid et al.'s Fig. 2. ``init_scale > 0``: every layer's kernel orthogonal
+    with that gain and its bias zero (JaxMARL's QMIX uses 0.001); else flax's default
+    initializers. ``__call__(qs [A], mask [A], state [S]) -> []``; vmap it over batches."""
 
     max_agents: int
     embed: int = 32
     hyper_hidden: int = 64
+    init_scale: float = 0.0
 
     @nn.compact
     def __call__(self, qs: Array, mask: Array, state: Array) -> Array:
         a, e = self.max_agents, self.embed
-        h1 = nn.relu(nn.Dense(self.hyper_hidden, name="w1_hidden")(state))
-        h2 = nn.relu(nn.Dense(self.hyper_hidden, name="w2_hidden")(state))
-        w1 = jnp.abs(nn.Dense(a * e, name="w1")(h1)).reshape(a, e)
+        init = ({} if self.init_scale <= 0 else
+                {"kernel_init": nn.initializers.orthogonal(self.init_scale),
+                 "bias_init": nn.initializers.zeros})
+
+        def dense(n: int, name: str) -> nn.Dense:
+            return nn.Dense(n, name=name, **init)
+
+        h1 = nn.relu(dense(self.hyper_hidden, "w1_hidden")(state))
+        h2 = nn.relu(dense(self.hyper_hidden, "w2_hidden")(state))
+        w1 = jnp.abs(dense(a * e, "w1")(h1)).reshape(a, e)
         w1 = jnp.where(mask[:, None], w1, 0.0)
-        b1 = nn.Dense(e, name="b1")(state)
-        w2 = jnp.abs(nn.Dense(e, name="w2")(h2))
-        b2 = nn.Dense(1, name="v_out")(nn.relu(nn.Dense(e, name="v_hidden")(state)))[0]
+        b1 = dense(e, "b1")(state)
+        w2 = jnp.abs(dense(e, "w2")(h2))
+        b2 = dense(1, "v_out")(nn.relu(dense(e, "v_hidden")(state)))[0]
         hidden = nn.elu(jnp.where(mask, qs, 0.0) @ w1 + b1)
         return hidden @ w2 + b2
+
+
+def team_reward(reward: Array, mask: Array, how: str = "mean") -> Array:
+    """``reward [..., A]``, ``mask [..., A]`` -> ``[...]``: the mean (``how="mean"``) or the
+    sum (``"sum"``) of the real agents' rewards."""
+    total = jnp.sum(jnp.where(mask, reward, 0.0), -1)
+    if how == "sum":
+        return total
+    return total / jnp.maximum(jnp.sum(mask, -1), 1)
 
 
 def q_td_loss(q_tot: Array, target: Array, valid: Array | None = None) -> Array:
@@ -86,6 +104,10 @@ def q_td_loss(q_tot: Array, target: Array, valid: Array | None = None) -> Array:
 # ---- the learner (VDN / QMIX, recurrent agents, sequence replay) ----------------------------
 
 
+#: how :class:`QMixConfig` ``team_reward`` combines the real agents' rewards into ``r``
+TEAM_REWARDS = ("mean", "sum")
+
+
 @dataclasses.dataclass(frozen=True)
 class QMixConfig:
     """The ``qmix`` section of a run config (``algo="qmix"`` or ``"vdn"``).
@@ -99,6 +121,13 @@ class QMixConfig:
     windows, unrolls the network through them (the state zeroed after each episode end), and
     regresses ``Q_tot`` on ``r + gamma d Q'_tot`` from a target network copied every
     ``target_every`` updates (double Q: the online network picks the next actions).
+
+    ``r`` is the team reward: the ``team_reward`` (``"mean"`` or ``"sum"``) of the real agents'
+    rewards. ``mixer_hidden`` / ``mixer_init_scale``: the hypernetworks' hidden units and
+    initialization (:class:`QMixer`). ``learning_starts``: no gradient step before that many
+    env steps (besides a full batch stored). ``lr_decay_steps > 0``: the learning rate decays
+    linearly to 0 over that many env steps' worth of gradient steps (``lr_decay_steps /
+    (window * num_envs)`` of them); 0 keeps it constant.
     """
 
     hidden: int = 64
@@ -116,11 +145,23 @@ class QMixConfig:
     grad_clip: float = 10.0
     weight_decay: float = 0.0
     double_q: bool = True
+    team_reward: str = "mean"
+    mixer_hidden: int = 64
+    mixer_init_scale: float = 0.0
+    learning_starts: int = 0
+    lr_decay_steps: int = 0
 
     def __post_init__(self) -> None:
-        for f in ("hidden", "num_envs", "buffer_windows", "batch_windows", "target_every"):
+        for f in ("hidden", "num_envs", "buffer_windows", "batch_windows", "target_every",
+                  "mixer_hidden"):
             if getattr(self, f) < 1:
                 raise ValueError(f"qmix.{f} must be >= 1, got {getattr(self, f)}")
+        for f in ("mixer_init_scale", "learning_starts", "lr_decay_steps"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"qmix.{f} must be >= 0, got {getattr(self, f)}")
+        if self.team_reward not in TEAM_REWARDS:
+            raise ValueError(f"qmix.team_reward must be one of {TEAM_REWARDS}, "
+                             f"got {self.team_reward!r}")
         if self.batch_windows > self.buffer_windows:
             raise ValueError(f"qmix.batch_windows={self.batch_windows} exceeds "
                              f"qmix.buffer_windows={self.buffer_windows}")
@@ -252,15 +293,16 @@ def window_loss(parts: QMixParts, params: Any, target: Any, w: dict) -> Array:
     else:
         best = q_next_target.max(-1)
     mask = w["obs"].agent_mask
-    reward = jnp.sum(w["reward"] * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1)  # team mean
+    reward = team_reward(w["reward"], mask, cfg.team_reward)
     disc = jnp.min(jnp.where(mask, w["discount"], 1.0), -1)  # 0 after termination
     y = td_target(reward, disc, _mix(parts, target["mixer"], best, w["next_obs"]), cfg.gamma)
     return q_td_loss(_mix(parts, params["mixer"], taken, w["obs"]), y)
 
 
 def update(parts: QMixParts, state: QMixState, t: Array | None = None) -> tuple[QMixState, dict]:
-    """Collect one window per game; once the replay holds a batch, one gradient step on
-    ``batch_windows`` sampled windows; the target copied every ``target_every`` updates."""
+    """Collect one window per game; once the replay holds a batch (and ``learning_starts``
+    env steps are done), one gradient step on ``batch_windows`` sampled windows; the target
+    copied every ``target_every`` updates."""
     cfg = parts.cfg
     key, k_roll, k_sample = jax.random.split(state.key, 3)
     state, episodes = collect(parts, state.replace(key=key), k_roll)
@@ -273,8 +315,8 @@ def update(parts: QMixParts, state: QMixState, t: Array | None = None) -> tuple[
         return s.replace(params=optax.apply_updates(s.params, upd), opt_state=opt_state,
                          grad_steps=s.grad_steps + 1), loss
 
-    state, loss = jax.lax.cond(parts.replay.can_sample(state.buffer), learn,
-                               lambda s: (s, jnp.zeros(())), state)
+    ready = parts.replay.can_sample(state.buffer) & (state.env_steps >= cfg.learning_starts)
+    state, loss = jax.lax.cond(ready, learn, lambda s: (s, jnp.zeros(())), state)
     updates = state.updates + 1
     target = jax.lax.cond(updates % cfg.target_every == 0, lambda: state.params,
                           lambda: state.target)
@@ -314,10 +356,15 @@ def make_qmix(cfg: QMixConfig, env: MultiAgentEnv, tasks: Any, vdn: bool = False
         raise ValueError(f"QMIX/VDN here take discrete actions; {type(env).__name__} has "
                          f"{space.kind} ones (QMIX discretizes continuous control: not yet)")
     window = cfg.window or env.episode_length
+    lr: Any = cfg.lr
+    if cfg.lr_decay_steps:
+        lr = optax.linear_schedule(cfg.lr, 0.0, max(cfg.lr_decay_steps // (window * cfg.num_envs),
+                                                    1))
     parts = QMixParts(
         cfg=cfg, env=AutoReset(env), tasks=cycle(tasks, cfg.num_envs), n_agents=env.max_agents,
         n_actions=space.dim, window=window, vdn=vdn, qnet=AgentQ(space.dim, cfg.hidden),
-        mixer=QMixer(env.max_agents, cfg.mixer_embed), opt=make_optimizer(cfg.lr, cfg),
+        mixer=QMixer(env.max_agents, cfg.mixer_embed, cfg.mixer_hidden, cfg.mixer_init_scale),
+        opt=make_optimizer(lr, cfg),
         replay=make_replay(cfg.buffer_windows, cfg.batch_windows))
     return Learner(
         init=lambda key: init_state(parts, key),
