@@ -241,10 +241,15 @@ def value_of(parts: PPOParts, params: Any, obs: Observation) -> Array:
     return parts.critic.apply(params["critic"], value_inputs(parts, obs))[..., 0]
 
 
+def actor_outputs(parts: PPOParts, params: Any, obs: Observation) -> Array:
+    """``obs [..., A]`` -> ``[..., A, d]`` the actor's raw outputs: the categorical policy's
+    logits, or the Gaussian's mean."""
+    return parts.actor.apply(params["actor"], agent_inputs(parts, obs))
+
+
 def distribution(parts: PPOParts, params: Any, obs: Observation) -> distrax.Distribution:
     """The actor's policy on ``obs [..., A]`` (:func:`action_distribution`, batch ``[..., A]``)."""
-    out = parts.actor.apply(params["actor"], agent_inputs(parts, obs))
-    return action_distribution(out, params.get("log_std"))
+    return action_distribution(actor_outputs(parts, params, obs), params.get("log_std"))
 
 
 def distribution_and_values(parts: PPOParts, params: Any,
@@ -450,6 +455,7 @@ def make_ppo(cfg: PPOConfig, env: MultiAgentEnv, tasks: Any, centralized: bool) 
         initial_carry=lambda: jnp.zeros((env.max_agents, 0)),
         env_steps_per_update=cfg.rollout_steps * cfg.num_envs,
         tasks=games,
+        outputs=lambda params, obs, carry: (actor_outputs(parts, params, obs), carry),
     )
 
 

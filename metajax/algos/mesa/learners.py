@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -32,7 +31,6 @@ from metajax.algos.mesa.config import LEARNER_METHODS, MESAConfig
 from metajax.algos.ppo import make_ppo
 from metajax.algos.qmix import make_qmix
 from metajax.core.interfaces import ActionSpace, Learner
-from metajax.core.networks import MLP, with_slot_ids
 
 Array = jax.Array
 
@@ -110,7 +108,7 @@ def method_learner(cfg: MESAConfig, env: MultiAgentEnv, method: str, tasks: Any)
         return a, jax.nn.one_hot(a, n), carry
 
     if _KIND[method][0] == "ppo":
-        outputs = _ppo_outputs(method_config(cfg, method), n)
+        outputs = base.outputs  # logits (or the Gaussian's mean): ppo.actor_outputs
     else:
         eps = cfg.qmix.eps_end
 
@@ -119,16 +117,3 @@ def method_learner(cfg: MESAConfig, env: MultiAgentEnv, method: str, tasks: Any)
             return jnp.log((1.0 - eps) * jax.nn.one_hot(a, n) + eps / n), carry
 
     return base._replace(init=init, act=act, outputs=outputs)
-
-
-def _ppo_outputs(pcfg: Any, n: int):
-    """PPO's actor logits (the network of :func:`metajax.algos.ppo.make_ppo` on
-    :func:`metajax.algos.ppo.agent_inputs`; ``tests/test_mesa_learners.py`` checks they give
-    the learner's own sampled and greedy actions)."""
-    actor = MLP(pcfg.hidden, n, activation=nn.tanh, out_init_scale=0.01)
-
-    def outputs(params: Any, obs: Any, carry: Array) -> tuple[Array, Array]:
-        x = with_slot_ids(obs.flat) if pcfg.agent_id else obs.flat
-        return actor.apply(params["actor"], x), carry
-
-    return outputs
