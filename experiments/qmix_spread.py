@@ -12,8 +12,9 @@ observation (JaxMARL's target treats it as a termination).
 
 These settings are not our QMIX defaults: with the defaults (mixer hypernetworks of 64 units
 at flax's initialization, a constant lr, the mean team reward, learning from the first full
-batch) QMIX does not learn spread (-59 at 500k steps against random -26; the
-``experiments/RESULTS.md`` section on the JaxMARL side by side has the ablation).
+batch) QMIX does not learn spread (-59 at 500k steps against random -26). The ablation
+``benchmarks/qmix_spread_ablation.py`` and its table in ``benchmarks/RESULTS.md`` (JaxMARL side
+by side) show which setting matters.
 
 The side-by-side benchmark ``benchmarks/jaxmarl_algos.py`` sets ``total_env_steps``.
 
