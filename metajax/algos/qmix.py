@@ -30,7 +30,7 @@ from envs.wrappers import AutoReset
 from metajax.core import taskspec
 from metajax.core.interfaces import ActionSpace, Learner, ignoring_hypers
 from metajax.core.networks import global_state, with_slot_ids
-from metajax.core.ops import cycle, make_optimizer, take, td_target, tile
+from metajax.core.ops import agent_mean, cycle, make_optimizer, take, td_target, tile
 from metajax.core.replay import Replay, make_replay
 from metajax.core.rollout import Acted, RolloutState, ends_aux, mark_ends, rollout
 
@@ -85,10 +85,9 @@ class QMixer(nn.Module):
 def team_reward(reward: Array, mask: Array, how: str = "mean") -> Array:
     """``reward [..., A]``, ``mask [..., A]`` -> ``[...]``: the mean (``how="mean"``) or the
     sum (``"sum"``) of the real agents' rewards."""
-    total = jnp.sum(jnp.where(mask, reward, 0.0), -1)
     if how == "sum":
-        return total
-    return total / jnp.maximum(jnp.sum(mask, -1), 1)
+        return jnp.sum(jnp.where(mask, reward, 0.0), -1)
+    return agent_mean(reward, mask)
 
 
 def q_td_loss(q_tot: Array, target: Array, valid: Array | None = None) -> Array:

@@ -61,6 +61,12 @@ def td_target(reward: Array, discount: Array, next_q: Array, gamma: float) -> Ar
     return jax.lax.stop_gradient(reward + gamma * discount * next_q)
 
 
+def agent_mean(x: Array, mask: Array) -> Array:
+    """``x [..., A]``, ``mask [..., A]`` bool -> ``[...]``: the mean over the real agents (0 if
+    none), e.g. a cooperative game's team reward or an episode's return per agent."""
+    return jnp.sum(jnp.where(mask, x, 0.0), -1) / jnp.maximum(jnp.sum(mask, -1), 1)
+
+
 def masked_mean(x: Array, mask: Array) -> Array:
     """Mean of ``x`` over entries where ``mask`` (broadcast) is True; 0 if none."""
     m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from envs.core import Observation
+from metajax.core.ops import agent_mean
 from metajax.core.replay import Transition
 
 Array = jax.Array
@@ -126,7 +127,7 @@ def rollout(
         )
         ep_ret = s.ep_return + ts.reward
         mask = ts.observation.agent_mask
-        per_game = jnp.sum(ep_ret * mask, -1) / jnp.maximum(jnp.sum(mask, -1), 1)
+        per_game = agent_mean(ep_ret, mask)
         done = ts.done
         stats = RolloutStats(
             return_sum=stats.return_sum + jnp.sum(jnp.where(done, per_game, 0.0)),

@@ -22,6 +22,7 @@ import numpy as np
 from envs.core import MultiAgentEnv, Observation
 from metajax.algos.mesa.config import MESAConfig, parse_obs_scale
 from metajax.core.interfaces import ActionSpace
+from metajax.core.ops import agent_mean
 
 Array = jax.Array
 
@@ -67,8 +68,7 @@ def features(cfg: MESAConfig, obs: Observation, action: Array) -> Array:
 def shared_reward(reward: Array, mask: Array) -> Array:
     """The team reward of a cooperative game: mean over the game's agents (``[..., A] ->
     [...]``)."""
-    m = mask.astype(jnp.float32)
-    return jnp.sum(reward * m, -1) / jnp.maximum(jnp.sum(m, -1), 1.0)
+    return agent_mean(reward, mask)
 
 
 def scan_chunk(rows: int, dim: int) -> int:
