@@ -47,8 +47,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from rliable import metrics as rlm
-from scipy import stats as sps
+
+# rliable and scipy.stats are imported where they are used: together they take about a second
+# to import, which every ``metajax`` command (and ``--help``) would otherwise pay.
 
 #: Size of every confidence interval.
 CI = 0.95
@@ -58,10 +59,21 @@ STATISTICS = ("mean", "median", "iqm", "optimality_gap")
 
 #: Aggregates over one ``[S, K]`` score matrix, by name (rliable's functions; the point
 #: estimates of :func:`interval`).
+def _rliable(name: str) -> Callable[[np.ndarray], float]:
+    def aggregate(scores: np.ndarray) -> float:
+        from rliable import metrics
+
+        return getattr(metrics, name)(scores)
+
+    aggregate.__name__ = aggregate.__qualname__ = name
+    aggregate.__doc__ = f"``rliable.metrics.{name}`` (imported on first use)."
+    return aggregate
+
+
 AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
-    "mean": rlm.aggregate_mean,
-    "iqm": rlm.aggregate_iqm,
-    "median": rlm.aggregate_median,
+    "mean": _rliable("aggregate_mean"),
+    "iqm": _rliable("aggregate_iqm"),
+    "median": _rliable("aggregate_median"),
 }
 
 #: Performance-profile thresholds per method and group in :func:`summary`.
@@ -139,6 +151,8 @@ def _median(x: np.ndarray) -> np.ndarray:
 
 
 def _iqm(x: np.ndarray) -> np.ndarray:
+    from scipy import stats as sps
+
     return sps.trim_mean(x.reshape(x.shape[0], -1), 0.25, axis=1)
 
 
@@ -338,6 +352,8 @@ def sign_flip_pvalue(diff: object) -> float:
     d = np.asarray(diff, np.float64).reshape(-1)
     if np.all(d == 0):
         return 1.0
+    from scipy import stats as sps
+
     res = sps.permutation_test((d,), np.mean, permutation_type="samples",
                                alternative="two-sided", n_resamples=np.inf)
     return float(res.pvalue)

@@ -142,7 +142,8 @@ def test_resume_with_another_process_count_is_refused(tmp_path, capsys):
     # the first checkpoint of the run as two processes would have saved it ("processes": 2)
     cfg = xp.configure(xp.load_experiment(str(exp)), [], {}, None)
     learner = runner.build_learner(cfg, runner.build_env(cfg))
-    state = jax.vmap(learner.init)(jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds))
+    state = jax.jit(jax.vmap(learner.init))(
+        jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds))
     config = {"algo_config": to_dict(cfg), "pipeline": "train"}
     ckpt = Checkpointer(run)
     ckpt.save(1, state, config, {"chunk": 1, "processes": 2})

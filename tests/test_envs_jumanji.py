@@ -55,7 +55,11 @@ from envs.wrappers import AutoReset, random_actions
 from metajax.train.loop import ONCE
 
 NAMES = sorted(envs.REGISTRY)
-STEPPED = NAMES
+#: The wrappers are env-agnostic code over jumanji's Environment interface: CI steps them on
+#: every env but the Swimmer (a Brax program, the slowest to compile; its own contract test in
+#: tests/test_api.py steps it through our API); ``-m slow`` steps the Swimmer too.
+STEPPED = [pytest.param(n, marks=pytest.mark.slow) if n == "swimmer_climb" else n
+           for n in NAMES]
 B = 3  # games in the VmapAutoResetWrapper batch
 
 
@@ -238,10 +242,8 @@ def test_jumanji_auto_reset_wrapper(name: str) -> None:
     assert np.isfinite(np.asarray(tss.reward)).all()
 
 
-#: The Brax Swimmer's vmapped wrapper test takes ~20 s on the 2-core CI box; its unbatched
-#: auto-reset test stays in CI.
-VMAPPED = [pytest.param(n, marks=pytest.mark.slow) if n == "swimmer_climb" else n
-           for n in STEPPED]
+#: As STEPPED (the Brax Swimmer's vmapped wrapper test alone takes ~20 s on the 2-core box).
+VMAPPED = STEPPED
 
 
 @pytest.mark.parametrize("name", VMAPPED)

@@ -170,10 +170,10 @@ def test_action_spaces(tmp_path):
     assert learners.method_env(cfg, env, "mappo") is env
     task = jax.tree.map(lambda x: x[None], env.sample_task(jax.random.PRNGKey(0)))  # [1]
     learner = learners.method_learner(cfg, env, "mappo", task)
-    state = learner.init(jax.random.PRNGKey(0))
+    state = jax.jit(learner.init)(jax.random.PRNGKey(0))  # one compile, not one per op
     ts_obs = jax.tree.map(lambda x: x[0], state.obs)
-    a, stored, _ = learner.act(state.params, ts_obs, learner.initial_carry(),
-                               jax.random.PRNGKey(1), False)
+    a, stored, _ = jax.jit(lambda p, o, c, k: learner.act(p, o, c, k, False))(
+        state.params, ts_obs, learner.initial_carry(), jax.random.PRNGKey(1))
     assert a.shape == (2, 1) and stored.shape == (2, 1) and float(abs(a).max()) <= 1.0
     q_env = learners.method_env(cfg, env, "qmix")
     assert q_env.action_type == "discrete" and q_env.n_bins == learners.DISCRETE_BINS == 11

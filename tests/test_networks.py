@@ -222,10 +222,10 @@ def test_attention_critic_equals_the_per_agent_formula(relational, use_z):
     ref = _PerAgentAttentionCritic(hidden=16, num_heads=2, head_dim=4, relational=relational)
     obs, acts, own = _critic_batch()
     z = jax.nn.one_hot(1, 2) if use_z else None
-    params = crit.init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[0], obs), acts[0],
-                       own[0], z)
-    ref_params = ref.init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[0], obs), acts[0],
-                          jnp.asarray(0), z)
+    o0 = jax.tree.map(lambda x: x[0], obs)
+    params = jax.jit(lambda k: crit.init(k, o0, acts[0], own[0], z))(jax.random.PRNGKey(0))
+    ref_params = jax.jit(lambda k: ref.init(k, o0, acts[0], jnp.asarray(0), z))(
+        jax.random.PRNGKey(0))
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref_params)
 
     def new(p, own):
