@@ -90,7 +90,8 @@ def test_meta_test_equals_the_learner_trained_on_its_own(run):
     key = jax.random.split(jax.random.fold_in(seed_key, 7), CFG.n_test)[j]
     eval_key = jax.random.split(jax.random.fold_in(seed_key, 6), CFG.n_test)[j]
     learner = learners.method_learner(CFG, env, "mappo", tile(task, 1))
-    state = jax.tree.map(lambda x: x[None], learner.init(key, tile(task, CFG.ppo.num_envs)))
+    state = jax.jit(learner.init)(key, tile(task, CFG.ppo.num_envs))
+    state = jax.tree.map(lambda x: x[None], state)
     state, _ = stage_chunk(learner, 64, 1, fast=True)(state, 0)  # the train loop's chunk
     params = jax.tree.map(lambda x: x[0], learner.policy_params(state))
     metrics = task_metrics(env, learner, CFG, make_player(env, learner, CFG))

@@ -64,14 +64,13 @@ def test_ppo_continuous_actions_are_clipped_and_relaxed_refused():
     env = envs.make("spread", action_type="continuous")
     learner = make_ppo(PPOConfig(log_std_init=2.0), env, build_tasks(env, ({},)),
                        centralized=True)
-    state = learner.init(jax.random.PRNGKey(0))
+    state = jax.jit(learner.init)(jax.random.PRNGKey(0))  # one compile, not one per op
     obs = jax.tree.map(lambda x: x[0], state.obs)
-    a, _ = learner.policy(state.params, obs, learner.initial_carry(), jax.random.PRNGKey(1),
-                          False)
+    policy = jax.jit(learner.policy, static_argnums=4)
+    a, _ = policy(state.params, obs, learner.initial_carry(), jax.random.PRNGKey(1), False)
     assert a.shape == (3, 2) and float(jnp.abs(a).max()) <= 1.0  # std e^2: most samples clip
     assert float(jnp.abs(a).max()) == 1.0
-    g, _ = learner.policy(state.params, obs, learner.initial_carry(), jax.random.PRNGKey(1),
-                          True)
+    g, _ = policy(state.params, obs, learner.initial_carry(), jax.random.PRNGKey(1), True)
     assert float(jnp.abs(g).max()) < 0.1  # the mean of a fresh actor (output scale 0.01)
     relaxed = envs.make("spread", action_type="relaxed")
     with pytest.raises(ValueError, match="relaxed"):

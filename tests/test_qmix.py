@@ -20,7 +20,9 @@ SMALL = qmix.QMixConfig(num_envs=16, hidden=16, batch_windows=32, buffer_windows
                         eps_anneal_steps=1500, lr=3e-3, target_every=10)
 
 
-@pytest.mark.parametrize("algo", ["qmix", "vdn"])
+# VDN is the same learner with the sum mixer (qmix.vdn_mix, unit-tested in
+# test_ppo_qmix_losses.py); its learning run is a slow check
+@pytest.mark.parametrize("algo", ["qmix", pytest.param("vdn", marks=pytest.mark.slow)])
 def test_learns_the_safe_equilibrium_of_the_climb_game(algo, tmp_path):
     """Both players on a safe action pay 0.5 each; uniformly random play 0.34 (the paper's
     Table 2 has QMIX at 0.50 on the climb games)."""
