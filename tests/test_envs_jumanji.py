@@ -242,8 +242,11 @@ def test_jumanji_auto_reset_wrapper(name: str) -> None:
     assert np.isfinite(np.asarray(tss.reward)).all()
 
 
-#: As STEPPED (the Brax Swimmer's vmapped wrapper test alone takes ~20 s on the 2-core box).
-VMAPPED = STEPPED
+#: The vmapped wrapper is the stepped one under ``jax.vmap``: CI runs it on three envs (a matrix
+#: game, a particle world, the Pac-Man world; each compile costs about 2 s on the 2-core box),
+#: ``-m slow`` on every env (the Brax Swimmer's alone takes ~20 s).
+VMAPPED = [n if n in ("climb", "spread", "pacman") else pytest.param(n, marks=pytest.mark.slow)
+           for n in NAMES]
 
 
 @pytest.mark.parametrize("name", VMAPPED)
