@@ -413,20 +413,13 @@ def run_chunks(
             row = {"chunk": c + 1, "time": 0.0, "sps": 0.0, **_to_host(m)}
             dt = time.perf_counter() - t0
             row.update(time=round(dt, 4), sps=per_chunk * members / dt)
-            history.append(row)
-            if primary:
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+            _append_row(history, row, metrics_path if primary else None)
             host.chunk(c, row)
             if bad is not None:
                 warned = _diverged(cfg, bad, run_dir, saved_chunk, warned, log)
             last = c + 1 == n_chunks
             if (cfg.eval_every and (c + 1) % cfg.eval_every == 0) or last:
-                results = program.evaluate(state, c + 1)
-                if primary:
-                    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
-                if wb is not None:
-                    wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
+                results = _evaluate(program, state, c + 1, run_dir if primary else None, wb)
             periodic = cfg.checkpoint_every and (c + 1) % cfg.checkpoint_every == 0
             if periodic or last or c + 1 == end_chunk:
                 ckpt.save(c + 1, state, program.config,
@@ -440,6 +433,26 @@ def run_chunks(
     if history:
         _log_total(cfg.name, history, len(history) * per_chunk * members, host.t_start, log)
     return RunResult(state=state, metrics=history, results=results, run_dir=run_dir)
+
+
+def _append_row(history: list[dict], row: dict, path: Path | None) -> None:
+    """``row`` appended to ``history`` and, when ``path`` is given, to that jsonl file."""
+    history.append(row)
+    if path is not None:
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _evaluate(program: Program, state: Any, done: int, run_dir: Path | None,
+              wb: Any) -> dict:
+    """``program.evaluate`` after ``done`` chunks, written to ``run_dir/results.json`` (when
+    given: the primary process) and logged to wandb (when ``wb`` is a run)."""
+    results = program.evaluate(state, done)
+    if run_dir is not None:
+        write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    if wb is not None:
+        wb.log({f"eval/{k}": v for k, v in _flat_eval(results).items()})
+    return results
 
 
 def _log_total(name: str, history: list[dict], steps: int, t_start: float,
