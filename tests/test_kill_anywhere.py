@@ -115,9 +115,7 @@ def _check_killed_at(point: str, run: Path) -> None:
 
 #: Kill points of the successive runs before the final ``--resume`` (the first run starts fresh).
 CASES = {
-    # nothing saved: --resume starts from scratch (CI time: slow; "again_and_again" kills
-    # at compile too)
-    "compile": pytest.param(("compile",), marks=pytest.mark.slow),
+    "compile": ("compile",),  # nothing saved: --resume starts from scratch
     "mid_chunk": ("chunk:3",),  # checkpoint 2 may still be in flight
     "checkpoint_write": ("checkpoint:2",),
     "final_checkpoint_write": pytest.param(("checkpoint:4",), marks=pytest.mark.slow),

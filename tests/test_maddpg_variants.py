@@ -49,14 +49,7 @@ VARIANTS = {
 }
 
 
-#: Slow for CI time: the per-agent attention critic's parameters are checked against its
-#: formula in tests/test_networks.py::test_attention_critic_with_parameters_per_agent, and the
-#: relational actor + attention critic run here on Pac-Man with team parameters.
-SLOW = {"treasure-relational-attention-agent"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in sorted(VARIANTS)])
+@pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_updates(name):
     env_name, env_cfg, task_kw, algo_kw = VARIANTS[name]
     env = envs.make(env_name, **env_cfg)

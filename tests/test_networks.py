@@ -213,9 +213,7 @@ def _critic_batch(b=3, d=5):
     return obs, acts, own
 
 
-# with a latent (MRA's head selection): slow for CI time; the MRA learner tests run that path
-@pytest.mark.parametrize("relational,use_z", [
-    (True, False), pytest.param(True, True, marks=pytest.mark.slow), (False, False)])
+@pytest.mark.parametrize("relational,use_z", [(True, False), (True, True), (False, False)])
 def test_attention_critic_equals_the_per_agent_formula(relational, use_z):
     """Every agent at once (each encoded once, shared attention) gives, for every ``i``, the
     former per-agent critic's ``Q_i`` and logits on the joint action with row ``i`` replaced by

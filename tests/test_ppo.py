@@ -19,7 +19,8 @@ from metajax.pipelines.runner import TrainConfig, train
 RANDOM = 0.34375
 
 
-# MAPPO (slow-marked for CI time) learns in CI on continuous navigation below
+# MAPPO is slow-marked here for CI time: its learning is asserted in CI on continuous
+# navigation below, and the categorical policy's learning by IPPO here
 @pytest.mark.parametrize("algo", ["ippo", pytest.param("mappo", marks=pytest.mark.slow)])
 def test_ppo_learns_the_safe_equilibrium_of_the_climb_game(algo, tmp_path):
     cfg = TrainConfig(
