@@ -363,8 +363,10 @@ def scan_jsonl(path: Path) -> tuple[list[dict], list[str]]:
     return rows, bad
 
 
-_MESA_CHUNK = re.compile(r"^\[\s*[\d.]+s\] (?P<stage>\S+): chunk (?P<c>\d+)/(?P<n>\d+), "
-                         r"(?P<steps>[\d,]+) env steps per learner")
+#: A chunk line of MESA's stages as :class:`metajax.train.loop.HostLog` writes it (``env steps``:
+#: per learner), after the CLI's elapsed-time prefix.
+_MESA_CHUNK = re.compile(r"^\[\s*[\d.]+s\] \[(?P<stage>[^\]]+)\] chunk (?P<c>\d+)/(?P<n>\d+)"
+                         r"\s+env steps (?P<steps>[\d,]+)")
 
 
 def read_tslog(path: Path) -> list[tuple[float, str]]:

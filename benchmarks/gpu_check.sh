@@ -80,6 +80,8 @@ else
     MRA_CHUNKS=2
     SWEEP_ARGS=(--seeds 2 --set total_env_steps=400 chunk_updates=10 maddpg.learning_starts=100)
     export JAX_PLATFORMS=cpu
+    # CI-sized stages are mostly compilation: metajax's fast-compile profile (metajax/__init__.py)
+    export METAJAX_FAST_COMPILE=${METAJAX_FAST_COMPILE:-1}
 fi
 RESERVE=3      # seconds kept for the summary after the last stage
 MIN_STAGE=10   # a stage gets at least this long, or is skipped

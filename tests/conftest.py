@@ -35,13 +35,19 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "early: a module that trains whole runs; handed to an xdist worker first "
-                   "so that it does not start last and leave the other workers idle")
+                   "so that it does not start last and leave the other workers idle "
+                   "(early(0): before the other early modules)")
+
+
+def _priority(item) -> int:
+    mark = item.get_closest_marker("early")
+    return mark.args[0] if mark.args else 1
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
     """Modules marked ``early`` first (``--dist loadfile`` hands modules to workers in this
-    order), the rest in their collected order."""
-    early = [it for it in items if it.get_closest_marker("early")]
+    order), ``early(0)`` before plain ``early``, the rest in their collected order."""
+    early = sorted((it for it in items if it.get_closest_marker("early")), key=_priority)
     items[:] = early + [it for it in items if not it.get_closest_marker("early")]
 
 
