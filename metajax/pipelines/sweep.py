@@ -390,6 +390,8 @@ def run_sweep(
     plan = plan_sweep(cfg, grid, seeds)
     run_dir = Path(run_dir)
     _check_resume(run_dir, plan, resume)
+    # every process checks before process 0 writes sweep.json (else a later one refuses it)
+    distributed.barrier("metajax sweep: directory checked")
     run_dir.mkdir(parents=True, exist_ok=True)
     primary = distributed.is_primary()  # the one process that writes files (multi-process)
     log = distributed.primary_only(log)

@@ -81,6 +81,16 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process run has reached ``barrier(name)``; a no-op
+    in one process. For a check that every process makes before process 0 writes what the
+    check looks for (a process that checked later would see the write)."""
+    if joined():
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def primary_only(log: Callable[[str], None]) -> Callable[[str], None]:
     """``log`` on process 0, a no-op on the others."""
     return log if is_primary() else (lambda _msg: None)
