@@ -74,11 +74,12 @@ def worker(root: Path, sharing: str, updates: int, min_reps: int, min_time: floa
            max_time: float) -> dict[str, Any]:
     """Time ``jit(scan(update))`` of the code under ``root`` (see the module doc)."""
     sys.path.insert(0, str(root))
+    import metajax  # noqa: I001  (first: its XLA flags before `import envs` starts the backend)
+
     import jax
     import numpy as np
 
     import envs
-    import metajax
     from metajax.algos.maddpg import MADDPGConfig, make_maddpg
 
     src = Path(metajax.__file__).resolve()

@@ -18,13 +18,16 @@ Importing :mod:`metajax` sets two XLA:CPU flags that work around jaxlib 0.10.2 b
 ``METAJAX_FAST_COMPILE=1`` also adds the *fast-compile profile*, each flag unless ``XLA_FLAGS``
 already sets it (:data:`FAST_COMPILE_FLAGS`): ``--xla_cpu_use_fusion_emitters=false`` (XLA:CPU's
 older loop emitters, not its MLIR fusion emitters) and ``--xla_backend_optimization_level=1``
-(LLVM at O1, not O2). For short runs on a CPU, where compilation is most of the time: on the
-2-core CI box the MRA learner's update compiles in 5.7 s instead of 11.8 s and a small eager
-operation in about 25 ms instead of 40 ms, while the compiled update runs about 9 % slower; the
-test suite sets it (``tests/conftest.py``). The arithmetic is the same program's, but the
-generated code differs, so float results are not bit for bit those of the default profile.
+(LLVM at O1, not O2). For short runs on a CPU, where compilation is most of the time
+(``benchmarks/compile_profile.py``, 2-core CI box): the MRA learner's update compiles in 5.7 s
+instead of 12.9 s and small eager operations take half as long, while the compiled update ran
+as fast (1.01x; 1.09x in an earlier probe). The test suite sets it (``tests/conftest.py``).
+The arithmetic is the same program's, but the generated code differs, so float results are
+not bit for bit those of the default profile.
 
-XLA reads the flags when the CPU backend starts, so this must run before the first computation.
+XLA reads the flags when the CPU backend starts, so this must run before the first computation
+(importing :mod:`envs` is one: import metajax first). Imported later, it warns that its flags
+take no effect in this process.
 """
 
 import os
@@ -50,11 +53,29 @@ def _set_workaround_flags() -> None:
         raise ValueError(f"METAJAX_FAST_COMPILE must be 0 or 1, not {fast!r}")
     if fast == "1":
         wanted += FAST_COMPILE_FLAGS
-    for flag in wanted:
-        if flag.lstrip("-").split("=")[0] not in flags:
-            flags = f"{flags} {flag}".strip()
+    added = [f for f in wanted if f.lstrip("-").split("=")[0] not in flags]
+    flags = " ".join([flags, *added]).strip()
     if flags:
         os.environ["XLA_FLAGS"] = flags
+    if added and _backend_started():
+        import warnings
+
+        warnings.warn(f"metajax was imported after XLA's backend started (e.g. after `import "
+                      f"envs` or a first jax computation), so {' '.join(added)} take no effect "
+                      f"in this process: import metajax first", stacklevel=3)
+
+
+def _backend_started() -> bool:
+    """Whether jax is imported and its backends are up (XLA has read ``XLA_FLAGS``)."""
+    import sys
+
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # pragma: no cover (a jax without the module: cannot tell)
+        return False
+    return bool(getattr(xla_bridge, "backends_are_initialized", lambda: False)())
 
 
 _set_workaround_flags()

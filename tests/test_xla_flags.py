@@ -70,6 +70,25 @@ def test_fast_compile_profile_is_opt_in_and_user_flags_win():
     assert "METAJAX_FAST_COMPILE must be 0 or 1, not 'yes'" in bad.stderr.splitlines()[-1]
 
 
+def test_imported_after_the_backend_started_it_warns():
+    code = ("import warnings; warnings.simplefilter('error'); import jax.numpy as jnp; "
+            "jnp.zeros(1); import metajax")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "METAJAX_FAST_COMPILE": "1"})
+    assert late.returncode != 0
+    last = late.stderr.strip().splitlines()[-1]
+    assert "imported after XLA's backend started" in last and "import metajax first" in last
+    assert "--xla_cpu_use_fusion_emitters=false" in last
+    # imported first, or with nothing left to add, it is silent
+    first = "import warnings; warnings.simplefilter('error'); import metajax, envs"
+    assert subprocess.run([sys.executable, "-c", first], env=env).returncode == 0
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "METAJAX_FAST_COMPILE": "0", "METAJAX_KEEP_YNN": "1",
+                               "METAJAX_KEEP_CPU_SCHEDULER": "1"})
+    assert done.returncode == 0, done.stderr
+
+
 def profile_job(out: str) -> None:
     """test_training's small climb run (4 seeds, 40 updates) and the process's XLA flags."""
     import test_training
