@@ -161,6 +161,8 @@ def plan_mesa(mode: str, chunks: int, run_dir: Path) -> dict[str, Any]:
     """The MESA probe: the paper preset (``gpu``) or the CPU defaults cut down (``cpu-smoke``),
     :data:`MESA_PROBE`, and ``collect_steps`` / ``explorer_steps`` / ``test_steps`` of exactly
     ``chunks`` chunks of each stage's learner."""
+    import metajax  # noqa: F401, I001  (its XLA flags first: import envs starts the backend)
+
     import jax
 
     import envs

@@ -27,6 +27,7 @@ The script rewrites only its own section of ``benchmarks/RESULTS.md`` (between t
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -39,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+# metajax's XLA flags must be set before `import envs` starts XLA's backend
+importlib.import_module("metajax")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import statistics
@@ -59,6 +60,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+# metajax's XLA flags must be set before `import envs` starts XLA's backend
+importlib.import_module("metajax")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

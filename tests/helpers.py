@@ -86,7 +86,7 @@ def run_in_subprocess(module: str, function: str, out: Path, env: dict[str, str]
     ``env`` added to the environment (for what needs its own process, such as another XLA
     device count); raises with the end of the process's output if it fails."""
     tests = Path(__file__).resolve().parent
-    script = (f"import sys; sys.path.insert(0, {str(tests)!r}); import {module}; "
+    script = (f"import sys; sys.path.insert(0, {str(tests)!r}); import metajax, {module}; "
               f"{module}.{function}(sys.argv[1])")
     proc = subprocess.run([sys.executable, "-c", script, str(out)], cwd=str(tests.parent),
                           env={**os.environ, "WANDB_MODE": "disabled", **env},
